@@ -1,0 +1,202 @@
+"""Build the bastion from its config, serve, and stop gracefully.
+
+``Runtime`` holds what every connection shares (config, gate, output filter, sinks, upstream
+connector) and receives the connection/channel events that become logs and audit rows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import asyncssh
+
+from bastion.config import Config
+from bastion.errors import BastionError
+from bastion.hooks import (
+    ChannelSink,
+    ChannelSinkFactory,
+    CommandGate,
+    GateVerdict,
+    OutputFilterFactory,
+    pass_through_factory,
+)
+from bastion.logs import ctx
+from bastion.model import ChannelRequest, SessionInfo
+from bastion.ssh.certcheck import TrustedCA
+from bastion.ssh.listen import start_listener
+from bastion.ssh.server import AgentServer
+from bastion.ssh.upstream import UpstreamConnector
+
+if TYPE_CHECKING:
+    from bastion.relay import ChannelRelay
+
+log = logging.getLogger("bastion")
+
+SHUTDOWN_GRACE = 5.0
+
+
+class NullSink:
+    """A sink that records nothing (only for the bare relay in tests and benchmarks)."""
+
+    def input(self, data: bytes) -> None:
+        pass
+
+    def output(self, data: bytes, stderr: bool) -> None:
+        pass
+
+    def resize(self, width: int, height: int) -> None:
+        pass
+
+    def marker(self, text: str) -> None:
+        pass
+
+    async def close(self, exit_status: int | None, reason: str) -> None:
+        pass
+
+
+class NullSinkFactory:
+    async def open(
+        self, session: SessionInfo, channel_no: int, request: ChannelRequest
+    ) -> ChannelSink:
+        return NullSink()
+
+
+@dataclass
+class Runtime:
+    config: Config
+    gate: CommandGate
+    sinks: ChannelSinkFactory = field(default_factory=NullSinkFactory)
+    output_filter_factory: OutputFilterFactory = pass_through_factory
+    connector: UpstreamConnector = field(default_factory=UpstreamConnector)
+    is_revoked: Callable[[int, str], bool] | None = None
+    servers: set[AgentServer] = field(default_factory=set)
+
+    @property
+    def trusted_cas(self) -> list[TrustedCA]:
+        return [TrustedCA.from_key(k) for k in self.config.auth.trusted_user_ca_keys]
+
+    # -- events from connections and channels (logs now; audit rows once the store exists) --
+    def connection_opened(self, server: AgentServer) -> None:
+        self.servers.add(server)
+        log.info("connection.open", extra=ctx(**server.log_context()))
+
+    def connection_closed(self, server: AgentServer, exc: Exception | None) -> None:
+        self.servers.discard(server)
+        server.close_upstream()
+        log.info("connection.close", extra=ctx(**server.log_context()))
+
+    def auth_succeeded(self, server: AgentServer) -> None:
+        assert server.session is not None
+        ident = server.session.identity
+        log.info(
+            "auth.ok", extra=ctx(**server.log_context(), principals=",".join(ident.principals))
+        )
+
+    def auth_failed(self, server: AgentServer, reason: str) -> None:
+        log.warning("auth.refused", extra=ctx(**server.log_context(), reason=reason))
+
+    def refused(self, server: AgentServer, what: str, detail: str) -> None:
+        log.warning("refused", extra=ctx(**server.log_context(), what=what, detail=detail))
+
+    def command_decided(
+        self, server: AgentServer, request: ChannelRequest, verdict: GateVerdict
+    ) -> None:
+        log.info(
+            "command.decided",
+            extra=ctx(
+                **server.log_context(),
+                kind=request.kind,
+                decision=verdict.action,
+                rules=",".join(verdict.rules),
+            ),
+        )
+
+    def channel_finished(self, relay: ChannelRelay, status: int | None, reason: str) -> None:
+        log.info(
+            "channel.end",
+            extra=ctx(
+                **relay.server.log_context(),
+                channel=relay.agent.channel_no,
+                exit_status=status,
+                reason=reason,
+                bytes_in=relay.bytes_in,
+                bytes_out=relay.bytes_out,
+            ),
+        )
+
+
+def ensure_host_key(path: Path) -> asyncssh.SSHKey:
+    """Load the bastion's host key, creating an Ed25519 key (0600) on first start."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        key = asyncssh.generate_private_key("ssh-ed25519")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(key.export_private_key())
+        path.with_name(path.name + ".pub").write_bytes(key.export_public_key())
+        log.info("host_key.created", extra=ctx(path=str(path)))
+    try:
+        return asyncssh.read_private_key(str(path))
+    except (OSError, asyncssh.KeyImportError) as exc:
+        raise BastionError(f"cannot read host key {path}: {exc}") from None
+
+
+def build_runtime(config: Config) -> Runtime:
+    """Wire the components the config asks for. The command gate is mandatory."""
+    from bastion.gate import build_gate
+
+    return Runtime(config=config, gate=build_gate(config))
+
+
+async def serve(
+    runtime: Runtime,
+    *,
+    ready: Callable[[tuple[str, int]], None] | None = None,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Listen until SIGTERM/SIGINT (or ``stop``), then close sessions with a notice."""
+    config = runtime.config
+    config.state_dir.mkdir(parents=True, exist_ok=True)
+    host_key = ensure_host_key(config.server.host_key)
+    listener = await start_listener(runtime, host_key)
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    installed = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+            installed.append(sig)
+        except (NotImplementedError, RuntimeError):
+            pass
+    address = listener.address
+    log.info("listening", extra=ctx(address=f"{address[0]}:{address[1]}"))
+    if ready is not None:
+        ready(address)
+    try:
+        await stop.wait()
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+        log.info("shutdown.begin", extra=ctx(sessions=len(runtime.servers)))
+        listener.close()
+        await shutdown_sessions(runtime)
+        log.info("shutdown.done")
+
+
+async def shutdown_sessions(runtime: Runtime) -> None:
+    for server in list(runtime.servers):
+        for agent in list(server.channels):
+            if agent.relay is not None:
+                agent.relay.abort("the bastion is shutting down; this session was closed")
+        if server.conn is not None:
+            server.conn.close()
+    deadline = asyncio.get_running_loop().time() + SHUTDOWN_GRACE
+    while runtime.servers and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.05)

@@ -1,0 +1,425 @@
+"""Relay of one session channel between an agent and its target.
+
+``AgentSession`` (asyncssh server callbacks) and ``UpstreamSession`` (asyncssh client callbacks)
+are thin: they forward every event to ``ChannelRelay``, which owns the order of operations:
+
+1. the channel is held (agent input paused, so nothing is lost and nothing is buffered without
+   bound) while the gate decides, the sinks open and the upstream channel is created;
+2. target output goes through the output filter (masking) before the agent or any sink sees it;
+3. flow control is end to end: when one side's send buffer is full, reading from the other side
+   pauses, so a slow agent never makes the bastion buffer without bound;
+4. EOF, exit-status and exit-signal travel back; a failing required sink ends the channel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, cast
+
+import asyncssh
+
+from bastion.hooks import (
+    EXIT_BASTION_ERROR,
+    EXIT_DENIED,
+    EXIT_REVIEW_REFUSED,
+    ChannelSink,
+    OutputFilter,
+    SinkError,
+)
+from bastion.model import ChannelKind, ChannelRequest, SessionInfo
+from bastion.ssh.upstream import UpstreamError
+from bastion.tasks import spawn
+
+if TYPE_CHECKING:
+    from bastion.ssh.server import AgentServer
+
+log = logging.getLogger("bastion.relay")
+
+# Only these client environment variables reach the target (LC_* by prefix).
+_ENV_ALLOWED = {"LANG", "TERM"}
+_MAX_TERM = 10_000  # columns/rows beyond this are nonsense and refused
+EXIT_SUBSYSTEM_REFUSED = 1
+
+
+def filter_env(env: dict[str, str]) -> dict[str, str]:
+    return {
+        k: v
+        for k, v in env.items()
+        if (k in _ENV_ALLOWED or k.startswith("LC_")) and len(v) <= 256 and "\0" not in v
+    }
+
+
+class AgentSession(asyncssh.SSHServerSession[bytes]):
+    """asyncssh callbacks for the agent's side of one session channel."""
+
+    def __init__(self, server: AgentServer, channel_no: int) -> None:
+        self.server = server
+        self.channel_no = channel_no
+        self.chan: asyncssh.SSHServerChannel[bytes] | None = None
+        self.kind: ChannelKind | None = None
+        self.command: str | None = None
+        self.subsystem: str | None = None
+        self.term: tuple[str, tuple[int, int, int, int], dict[int, int]] | None = None
+        self.relay: ChannelRelay | None = None
+
+    def connection_made(self, chan: asyncssh.SSHServerChannel[bytes]) -> None:
+        self.chan = chan
+
+    def pty_requested(
+        self, term_type: str, term_size: tuple[int, int, int, int], term_modes: Mapping[int, int]
+    ) -> bool:
+        width, height = term_size[0], term_size[1]
+        if not (0 <= width <= _MAX_TERM and 0 <= height <= _MAX_TERM) or len(term_type) > 64:
+            return False
+        self.term = (term_type, term_size, dict(term_modes))
+        return True
+
+    def exec_requested(self, command: str) -> bool:
+        self.kind, self.command = "exec", command
+        return True
+
+    def shell_requested(self) -> bool:
+        self.kind = "shell"
+        return True
+
+    def subsystem_requested(self, subsystem: str) -> bool:
+        # Accepted only so the refusal can be explained on stderr (see ChannelRelay.start).
+        self.kind, self.subsystem = "subsystem", subsystem
+        return True
+
+    def session_started(self) -> None:
+        assert self.chan is not None and self.server.session is not None and self.kind
+        self.relay = ChannelRelay(self.server, self, self.chan, self._request())
+        self.server.channels.add(self)
+        self.relay.begin()
+
+    def _request(self) -> ChannelRequest:
+        assert self.chan is not None and self.server.session is not None and self.kind
+        kind, command = self.kind, self.command
+        forced = self.server.session.identity.force_command
+        if forced is not None:  # a certificate force-command replaces whatever was asked
+            kind, command = "exec", forced
+        term_type, term_size, term_modes = self.term or (None, (0, 0, 0, 0), {})
+        return ChannelRequest(
+            kind=kind,
+            command=command,
+            term_type=term_type,
+            term_size=term_size,
+            term_modes=term_modes,
+            env=filter_env(dict(self.chan.get_environment())),
+            subsystem=self.subsystem if forced is None else None,
+        )
+
+    def data_received(self, data: bytes, datatype: asyncssh.DataType) -> None:
+        if self.relay is not None:
+            self.relay.agent_data(data)
+
+    def eof_received(self) -> bool:
+        if self.relay is not None:
+            self.relay.agent_eof()
+        return True  # keep our side open: output and exit status still have to flow back
+
+    def signal_received(self, signal: str) -> None:
+        if self.relay is not None:
+            self.relay.agent_signal(signal)
+
+    def break_received(self, msec: int) -> bool:
+        if self.relay is not None:
+            self.relay.agent_break(msec)
+        return True
+
+    def terminal_size_changed(self, width: int, height: int, pixwidth: int, pixheight: int) -> None:
+        if self.relay is not None and 0 < width <= _MAX_TERM and 0 < height <= _MAX_TERM:
+            self.relay.agent_resize(width, height, pixwidth, pixheight)
+
+    def pause_writing(self) -> None:
+        if self.relay is not None:
+            self.relay.set_agent_writable(False)
+
+    def resume_writing(self) -> None:
+        if self.relay is not None:
+            self.relay.set_agent_writable(True)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.server.channels.discard(self)
+        if self.relay is not None:
+            self.relay.agent_closed()
+
+
+class UpstreamSession(asyncssh.SSHClientSession[bytes]):
+    """asyncssh callbacks for the target's side of one session channel."""
+
+    def __init__(self, relay: ChannelRelay) -> None:
+        self.relay = relay
+
+    def data_received(self, data: bytes, datatype: asyncssh.DataType) -> None:
+        self.relay.upstream_data(data, stderr=datatype == asyncssh.EXTENDED_DATA_STDERR)
+
+    def eof_received(self) -> bool:
+        self.relay.upstream_eof()
+        return True
+
+    def exit_status_received(self, status: int) -> None:
+        self.relay.exit_status = status
+
+    def exit_signal_received(
+        self, signal: str, core_dumped: bool, msg: str, lang: str
+    ) -> None:
+        self.relay.exit_signal = (signal, core_dumped, msg, lang)
+
+    def pause_writing(self) -> None:
+        self.relay.set_upstream_writable(False)
+
+    def resume_writing(self) -> None:
+        self.relay.set_upstream_writable(True)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.relay.upstream_closed(exc)
+
+
+class ChannelRelay:
+    """Order of operations and flow control for one channel; see the module docstring."""
+
+    def __init__(
+        self,
+        server: AgentServer,
+        agent: AgentSession,
+        chan: asyncssh.SSHServerChannel[bytes],
+        request: ChannelRequest,
+    ) -> None:
+        assert server.session is not None
+        self.server = server
+        self.runtime = server.runtime
+        self.session: SessionInfo = server.session
+        self.agent = agent
+        self.chan = chan
+        self.request = request
+        self.upstream: asyncssh.SSHClientChannel[bytes] | None = None
+        self.sink: ChannelSink | None = None
+        pty = request.has_pty
+        self.out_filter: OutputFilter = self.runtime.output_filter_factory(pty=pty)
+        self.err_filter: OutputFilter = self.runtime.output_filter_factory(pty=pty)
+        self.exit_status: int | None = None
+        self.exit_signal: tuple[str, bool, str, str] | None = None
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self._ready = False
+        self._upstream_writable = True
+        self._agent_eof_pending = False
+        self._finished = False
+        self._idle_timer: asyncio.TimerHandle | None = None
+        self._setup: asyncio.Task[None] | None = None
+
+    # -- set-up -------------------------------------------------------------------------------
+    def begin(self) -> None:
+        self.chan.pause_reading()  # hold agent input until the gate has decided
+        self._setup = spawn(self._start(), name=f"relay-{self.session.session_id}")
+
+    async def _start(self) -> None:
+        try:
+            await self._open()
+        except (UpstreamError, SinkError) as exc:
+            self.refuse(str(exc), EXIT_BASTION_ERROR)
+        except asyncssh.ChannelOpenError as exc:
+            self.refuse(f"the target refused the channel: {exc.reason}", EXIT_BASTION_ERROR)
+        except (OSError, asyncssh.Error) as exc:
+            self.refuse(f"lost the connection to the target: {exc}", EXIT_BASTION_ERROR)
+
+    async def _open(self) -> None:
+        req = self.request
+        if req.kind == "subsystem":
+            self.runtime.refused(self.server, "subsystem", req.subsystem or "")
+            self.refuse(
+                f"the {req.subsystem!r} subsystem is not allowed: scp and sftp would bypass"
+                " command inspection",
+                EXIT_SUBSYSTEM_REFUSED,
+            )
+            return
+        verdict = await self.runtime.gate.check(self.session, req)
+        self.runtime.command_decided(self.server, req, verdict)
+        if verdict.action == "deny":
+            self.refuse(verdict.message or "command denied by policy", EXIT_DENIED)
+            return
+        if verdict.action == "review":
+            status = verdict.exit_status or EXIT_REVIEW_REFUSED
+            self.refuse(verdict.message or "command needs review", status)
+            return
+        command = verdict.command if verdict.command is not None else req.command
+        self.sink = await self.runtime.sinks.open(self.session, self.agent.channel_no, req)
+        conn = await self.server.upstream()
+        if self._finished:  # the agent went away while we were connecting
+            return
+        chan, _ = await conn.create_session(
+            lambda: UpstreamSession(self),
+            command,
+            term_type=req.term_type,
+            term_size=req.term_size if req.term_type else None,
+            term_modes=req.term_modes if req.term_type else (),
+            env=cast(Any, req.env),
+            encoding=None,
+        )
+        self.upstream = chan
+        if self._finished:
+            chan.close()
+            return
+        self._ready = True
+        if self._agent_eof_pending:
+            chan.write_eof()
+        self._update_agent_reading()
+
+    def refuse(self, message: str, status: int) -> None:
+        """Explain on stderr in one line and end the channel; the target never saw anything."""
+        if self._finished:
+            return
+        try:
+            self.chan.write_stderr(f"bastion: {message}\r\n".encode())
+            self.chan.exit(status)
+        except (OSError, asyncssh.Error):
+            self.chan.close()
+        self._finish(status, message)
+
+    # -- agent -> target ----------------------------------------------------------------------
+    def agent_data(self, data: bytes) -> None:
+        if self.upstream is None or not self._ready:
+            return  # reading is paused until ready; nothing is accepted before the gate decided
+        self.bytes_in += len(data)
+        if not self._record(lambda s: s.input(data)):
+            return
+        self.upstream.write(data)
+
+    def agent_eof(self) -> None:
+        if self.upstream is not None and self._ready:
+            self.upstream.write_eof()
+        else:
+            self._agent_eof_pending = True
+
+    def agent_signal(self, signal: str) -> None:
+        if self.upstream is not None:
+            self.upstream.send_signal(signal)
+
+    def agent_break(self, msec: int) -> None:
+        if self.upstream is not None:
+            self.upstream.send_break(msec)
+
+    def agent_resize(self, width: int, height: int, pixwidth: int, pixheight: int) -> None:
+        if self.upstream is not None and self._record(lambda s: s.resize(width, height)):
+            self.upstream.change_terminal_size(width, height, pixwidth, pixheight)
+
+    def set_agent_writable(self, writable: bool) -> None:
+        if self.upstream is None:
+            return
+        if writable:
+            self.upstream.resume_reading()
+        else:
+            self.upstream.pause_reading()
+
+    def set_upstream_writable(self, writable: bool) -> None:
+        self._upstream_writable = writable
+        self._update_agent_reading()
+
+    def _update_agent_reading(self) -> None:
+        if self._finished:
+            return
+        if self._ready and self._upstream_writable:
+            self.chan.resume_reading()
+        else:
+            self.chan.pause_reading()
+
+    # -- target -> agent ----------------------------------------------------------------------
+    def upstream_data(self, data: bytes, *, stderr: bool) -> None:
+        filt = self.err_filter if stderr else self.out_filter
+        self._emit(filt.feed(data), stderr)
+        if filt.pending:
+            self._arm_idle_release()
+
+    def _emit(self, data: bytes, stderr: bool) -> None:
+        if not data or self._finished:
+            return
+        self.bytes_out += len(data)
+        if not self._record(lambda s: s.output(data, stderr)):
+            return
+        if stderr:
+            self.chan.write_stderr(data)
+        else:
+            self.chan.write(data)
+
+    def _arm_idle_release(self) -> None:
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+        timeout = max(self.out_filter.hold_timeout, self.err_filter.hold_timeout)
+        loop = asyncio.get_running_loop()
+        self._idle_timer = loop.call_later(timeout, self._release_idle)
+
+    def _release_idle(self) -> None:
+        self._idle_timer = None
+        self._emit(self.out_filter.release_idle(), False)
+        self._emit(self.err_filter.release_idle(), True)
+
+    def _flush_filters(self) -> None:
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+        self._emit(self.out_filter.flush(), False)
+        self._emit(self.err_filter.flush(), True)
+
+    def upstream_eof(self) -> None:
+        self._flush_filters()
+        if not self._finished:
+            self.chan.write_eof()
+
+    def upstream_closed(self, exc: Exception | None) -> None:
+        self._flush_filters()
+        if self._finished:
+            return
+        if self.exit_signal is not None:
+            signal, core, msg, lang = self.exit_signal
+            self.chan.exit_with_signal(signal, core, msg, lang)
+            self._finish(None, f"signal {signal}")
+        elif self.exit_status is not None:
+            self.chan.exit(self.exit_status)
+            self._finish(self.exit_status, "exited")
+        else:
+            reason = "the connection to the target was lost"
+            self.chan.write_stderr(f"bastion: {reason}\r\n".encode())
+            self.chan.exit(EXIT_BASTION_ERROR)
+            self._finish(EXIT_BASTION_ERROR, reason)
+
+    # -- sinks and the end --------------------------------------------------------------------
+    def _record(self, action: object) -> bool:
+        """Feed the required sink; on failure end the channel (never relay unrecorded)."""
+        if self.sink is None:
+            return True
+        try:
+            action(self.sink)  # type: ignore[operator]
+        except SinkError as exc:
+            self.abort(str(exc))
+            return False
+        return True
+
+    def abort(self, message: str) -> None:
+        """End the channel from the bastion's side (sink failure, shutdown)."""
+        if self._finished:
+            return
+        if self.upstream is not None:
+            self.upstream.close()
+        self.refuse(message, EXIT_BASTION_ERROR)
+
+    def agent_closed(self) -> None:
+        if self.upstream is not None:
+            self.upstream.close()
+        if self._setup is not None and not self._setup.done():
+            self._setup.cancel()
+        self._finish(self.exit_status, "agent closed the channel")
+
+    def _finish(self, status: int | None, reason: str) -> None:
+        if self._finished:
+            return
+        self._finished = True
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+        self.runtime.channel_finished(self, status, reason)
+        if self.sink is not None:
+            sink, self.sink = self.sink, None
+            spawn(sink.close(status, reason), name="sink-close")

@@ -1,0 +1,1 @@
+"""SSH-facing code: agent-side server, certificate checks, upstream connections to targets."""

@@ -1,0 +1,237 @@
+"""The agent-facing SSH server: certificate-only authentication, deny by default.
+
+asyncssh hands ``validate_ca_key`` only the CA key and checks certificate principals against the
+SSH user name. Here the user name names a *target*, so ``BastionConnection`` routes certificate
+authentication to ``AgentServer.validate_certificate``, which sees the whole certificate and
+records who the agent is. Everything not explicitly supported (passwords, keyboard-interactive,
+plain keys, port/agent/X11 forwarding, subsystems) is refused with a log line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import secrets
+import time
+from typing import TYPE_CHECKING, Any, cast
+
+import asyncssh
+from asyncssh.packet import String
+from asyncssh.public_key import decode_ssh_certificate
+
+from bastion.model import Identity, SessionInfo
+from bastion.ssh.certcheck import CertificateRefused, check_certificate, decode_certificate
+
+if TYPE_CHECKING:
+    from bastion.app import Runtime
+    from bastion.relay import AgentSession
+
+log = logging.getLogger("bastion.ssh")
+
+_CERT_SUFFIX = b"-cert-v01@openssh.com"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+_LOGIN = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}$")
+
+
+def parse_username(username: str) -> tuple[str | None, str] | None:
+    """Split the SSH user name ``TARGET`` or ``LOGIN@TARGET``; None when malformed."""
+    login, sep, target = username.rpartition("@")
+    if not _NAME.match(target):
+        return None
+    if sep and not _LOGIN.match(login):
+        return None
+    return (login if sep else None), target
+
+
+class BastionConnection(asyncssh.SSHServerConnection):
+    """asyncssh's server connection with the certificate callback asyncssh lacks.
+
+    This is the only place that touches asyncssh internals (the owner and the session id used
+    to verify the userauth signature); both are covered by the end-to-end tests.
+    """
+
+    async def validate_public_key(
+        self, username: str, key_data: bytes, msg: bytes, signature: bytes
+    ) -> bool:
+        owner = cast("AgentServer", self._owner)
+        identity = owner.check_userauth_key(username, key_data)
+        if identity is None:
+            return False
+        if not msg:  # the client only asks whether this key would be accepted
+            return True
+        try:
+            cert = decode_ssh_certificate(key_data)
+            ok = bool(cert.key.verify(String(self._session_id) + msg, signature))
+        except (asyncssh.KeyImportError, ValueError):
+            ok = False
+        if ok:
+            owner.authenticated(identity)
+        else:
+            owner.refuse_auth("signature does not match the certificate key")
+        return ok
+
+
+class AgentServer(asyncssh.SSHServer):
+    """Per-connection callbacks for one agent."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.conn: asyncssh.SSHServerConnection | None = None
+        self.peer_ip = ""
+        self.session_id = secrets.token_hex(8)
+        self.requested: tuple[str | None, str] | None = None
+        self.session: SessionInfo | None = None
+        self._banner_sent: set[str] = set()
+        self.channels: set[AgentSession] = set()
+        self.next_channel_no = 0
+        self._upstream: asyncssh.SSHClientConnection | None = None
+        self._upstream_lock = asyncio.Lock()
+
+    # -- connection lifecycle -------------------------------------------------------------
+    def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
+        self.conn = conn
+        peer = conn.get_extra_info("peername")
+        self.peer_ip = str(peer[0]) if peer else ""
+        self.runtime.connection_opened(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.runtime.connection_closed(self, exc)
+
+    # -- authentication: certificates only ------------------------------------------------
+    def begin_auth(self, username: str) -> bool:
+        self.requested = parse_username(username)
+        return True  # authentication is always required
+
+    def password_auth_supported(self) -> bool:
+        return False
+
+    def kbdint_auth_supported(self) -> bool:
+        return False
+
+    def public_key_auth_supported(self) -> bool:
+        return True
+
+    def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
+        return False  # plain keys never log in; certificates go through check_userauth_key
+
+    def check_userauth_key(self, username: str, key_data: bytes) -> Identity | None:
+        """Decide on the key offered in userauth; log and explain every refusal."""
+        try:
+            alg_len = int.from_bytes(key_data[:4], "big")
+            alg = key_data[4 : 4 + alg_len]
+            if not alg.endswith(_CERT_SUFFIX):
+                raise CertificateRefused(
+                    "plain public keys are not accepted; log in with a CA-signed certificate"
+                )
+            cert = decode_certificate(alg, key_data)
+            identity = check_certificate(
+                cert,
+                trusted=self.runtime.trusted_cas,
+                now=time.time(),
+                clock_skew=self.runtime.config.auth.clock_skew,
+                max_validity=self.runtime.config.auth.max_cert_validity,
+                peer_ip=self.peer_ip,
+                is_revoked=self.runtime.is_revoked,
+            )
+            self._check_access(identity)
+        except CertificateRefused as exc:
+            self.refuse_auth(str(exc))
+            return None
+        return identity
+
+    def _check_access(self, identity: Identity) -> None:
+        if self.requested is None:
+            raise CertificateRefused(
+                "the user name must be TARGET or LOGIN@TARGET (e.g. azureuser@web-01)"
+            )
+        login, target_name = self.requested
+        target = self.runtime.config.targets.get(target_name)
+        login = login or (target.login if target else "")
+        # One message for "no such target" and "not granted" so names cannot be enumerated.
+        if target is None or not self.runtime.config.is_granted(
+            identity.principals, target_name, login
+        ):
+            raise CertificateRefused(
+                f"target {target_name!r} does not exist or is not granted to your principals"
+                f" for login {login or '?'!r}"
+            )
+
+    def authenticated(self, identity: Identity) -> None:
+        assert self.requested is not None
+        login, target_name = self.requested
+        target = self.runtime.config.targets[target_name]
+        self.session = SessionInfo(
+            session_id=self.session_id,
+            identity=identity,
+            target=target_name,
+            login=login or target.login,
+            source_address=self.peer_ip,
+        )
+        self.runtime.auth_succeeded(self)
+
+    def refuse_auth(self, reason: str) -> None:
+        self.runtime.auth_failed(self, reason)
+        if reason not in self._banner_sent and self.conn is not None:
+            self._banner_sent.add(reason)
+            self.conn.send_auth_banner(f"bastion: {reason}\r\n")
+
+    # -- what an authenticated agent may open ----------------------------------------------
+    def session_requested(self) -> AgentSession | bool:
+        from bastion.relay import AgentSession
+
+        if self.session is None:
+            return False
+        self.next_channel_no += 1
+        return AgentSession(self, self.next_channel_no)
+
+    def connection_requested(
+        self, dest_host: str, dest_port: int, orig_host: str, orig_port: int
+    ) -> bool:
+        self.runtime.refused(self, "port-forwarding", f"{dest_host}:{dest_port}")
+        raise asyncssh.ChannelOpenError(
+            asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED,
+            "port forwarding is not allowed through this bastion",
+        )
+
+    def server_requested(self, listen_host: str, listen_port: int) -> bool:
+        self.runtime.refused(self, "remote-forwarding", f"{listen_host}:{listen_port}")
+        return False
+
+    def unix_connection_requested(self, dest_path: str) -> bool:
+        self.runtime.refused(self, "unix-forwarding", "")
+        raise asyncssh.ChannelOpenError(
+            asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED,
+            "socket forwarding is not allowed through this bastion",
+        )
+
+    def unix_server_requested(self, listen_path: str) -> bool:
+        self.runtime.refused(self, "unix-forwarding", "")
+        return False
+
+    def log_context(self) -> dict[str, Any]:
+        ctx: dict[str, Any] = {"session": self.session_id, "peer": self.peer_ip}
+        if self.session is not None:
+            ctx.update(
+                identity=self.session.identity.key_id,
+                serial=self.session.identity.serial,
+                target=self.session.target,
+                login=self.session.login,
+            )
+        elif self.requested is not None:
+            ctx["requested"] = self.requested[1]
+        return ctx
+
+    # -- the upstream connection shared by this agent connection's channels -----------------
+    async def upstream(self) -> asyncssh.SSHClientConnection:
+        assert self.session is not None
+        async with self._upstream_lock:
+            if self._upstream is None:
+                target = self.runtime.config.targets[self.session.target]
+                self._upstream = await self.runtime.connector.connect(target, self.session.login)
+            return self._upstream
+
+    def close_upstream(self) -> None:
+        if self._upstream is not None:
+            self._upstream.close()
+            self._upstream = None

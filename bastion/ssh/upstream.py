@@ -1,0 +1,97 @@
+"""Connections from the bastion to target VMs, with pinned host keys.
+
+One upstream connection serves all channels of one agent connection (the agent's user name fixes
+target and login). Every failure becomes ``UpstreamError`` with a one-line, user-safe message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+import asyncssh
+
+from bastion.config import TargetConfig
+from bastion.errors import BastionError
+
+
+class UpstreamError(BastionError):
+    """The target could not be reached or could not be trusted."""
+
+
+class UpstreamCredentials(Protocol):
+    """Seam for how the bastion authenticates to targets (a per-target key today; an upstream
+    certificate authority later)."""
+
+    def client_keys(self, target: TargetConfig, login: str) -> list[asyncssh.SSHKey]: ...
+
+
+class IdentityFileCredentials:
+    """Authenticate with the target's configured ``identity_file``; keys are read once."""
+
+    def __init__(self) -> None:
+        self._cache: dict[str, asyncssh.SSHKey] = {}
+
+    def client_keys(self, target: TargetConfig, login: str) -> list[asyncssh.SSHKey]:
+        path = str(target.identity_file)
+        key = self._cache.get(path)
+        if key is None:
+            try:
+                key = asyncssh.read_private_key(path)
+            except (OSError, asyncssh.KeyImportError) as exc:
+                raise UpstreamError(
+                    f"cannot read the key for target {target.name!r}: {exc}"
+                ) from None
+            self._cache[path] = key
+        return [key]
+
+
+def _known_hosts(target: TargetConfig) -> asyncssh.SSHKnownHosts | tuple[
+    list[asyncssh.SSHKey], list[asyncssh.SSHKey], list[asyncssh.SSHKey]
+] | str:
+    if target.host_keys:
+        return (list(target.host_keys), [], [])
+    assert target.known_hosts is not None  # config guarantees one of the two
+    return str(target.known_hosts)
+
+
+Connector = Callable[[TargetConfig, str], Awaitable[asyncssh.SSHClientConnection]]
+
+
+class UpstreamConnector:
+    """Opens SSH client connections to targets, refusing any host key that is not pinned."""
+
+    def __init__(self, credentials: UpstreamCredentials | None = None) -> None:
+        self._credentials = credentials or IdentityFileCredentials()
+
+    async def connect(self, target: TargetConfig, login: str) -> asyncssh.SSHClientConnection:
+        keys = self._credentials.client_keys(target, login)
+        try:
+            return await asyncssh.connect(
+                target.host,
+                target.port,
+                username=login,
+                client_keys=keys,
+                known_hosts=_known_hosts(target),
+                connect_timeout=target.connect_timeout,
+                config=[],
+                agent_path=None,
+                preferred_auth=["publickey"],
+                keepalive_interval=30,
+                x509_trusted_certs=None,
+            )
+        except asyncssh.HostKeyNotVerifiable:
+            raise UpstreamError(
+                f"the host key of target {target.name!r} does not match the pinned key; refusing"
+            ) from None
+        except asyncssh.PermissionDenied:
+            raise UpstreamError(
+                f"target {target.name!r} refused the bastion's credentials for login {login!r}"
+            ) from None
+        except TimeoutError:
+            raise UpstreamError(
+                f"target {target.name!r} did not answer within {target.connect_timeout:g}s"
+            ) from None
+        except (OSError, asyncssh.Error) as exc:
+            reason = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or str(exc)
+            raise UpstreamError(f"target {target.name!r} is unreachable: {reason}") from None

@@ -1,0 +1,173 @@
+"""The bastion under test, on a free loopback port, and the real ssh client to reach it."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from support.certs import Agent, CertificateAuthority
+from support.sshd import SshdTarget
+
+from bastion.app import Runtime, serve
+from bastion.config import Config, load_config
+
+
+def target_block(target: SshdTarget, name: str = "web-01", **extra: str) -> str:
+    lines = [
+        "[[targets]]",
+        f'name = "{name}"',
+        'host = "127.0.0.1"',
+        f"port = {target.port}",
+        f'login = "{target.login}"',
+        f'host_key = "{target.host_public_key}"',
+        f'identity_file = "{target.client_key}"',
+    ]
+    lines += [f"{k} = {v}" for k, v in extra.items()]
+    return "\n".join(lines) + "\n"
+
+
+def write_config(
+    directory: Path,
+    ca: CertificateAuthority,
+    targets: str,
+    *,
+    access: str | None = None,
+    extra: str = "",
+    max_validity: str = "24h",
+) -> Path:
+    access = access or '[[access]]\nprincipals = ["agents"]\ntargets = ["web-*"]\nlogins = ["*"]\n'
+    path = directory / "bastion.toml"
+    path.write_text(
+        f"""
+[server]
+listen = "127.0.0.1:0"
+host_key = "ssh_host_ed25519_key"
+state_dir = "state"
+
+[auth]
+trusted_user_ca_keys = ["{ca.public_key}"]
+max_cert_validity = "{max_validity}"
+
+{targets}
+{access}
+{extra}
+"""
+    )
+    return path
+
+
+@dataclass
+class RunningBastion:
+    config: Config
+    runtime: Runtime
+    port: int
+    thread: threading.Thread
+    loop: asyncio.AbstractEventLoop
+    stop_event: asyncio.Event
+    known_hosts: Path
+    errors: list[BaseException] = field(default_factory=list)
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.stop_event.set)
+        self.thread.join(15)
+
+    def call(self, fn: Callable[[], Any]) -> Any:
+        """Run ``fn`` on the bastion's loop and return its result (await it if a coroutine)."""
+
+        async def run() -> Any:
+            result = fn()
+            if asyncio.iscoroutine(result):
+                result = await result
+            return result
+
+        return asyncio.run_coroutine_threadsafe(run(), self.loop).result(30)
+
+    def ssh_args(self, agent: Agent, user: str, *options: str) -> list[str]:
+        args = [
+            "ssh",
+            "-F",
+            "/dev/null",
+            "-p",
+            str(self.port),
+            "-i",
+            str(agent.key),
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            f"UserKnownHostsFile={self.known_hosts}",
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "ConnectTimeout=10",
+        ]
+        if agent.cert is not None:
+            args += ["-o", f"CertificateFile={agent.cert}"]
+        for opt in options:
+            args.append(opt)
+        args.append(f"{user}@127.0.0.1")
+        return args
+
+    def ssh(
+        self,
+        agent: Agent,
+        user: str,
+        command: str | None,
+        *options: str,
+        input: bytes | None = None,
+        timeout: float = 60,
+    ) -> subprocess.CompletedProcess[bytes]:
+        args = self.ssh_args(agent, user, *options)
+        if command is not None:
+            args.append(command)
+        return subprocess.run(args, input=input, capture_output=True, timeout=timeout)
+
+
+def start_bastion(
+    config_path: Path, make_runtime: Callable[[Config], Runtime]
+) -> RunningBastion:
+    config = load_config(config_path)
+    runtime = make_runtime(config)
+    started = threading.Event()
+    holder: dict[str, Any] = {}
+
+    def run() -> None:
+        loop = asyncio.new_event_loop()
+        holder["loop"] = loop
+        stop = asyncio.Event()
+        holder["stop"] = stop
+
+        def ready(address: tuple[str, int]) -> None:
+            holder["port"] = address[1]
+            started.set()
+
+        try:
+            loop.run_until_complete(serve(runtime, ready=ready, stop=stop))
+        except BaseException as exc:  # surfaced to the test through holder
+            holder["error"] = exc
+            started.set()
+        finally:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+
+    thread = threading.Thread(target=run, name="bastion", daemon=True)
+    thread.start()
+    if not started.wait(20) or "error" in holder:
+        raise RuntimeError(f"bastion did not start: {holder.get('error')!r}")
+    port = holder["port"]
+    host_pub = config.server.host_key.with_name(config.server.host_key.name + ".pub")
+    known_hosts = config_path.parent / "known_hosts_bastion"
+    known_hosts.write_text(f"[127.0.0.1]:{port} {host_pub.read_text().strip()}\n")
+    return RunningBastion(
+        config, runtime, port, thread, holder["loop"], holder["stop"], known_hosts
+    )
+
+
+def lines(data: bytes) -> Sequence[str]:
+    return data.decode(errors="replace").splitlines()
