@@ -1,0 +1,96 @@
+"""asciicast v2 lines and the hash chain over them.
+
+Every line of a ``.cast`` file (header included) is chained: ``h0 = sha256(DOMAIN || header)``,
+``h_n = sha256(h_{n-1} || line_n)`` where a line is its exact UTF-8 bytes including ``\\n``. The
+file itself stays a plain asciicast that any player reads; the chain lives in the seal sidecar.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import orjson
+
+from bastion.recording.errors import RecordingError
+
+FORMAT_VERSION = 1  # our metadata/seal format; bump with a migration note in docs/recordings.md
+META_KEY = "bastion"  # custom header key holding session metadata (ignored by players)
+CHAIN_DOMAIN = b"bastion-cast-chain-v1\n"
+EVENT_CODES = frozenset("oirm")
+
+EventCode = Literal["o", "i", "r", "m"]
+
+
+def chain_start(header_line: bytes) -> bytes:
+    return hashlib.sha256(CHAIN_DOMAIN + header_line).digest()
+
+
+def chain_next(previous: bytes, line: bytes) -> bytes:
+    return hashlib.sha256(previous + line).digest()
+
+
+def encode_header(
+    *,
+    width: int,
+    height: int,
+    timestamp: int,
+    command: str | None,
+    title: str | None,
+    env: Mapping[str, str],
+    meta: Mapping[str, Any],
+) -> bytes:
+    header: dict[str, Any] = {
+        "version": 2,
+        "width": width,
+        "height": height,
+        "timestamp": timestamp,
+    }
+    if command is not None:
+        header["command"] = command
+    if title is not None:
+        header["title"] = title
+    header["env"] = {k: v for k, v in env.items() if k in ("TERM", "SHELL")}
+    header[META_KEY] = dict(meta)
+    try:
+        return orjson.dumps(header) + b"\n"
+    except TypeError as exc:
+        raise RecordingError(f"recording metadata is not JSON-serialisable: {exc}") from None
+
+
+def encode_event(t: float, code: EventCode, data: str) -> bytes:
+    return orjson.dumps([round(t, 6), code, data]) + b"\n"
+
+
+@dataclass(frozen=True)
+class Event:
+    time: float
+    code: str
+    data: str
+
+
+def decode_header(line: bytes) -> dict[str, Any]:
+    """Parse a header line; raises ValueError when it is not an asciicast v2 header."""
+    header = orjson.loads(line)
+    if not isinstance(header, dict) or header.get("version") != 2:
+        raise ValueError("not an asciicast v2 header")
+    for key in ("width", "height"):
+        if not isinstance(header.get(key), int) or isinstance(header.get(key), bool):
+            raise ValueError(f"header {key} is not an integer")
+    return header
+
+
+def decode_event(line: bytes) -> Event:
+    """Parse one event line; raises ValueError on anything that is not ``[time, code, text]``."""
+    value = orjson.loads(line)
+    if not isinstance(value, list) or len(value) != 3:
+        raise ValueError("event is not a [time, code, data] array")
+    t, code, data = value
+    if isinstance(t, bool) or not isinstance(t, int | float) or not math.isfinite(t) or t < 0:
+        raise ValueError("event time is not a non-negative number")
+    if code not in EVENT_CODES or not isinstance(data, str):
+        raise ValueError("event code or data is invalid")
+    return Event(float(t), code, data)

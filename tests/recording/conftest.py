@@ -1,0 +1,52 @@
+"""Fixtures shared by the recording tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bastion.recording import Recorder, RecordingKey
+
+OUTPUT_CHUNKS = [
+    b"$ echo h\xc3",
+    b"\xa9llo \xe2\x82",
+    b"\xac\r\n",
+    b"h\xc3\xa9llo \xe2\x82\xac\r\n",
+]
+EXPECTED_TEXT = "$ echo héllo €\r\nhéllo €\r\n"
+
+
+async def write_sample(root: Path, key: RecordingKey, session_id: str = "sess1") -> Recorder:
+    """A closed recording with output split mid-character, input, resize, markers, a checkpoint."""
+    rec = Recorder.create(
+        root=root,
+        session_id=session_id,
+        channel=0,
+        key=key,
+        meta={"identity": "agent@example.test", "target": "vm1", "login": "azureuser"},
+        command="bash",
+        env={"TERM": "xterm-256color", "SHELL": "/bin/bash"},
+        title="test",
+    )
+    rec.output(OUTPUT_CHUNKS[0])
+    rec.input(b"echo h\xc3\xa9llo \xe2\x82\xac\r")
+    rec.output(OUTPUT_CHUNKS[1])
+    rec.marker("gate allow: echo héllo €")
+    await rec.sync()
+    rec.output(OUTPUT_CHUNKS[2])
+    rec.resize(120, 40)
+    rec.output(OUTPUT_CHUNKS[3])
+    rec.marker("session end")
+    await rec.close(exit_status=0)
+    return rec
+
+
+@pytest.fixture
+def key() -> RecordingKey:
+    return RecordingKey.generate()
+
+
+@pytest.fixture
+async def sample(tmp_path: Path, key: RecordingKey) -> Recorder:
+    return await write_sample(tmp_path / "recordings", key)
