@@ -7,6 +7,7 @@ connector) and receives the connection/channel events that become logs and audit
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -77,6 +78,7 @@ class Runtime:
     connector: UpstreamConnector = field(default_factory=UpstreamConnector)
     is_revoked: Callable[[int, str], bool] | None = None
     servers: set[AgentServer] = field(default_factory=set)
+    drained: asyncio.Event | None = None  # set once every connection has closed (shutdown)
 
     @property
     def trusted_cas(self) -> list[TrustedCA]:
@@ -90,6 +92,8 @@ class Runtime:
     def connection_closed(self, server: AgentServer, exc: Exception | None) -> None:
         self.servers.discard(server)
         server.close_upstream()
+        if not self.servers and self.drained is not None:
+            self.drained.set()
         log.info("connection.close", extra=ctx(**server.log_context()))
 
     def auth_succeeded(self, server: AgentServer) -> None:
@@ -197,6 +201,7 @@ async def shutdown_sessions(runtime: Runtime) -> None:
                 agent.relay.abort("the bastion is shutting down; this session was closed")
         if server.conn is not None:
             server.conn.close()
-    deadline = asyncio.get_running_loop().time() + SHUTDOWN_GRACE
-    while runtime.servers and asyncio.get_running_loop().time() < deadline:
-        await asyncio.sleep(0.05)
+    if runtime.servers:
+        runtime.drained = asyncio.Event()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(runtime.drained.wait(), SHUTDOWN_GRACE)

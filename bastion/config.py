@@ -293,7 +293,9 @@ def load_config(path: str | Path) -> Config:
     access = []
     for i, table in enumerate(access_raw):
         a = _Section(cfg, f"access[{i}]", table)
-        access.append(AccessRule(a.strings("principals"), a.strings("targets"), a.strings("logins")))
+        access.append(
+            AccessRule(a.strings("principals"), a.strings("targets"), a.strings("logins"))
+        )
 
     return Config(
         path=path.resolve(),

@@ -164,9 +164,7 @@ class UpstreamSession(asyncssh.SSHClientSession[bytes]):
     def exit_status_received(self, status: int) -> None:
         self.relay.exit_status = status
 
-    def exit_signal_received(
-        self, signal: str, core_dumped: bool, msg: str, lang: str
-    ) -> None:
+    def exit_signal_received(self, signal: str, core_dumped: bool, msg: str, lang: str) -> None:
         self.relay.exit_signal = (signal, core_dumped, msg, lang)
 
     def pause_writing(self) -> None:
@@ -208,6 +206,7 @@ class ChannelRelay:
         self._ready = False
         self._upstream_writable = True
         self._agent_eof_pending = False
+        self._early_input: list[bytes] = []
         self._finished = False
         self._idle_timer: asyncio.TimerHandle | None = None
         self._setup: asyncio.Task[None] | None = None
@@ -229,6 +228,9 @@ class ChannelRelay:
 
     async def _open(self) -> None:
         req = self.request
+        await asyncio.sleep(0)  # let forwarding refusals sent just before the request land
+        while self.server.notices:
+            self.chan.write_stderr(f"bastion: {self.server.notices.pop(0)}\r\n".encode())
         if req.kind == "subsystem":
             self.runtime.refused(self.server, "subsystem", req.subsystem or "")
             self.refuse(
@@ -265,6 +267,9 @@ class ChannelRelay:
             chan.close()
             return
         self._ready = True
+        early, self._early_input = self._early_input, []
+        for data in early:
+            self.agent_data(data)
         if self._agent_eof_pending:
             chan.write_eof()
         self._update_agent_reading()
@@ -283,7 +288,9 @@ class ChannelRelay:
     # -- agent -> target ----------------------------------------------------------------------
     def agent_data(self, data: bytes) -> None:
         if self.upstream is None or not self._ready:
-            return  # reading is paused until ready; nothing is accepted before the gate decided
+            # Input that raced the pause: keep it for after the gate (bounded by the window).
+            self._early_input.append(data)
+            return
         self.bytes_in += len(data)
         if not self._record(lambda s: s.input(data)):
             return

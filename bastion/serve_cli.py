@@ -22,7 +22,9 @@ def register(subparsers: Any) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    setup_logging(args.log_level, json=None if args.log_format is None else args.log_format == "json")
+    setup_logging(
+        args.log_level, json=None if args.log_format is None else args.log_format == "json"
+    )
     config = load_config(args.config)
     runtime = build_runtime(config)
     asyncio.run(serve(runtime))

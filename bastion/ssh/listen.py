@@ -58,7 +58,9 @@ class Listener:
         self._server.close()
 
 
-def server_options(runtime: Runtime, host_key: asyncssh.SSHKey) -> asyncssh.SSHServerConnectionOptions:
+def server_options(
+    runtime: Runtime, host_key: asyncssh.SSHKey
+) -> asyncssh.SSHServerConnectionOptions:
     return asyncssh.SSHServerConnectionOptions(
         server_factory=lambda: AgentServer(runtime),
         server_host_keys=[host_key],

@@ -71,6 +71,17 @@ class BastionConnection(asyncssh.SSHServerConnection):
             owner.refuse_auth("signature does not match the certificate key")
         return ok
 
+    # asyncssh routes agent and X11 forwarding requests through these two connection methods.
+    async def create_agent_listener(self) -> bool:
+        cast("AgentServer", self._owner).forwarding_refused("agent forwarding")
+        return False
+
+    async def attach_x11_listener(
+        self, chan: object, auth_proto: bytes, auth_data: bytes, screen: int
+    ) -> str | None:
+        cast("AgentServer", self._owner).forwarding_refused("X11 forwarding")
+        return None
+
 
 class AgentServer(asyncssh.SSHServer):
     """Per-connection callbacks for one agent."""
@@ -85,6 +96,7 @@ class AgentServer(asyncssh.SSHServer):
         self._banner_sent: set[str] = set()
         self.channels: set[AgentSession] = set()
         self.next_channel_no = 0
+        self.notices: list[str] = []  # told to the agent on stderr when its next channel starts
         self._upstream: asyncssh.SSHClientConnection | None = None
         self._upstream_lock = asyncio.Lock()
 
@@ -193,6 +205,10 @@ class AgentServer(asyncssh.SSHServer):
             asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED,
             "port forwarding is not allowed through this bastion",
         )
+
+    def forwarding_refused(self, what: str) -> None:
+        self.runtime.refused(self, what.replace(" ", "-").lower(), "")
+        self.notices.append(f"{what} is not allowed through this bastion; continuing without it")
 
     def server_requested(self, listen_host: str, listen_port: int) -> bool:
         self.runtime.refused(self, "remote-forwarding", f"{listen_host}:{listen_port}")

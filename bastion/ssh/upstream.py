@@ -46,9 +46,13 @@ class IdentityFileCredentials:
         return [key]
 
 
-def _known_hosts(target: TargetConfig) -> asyncssh.SSHKnownHosts | tuple[
-    list[asyncssh.SSHKey], list[asyncssh.SSHKey], list[asyncssh.SSHKey]
-] | str:
+def _known_hosts(
+    target: TargetConfig,
+) -> (
+    asyncssh.SSHKnownHosts
+    | tuple[list[asyncssh.SSHKey], list[asyncssh.SSHKey], list[asyncssh.SSHKey]]
+    | str
+):
     if target.host_keys:
         return (list(target.host_keys), [], [])
     assert target.known_hosts is not None  # config guarantees one of the two

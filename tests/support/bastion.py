@@ -10,21 +10,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bastion.app import Runtime, serve
+from bastion.config import Config, load_config
 from support.certs import Agent, CertificateAuthority
 from support.sshd import SshdTarget
 
-from bastion.app import Runtime, serve
-from bastion.config import Config, load_config
 
-
-def target_block(target: SshdTarget, name: str = "web-01", **extra: str) -> str:
+def target_block(
+    target: SshdTarget,
+    name: str = "web-01",
+    *,
+    port: int | None = None,
+    host_key: str | None = None,
+    **extra: str,
+) -> str:
     lines = [
         "[[targets]]",
         f'name = "{name}"',
         'host = "127.0.0.1"',
-        f"port = {target.port}",
+        f"port = {port or target.port}",
         f'login = "{target.login}"',
-        f'host_key = "{target.host_public_key}"',
+        f'host_key = "{host_key or target.host_public_key}"',
         f'identity_file = "{target.client_key}"',
     ]
     lines += [f"{k} = {v}" for k, v in extra.items()]
@@ -129,9 +135,7 @@ class RunningBastion:
         return subprocess.run(args, input=input, capture_output=True, timeout=timeout)
 
 
-def start_bastion(
-    config_path: Path, make_runtime: Callable[[Config], Runtime]
-) -> RunningBastion:
+def start_bastion(config_path: Path, make_runtime: Callable[[Config], Runtime]) -> RunningBastion:
     config = load_config(config_path)
     runtime = make_runtime(config)
     started = threading.Event()

@@ -7,6 +7,7 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +42,7 @@ class SshdTarget:
     client_key: Path  # the bastion's upstream identity, authorized on this target
     login: str
     process: subprocess.Popen[bytes]
+    keys_dir: Path
 
     @property
     def host_public_key(self) -> str:
@@ -54,15 +56,39 @@ class SshdTarget:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        shutil.rmtree(self.keys_dir, ignore_errors=True)
+
+
+TEST_LOGIN = "azureuser"
+
+
+def ensure_login() -> str:
+    """The login used on the target: an unprivileged ``azureuser`` when we are root (sshd gives
+    root sessions no privilege separation, so e.g. signals would not work), else ourselves."""
+    if os.geteuid() != 0:
+        return getpass.getuser()
+    if subprocess.run(["id", TEST_LOGIN], capture_output=True).returncode != 0:
+        subprocess.run(
+            ["useradd", "--create-home", "--shell", "/bin/bash", TEST_LOGIN],
+            check=True,
+            capture_output=True,
+        )
+    # An unset password ("*") is not a locked account, so sshd lets keys in without PAM.
+    subprocess.run(["usermod", "-p", "*", TEST_LOGIN], check=True, capture_output=True)
+    return TEST_LOGIN
 
 
 def start_sshd(directory: Path, *, client_key: Path | None = None) -> SshdTarget:
     directory.mkdir(parents=True, exist_ok=True)
+    login = ensure_login()
     host_key = keygen(directory / "ssh_host_ed25519_key")
     client_key = client_key or keygen(directory / "upstream_ed25519")
-    auth_keys = directory / "authorized_keys"
+    # sshd reads authorized keys as the login user: keep them in a folder that user can read.
+    keys_dir = Path(tempfile.mkdtemp(prefix="bastion-test-keys-"))
+    keys_dir.chmod(0o755)
+    auth_keys = keys_dir / "authorized_keys"
     auth_keys.write_text(client_key.with_name(client_key.name + ".pub").read_text())
-    auth_keys.chmod(0o600)
+    auth_keys.chmod(0o644)
     port = free_port()
     config = directory / "sshd_config"
     config.write_text(
@@ -102,4 +128,4 @@ def start_sshd(directory: Path, *, client_key: Path | None = None) -> SshdTarget
     except TimeoutError:
         process.kill()
         raise RuntimeError((directory / "sshd.log").read_text()) from None
-    return SshdTarget(directory, port, host_key, client_key, getpass.getuser(), process)
+    return SshdTarget(directory, port, host_key, client_key, login, process, keys_dir)
