@@ -17,6 +17,7 @@ from bastion.errors import BastionError
 # Feature packages that contribute sub-commands, in the order they appear in --help.
 _COMMAND_MODULES = (
     "bastion.serve_cli",
+    "bastion.demo",
     "bastion.policy.cli",
     "bastion.masking.cli",
     "bastion.recording.cli",

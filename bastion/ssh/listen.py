@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import asyncssh
 
+from bastion.errors import BastionError
 from bastion.ssh.server import AgentServer, BastionConnection
 
 if TYPE_CHECKING:
@@ -88,10 +89,13 @@ async def start_listener(runtime: Runtime, host_key: asyncssh.SSHKey) -> Listene
     options = server_options(runtime, host_key)
     loop = asyncio.get_running_loop()
     cfg = runtime.config.server
-    server = await loop.create_server(
-        lambda: BastionConnection(loop, options, None, None, None),
-        cfg.host,
-        cfg.port,
-        reuse_address=True,
-    )
+    try:
+        server = await loop.create_server(
+            lambda: BastionConnection(loop, options, None, None, None),
+            cfg.host,
+            cfg.port,
+            reuse_address=True,
+        )
+    except OSError as exc:
+        raise BastionError(f"cannot listen on {cfg.host}:{cfg.port}: {exc.strerror}") from None
     return Listener(server)

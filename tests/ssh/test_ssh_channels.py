@@ -8,7 +8,8 @@ from pathlib import Path
 import asyncssh
 import pytest
 from support.bastion import RunningBastion
-from support.certs import Agent
+
+from bastion.testing.certs import Agent
 
 
 async def connect(bastion: RunningBastion, agent: Agent, user: str = "web-01"):

@@ -7,7 +7,8 @@ import os
 import subprocess
 
 from support.bastion import RunningBastion
-from support.certs import Agent
+
+from bastion.testing.certs import Agent
 
 
 def test_exec_output_and_exit_status(bastion: RunningBastion, agent: Agent) -> None:

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 from support.bastion import RunningBastion, start_bastion, target_block, write_config
-from support.certs import Agent, CertificateAuthority, keygen
-from support.sshd import SshdTarget, free_port
 
 from bastion.app import Runtime
 from bastion.config import Config
 from bastion.hooks import AllowAllGate
+from bastion.testing.certs import Agent, CertificateAuthority, keygen
+from bastion.testing.sshd import SshdTarget, free_port
 
 
 @pytest.fixture(scope="module")

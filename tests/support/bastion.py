@@ -12,8 +12,8 @@ from typing import Any
 
 from bastion.app import Runtime, serve
 from bastion.config import Config, load_config
-from support.certs import Agent, CertificateAuthority
-from support.sshd import SshdTarget
+from bastion.testing.certs import Agent, CertificateAuthority
+from bastion.testing.sshd import SshdTarget
 
 
 def target_block(

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from support.certs import keygen
+from bastion.testing.certs import keygen
 
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
 
