@@ -6,13 +6,16 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from support.bastion import RunningBastion, start_bastion, target_block, write_config
-from support.certs import Agent, CertificateAuthority
-from support.sshd import SshdTarget, start_sshd
+from support.bastion import (
+    RunningBastion,
+    bare_runtime,
+    start_bastion,
+    target_block,
+    write_config,
+)
 
-from bastion.app import Runtime
-from bastion.config import Config
-from bastion.hooks import AllowAllGate
+from bastion.testing.certs import Agent, CertificateAuthority
+from bastion.testing.sshd import SshdTarget, start_sshd
 
 
 @pytest.fixture(scope="session")
@@ -47,10 +50,6 @@ def make_agent(tmp_path: Path, ca: CertificateAuthority) -> Callable[..., Agent]
         return Agent.create(tmp_path / f"agent{next(counter)}", signer or ca, **sign)
 
     return make
-
-
-def bare_runtime(config: Config) -> Runtime:
-    return Runtime(config=config, gate=AllowAllGate())
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,14 @@ from typing import Any
 
 from bastion.app import Runtime, serve
 from bastion.config import Config, load_config
+from bastion.hooks import AllowAllGate
 from bastion.testing.certs import Agent, CertificateAuthority
 from bastion.testing.sshd import SshdTarget
+
+
+def bare_runtime(config: Config) -> Runtime:
+    """The relay alone: the gate allows everything, nothing is recorded (data-path tests)."""
+    return Runtime(config=config, gate=AllowAllGate())
 
 
 def target_block(
