@@ -135,10 +135,14 @@ class Recorder:
         title: str | None = None,
         record_input: bool = True,
         buffer_limit: int = DEFAULT_BUFFER,
+        started_at: float | None = None,
     ) -> Recorder:
-        """Create the ``.cast`` and its seal sidecar; raises RecordingError if that fails."""
+        """Create the ``.cast`` and its seal sidecar; raises RecordingError if that fails.
+
+        ``started_at`` (wall clock) defaults to now; it dates the file and its folder.
+        """
         _check_size(width, height)
-        started = time.time()
+        started = time.time() if started_at is None else started_at
         path = layout.cast_path(Path(root), session_id, channel, started)
         info = {
             **dict(meta or {}),

@@ -50,3 +50,24 @@ def key() -> RecordingKey:
 @pytest.fixture
 async def sample(tmp_path: Path, key: RecordingKey) -> Recorder:
     return await write_sample(tmp_path / "recordings", key)
+
+
+def write_config(base: Path, extra: str = "") -> Path:
+    """A minimal valid bastion config in ``base`` whose state dir is ``base/state``."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    ca = Ed25519PrivateKey.generate().public_key()
+    (base / "ca.pub").write_bytes(
+        ca.public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+    )
+    path = base / "bastion.toml"
+    path.write_text(
+        '[server]\nstate_dir = "state"\n[auth]\ntrusted_user_ca_keys = ["ca.pub"]\n' + extra
+    )
+    return path
+
+
+@pytest.fixture
+def config_file(tmp_path: Path) -> Path:
+    return write_config(tmp_path, '[recording]\nfsync_interval = "200ms"\n')
