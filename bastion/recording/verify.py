@@ -16,7 +16,13 @@ from typing import Any, Literal
 import orjson
 
 from bastion.recording import layout
-from bastion.recording.codec import chain_next, chain_start, decode_event, decode_header
+from bastion.recording.codec import (
+    FORMAT_VERSION,
+    chain_next,
+    chain_start,
+    decode_event,
+    decode_header,
+)
 from bastion.recording.keys import RecordingPublicKey
 from bastion.recording.seal import RECORD_TYPES, check_record
 
@@ -62,6 +68,8 @@ def _read_records(
             return records, f"seal file line {n} is not valid JSON"
         if not isinstance(record, dict) or record.get("type") not in RECORD_TYPES:
             return records, f"seal file line {n} is not a seal record"
+        if record.get("v") != FORMAT_VERSION:
+            return records, f"seal file line {n}: unsupported seal format {record.get('v')!r}"
         problem = check_record(record, trusted)
         if problem:
             return records, f"seal file line {n}: {problem}"

@@ -1,0 +1,78 @@
+"""Throughput of the recorder hot path and of audit writes (real files, real SQLite).
+
+Run: .venv/bin/python bench/bench_recording.py [--events N] [--chunk BYTES] [--rows N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+import time
+from pathlib import Path
+
+from bastion.audit import AuditStore
+from bastion.recording import RecordingKey, verify_recording
+from bastion.recording.store import RecordingStore
+
+
+async def bench_recorder(root: Path, events: int, chunk: int) -> None:
+    key = RecordingKey.generate()
+    store = RecordingStore(root, key, fsync_interval=1.0)
+    await store.start()
+    rec = store.create(session_id="bench", channel=0)
+    data = (b"0123456789abcdef\xc3\xa9" * (chunk // 18 + 1))[:chunk]
+    worst = 0.0
+    t0 = time.perf_counter()
+    for i in range(events):
+        s = time.perf_counter()
+        rec.output(data)
+        worst = max(worst, time.perf_counter() - s)
+        if i % 500 == 0:
+            await asyncio.sleep(0)  # let the sync task run, as a live relay would
+    elapsed = time.perf_counter() - t0
+    seal = await rec.close()
+    await store.stop()
+    mb = events * chunk / 1e6
+    print(
+        f"recorder: {events} output events of {chunk} B in {elapsed:.3f}s = "
+        f"{events / elapsed:,.0f} events/s, {mb / elapsed:,.1f} MB/s; "
+        f"slowest output() call {worst * 1e3:.2f} ms; file {seal.bytes / 1e6:.1f} MB"
+    )
+    t0 = time.perf_counter()
+    result = verify_recording(seal.path, [key.public])
+    elapsed = time.perf_counter() - t0
+    print(f"verify: {result.status} in {elapsed:.3f}s = {seal.bytes / 1e6 / elapsed:,.1f} MB/s")
+
+
+async def bench_audit(path: Path, rows: int) -> None:
+    store = await AuditStore.open(path)
+    t0 = time.perf_counter()
+    for i in range(rows // 10):
+        await store.record("command", session_id="b", command=f"ls {i}", decision="allow")
+    sequential = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    await asyncio.gather(*(store.record("command", n=i) for i in range(rows)))
+    concurrent = time.perf_counter() - t0
+    await store.close()
+    print(
+        f"audit: sequential {rows // 10 / sequential:,.0f} rows/s "
+        f"({sequential / (rows // 10) * 1e3:.2f} ms per durable row); "
+        f"{rows} concurrent record() calls {rows / concurrent:,.0f} rows/s"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--chunk", type=int, default=256)
+    parser.add_argument("--rows", type=int, default=5000)
+    parser.add_argument("--dir", type=Path, default=None, help="where to write (default: tmp)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
+        asyncio.run(bench_recorder(Path(tmp) / "rec", args.events, args.chunk))
+        asyncio.run(bench_audit(Path(tmp) / "bench.db", args.rows))
+
+
+if __name__ == "__main__":
+    main()
