@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import asyncssh
 
+from bastion.audit import AuditError, AuditStore
 from bastion.config import Config
 from bastion.errors import BastionError
 from bastion.hooks import (
@@ -30,10 +31,13 @@ from bastion.hooks import (
 )
 from bastion.logs import ctx
 from bastion.model import ChannelRequest, SessionInfo
+from bastion.recording import RecordingStore, parse_recording_config
+from bastion.sinks import RecordingSinkFactory
 from bastion.ssh.certcheck import TrustedCA
 from bastion.ssh.listen import start_listener
 from bastion.ssh.server import AgentServer
 from bastion.ssh.upstream import UpstreamConnector
+from bastion.tasks import drain_tasks, spawn
 
 if TYPE_CHECKING:
     from bastion.relay import ChannelRelay
@@ -79,6 +83,58 @@ class Runtime:
     is_revoked: Callable[[int, str], bool] | None = None
     servers: set[AgentServer] = field(default_factory=set)
     drained: asyncio.Event | None = None  # set once every connection has closed (shutdown)
+    audit: AuditStore | None = None
+    recordings: RecordingStore | None = None
+    audit_path: Path | None = None
+
+    async def start(self) -> None:
+        """Open the required sinks; the bastion does not listen without them."""
+        if self.audit_path is not None and self.audit is None:
+            try:
+                self.audit = await AuditStore.open(self.audit_path)
+            except AuditError as exc:
+                raise BastionError(f"cannot open the audit database: {exc}") from None
+        if self.recordings is not None:
+            if self.audit is None:
+                raise BastionError("recordings need the audit database")
+            await self.recordings.start()
+            self.sinks = RecordingSinkFactory(self.recordings, self.audit)
+
+    async def stop(self) -> None:
+        if self.recordings is not None:
+            await self.recordings.stop()
+        if self.audit is not None:
+            await self.audit.close()
+
+    # -- audit rows ---------------------------------------------------------------------------
+    async def audit_row(self, kind: str, server: AgentServer | None, **fields: object) -> None:
+        """Write one audit row; raises AuditError (callers fail closed)."""
+        if self.audit is None:
+            return
+        session = server.session if server is not None else None
+        await self.audit.record(
+            kind,
+            session_id=server.session_id if server is not None else None,
+            identity=session.identity.key_id if session else None,
+            target=session.target if session else None,
+            login=session.login if session else None,
+            **fields,
+        )
+
+    def audit_later(self, kind: str, server: AgentServer | None, **fields: object) -> None:
+        """Audit from a synchronous callback; if the row cannot be written, end the connection."""
+        if self.audit is None:
+            return
+
+        async def write() -> None:
+            try:
+                await self.audit_row(kind, server, **fields)
+            except AuditError as exc:
+                log.error("audit.failed", extra=ctx(kind=kind, error=str(exc)))
+                if server is not None and server.conn is not None:
+                    server.conn.close()
+
+        spawn(write(), name=f"audit-{kind}")
 
     @property
     def trusted_cas(self) -> list[TrustedCA]:
@@ -92,6 +148,15 @@ class Runtime:
     def connection_closed(self, server: AgentServer, exc: Exception | None) -> None:
         self.servers.discard(server)
         server.close_upstream()
+        if server.session is not None:
+            self.audit_later(
+                "session_end",
+                server,
+                bytes_in=server.bytes_in,
+                bytes_out=server.bytes_out,
+                channels=server.next_channel_no,
+                exit_status=server.last_exit_status,
+            )
         if not self.servers and self.drained is not None:
             self.drained.set()
         log.info("connection.close", extra=ctx(**server.log_context()))
@@ -102,16 +167,46 @@ class Runtime:
         log.info(
             "auth.ok", extra=ctx(**server.log_context(), principals=",".join(ident.principals))
         )
+        self.audit_later(
+            "session_start",
+            server,
+            serial=ident.serial,
+            principals=list(ident.principals),
+            ca=ident.ca_fingerprint,
+            valid_before=ident.valid_before,
+            source=server.peer_ip,
+        )
 
     def auth_failed(self, server: AgentServer, reason: str) -> None:
         log.warning("auth.refused", extra=ctx(**server.log_context(), reason=reason))
+        requested = server.requested[1] if server.requested else None
+        self.audit_later(
+            "auth_failure",
+            None,
+            reason=reason,
+            source=server.peer_ip,
+            requested_target=requested,
+            connection=server.session_id,
+        )
 
     def refused(self, server: AgentServer, what: str, detail: str) -> None:
         log.warning("refused", extra=ctx(**server.log_context(), what=what, detail=detail))
+        self.audit_later("refusal", server, what=what, detail=detail)
 
-    def command_decided(
-        self, server: AgentServer, request: ChannelRequest, verdict: GateVerdict
+    async def command_decided(
+        self, server: AgentServer, channel_no: int, request: ChannelRequest, verdict: GateVerdict
     ) -> None:
+        """Log and durably audit a decision before anything reaches the target."""
+        await self.audit_row(
+            "command",
+            server,
+            channel=channel_no,
+            channel_kind=request.kind,
+            command=request.command,
+            decision=verdict.action,
+            rules=list(verdict.rules),
+            exit_status=verdict.exit_status if verdict.action != "allow" else None,
+        )
         log.info(
             "command.decided",
             extra=ctx(
@@ -123,6 +218,20 @@ class Runtime:
         )
 
     def channel_finished(self, relay: ChannelRelay, status: int | None, reason: str) -> None:
+        server = relay.server
+        server.bytes_in += relay.bytes_in
+        server.bytes_out += relay.bytes_out
+        server.last_exit_status = status
+        if relay.upstream is not None:  # the command ran: record how it ended
+            self.audit_later(
+                "command_exit",
+                server,
+                channel=relay.agent.channel_no,
+                exit_status=status,
+                reason=reason,
+                bytes_in=relay.bytes_in,
+                bytes_out=relay.bytes_out,
+            )
         log.info(
             "channel.end",
             extra=ctx(
@@ -153,10 +262,17 @@ def ensure_host_key(path: Path) -> asyncssh.SSHKey:
 
 
 def build_runtime(config: Config) -> Runtime:
-    """Wire the components the config asks for. The command gate is mandatory."""
+    """Wire the components the config asks for. Gate, recording and audit are mandatory."""
     from bastion.gate import build_gate
 
-    return Runtime(config=config, gate=build_gate(config))
+    rec_section = config.raw.get("recording", {})
+    rec_config = parse_recording_config(rec_section, config.base_dir, config.state_dir)
+    return Runtime(
+        config=config,
+        gate=build_gate(config),
+        recordings=RecordingStore.from_config(rec_config),
+        audit_path=config.state_dir / "bastion.db",
+    )
 
 
 async def serve(
@@ -169,7 +285,12 @@ async def serve(
     config = runtime.config
     config.state_dir.mkdir(parents=True, exist_ok=True)
     host_key = ensure_host_key(config.server.host_key)
-    listener = await start_listener(runtime, host_key)
+    await runtime.start()
+    try:
+        listener = await start_listener(runtime, host_key)
+    except BaseException:
+        await runtime.stop()
+        raise
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     installed = []
@@ -191,6 +312,9 @@ async def serve(
         log.info("shutdown.begin", extra=ctx(sessions=len(runtime.servers)))
         listener.close()
         await shutdown_sessions(runtime)
+        await asyncio.sleep(0)  # let channel-close tasks (sealing, audit) start
+        await drain_tasks(SHUTDOWN_GRACE)
+        await runtime.stop()
         log.info("shutdown.done")
 
 

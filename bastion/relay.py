@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import asyncssh
 
+from bastion.audit import AuditError
 from bastion.hooks import (
     EXIT_BASTION_ERROR,
     EXIT_DENIED,
@@ -207,6 +208,7 @@ class ChannelRelay:
         self._upstream_writable = True
         self._agent_eof_pending = False
         self._early_input: list[bytes] = []
+        self._early_size: tuple[int, int, int, int] | None = None
         self._finished = False
         self._idle_timer: asyncio.TimerHandle | None = None
         self._setup: asyncio.Task[None] | None = None
@@ -240,7 +242,11 @@ class ChannelRelay:
             )
             return
         verdict = await self.runtime.gate.check(self.session, req)
-        self.runtime.command_decided(self.server, req, verdict)
+        try:
+            await self.runtime.command_decided(self.server, self.agent.channel_no, req, verdict)
+        except AuditError as exc:
+            self.refuse(f"cannot write the audit log ({exc}); refusing", EXIT_BASTION_ERROR)
+            return
         if verdict.action == "deny":
             self.refuse(verdict.message or "command denied by policy", EXIT_DENIED)
             return
@@ -250,6 +256,9 @@ class ChannelRelay:
             return
         command = verdict.command if verdict.command is not None else req.command
         self.sink = await self.runtime.sinks.open(self.session, self.agent.channel_no, req)
+        rules = ",".join(verdict.rules) or "-"
+        if not self._record(lambda s: s.marker(f"gate: {verdict.action} rules={rules}")):
+            return
         conn = await self.server.upstream()
         if self._finished:  # the agent went away while we were connecting
             return
@@ -267,6 +276,8 @@ class ChannelRelay:
             chan.close()
             return
         self._ready = True
+        if self._early_size is not None:
+            self.agent_resize(*self._early_size)
         early, self._early_input = self._early_input, []
         for data in early:
             self.agent_data(data)
@@ -311,7 +322,10 @@ class ChannelRelay:
             self.upstream.send_break(msec)
 
     def agent_resize(self, width: int, height: int, pixwidth: int, pixheight: int) -> None:
-        if self.upstream is not None and self._record(lambda s: s.resize(width, height)):
+        if self.upstream is None or not self._ready:
+            self._early_size = (width, height, pixwidth, pixheight)  # applied once ready
+            return
+        if self._record(lambda s: s.resize(width, height)):
             self.upstream.change_terminal_size(width, height, pixwidth, pixheight)
 
     def set_agent_writable(self, writable: bool) -> None:

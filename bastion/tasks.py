@@ -24,3 +24,11 @@ def spawn(coro: Coroutine[Any, Any, T], *, name: str) -> asyncio.Task[T]:
     _running.add(task)
     task.add_done_callback(_done)
     return task
+
+
+async def drain_tasks(grace: float) -> None:
+    """Wait (bounded) for background tasks such as sealing and audit writes to finish."""
+    current = asyncio.current_task()
+    pending = [t for t in _running if t is not current and not t.done()]
+    if pending:
+        await asyncio.wait(pending, timeout=grace)

@@ -96,6 +96,9 @@ class AgentServer(asyncssh.SSHServer):
         self._banner_sent: set[str] = set()
         self.channels: set[AgentSession] = set()
         self.next_channel_no = 0
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.last_exit_status: int | None = None
         self.notices: list[str] = []  # told to the agent on stderr when its next channel starts
         self._upstream: asyncssh.SSHClientConnection | None = None
         self._upstream_lock = asyncio.Lock()

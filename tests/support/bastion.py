@@ -13,6 +13,7 @@ from typing import Any
 from bastion.app import Runtime, serve
 from bastion.config import Config, load_config
 from bastion.hooks import AllowAllGate
+from bastion.recording import RecordingStore, parse_recording_config
 from bastion.testing.certs import Agent, CertificateAuthority
 from bastion.testing.sshd import SshdTarget
 
@@ -20,6 +21,20 @@ from bastion.testing.sshd import SshdTarget
 def bare_runtime(config: Config) -> Runtime:
     """The relay alone: the gate allows everything, nothing is recorded (data-path tests)."""
     return Runtime(config=config, gate=AllowAllGate())
+
+
+def recorded_runtime(config: Config) -> Runtime:
+    """Relay with the required sinks (recordings + audit) but a gate that allows everything."""
+    section = config.raw.get("recording", {})
+    recordings = RecordingStore.from_config(
+        parse_recording_config(section, config.base_dir, config.state_dir)
+    )
+    return Runtime(
+        config=config,
+        gate=AllowAllGate(),
+        recordings=recordings,
+        audit_path=config.state_dir / "bastion.db",
+    )
 
 
 def target_block(

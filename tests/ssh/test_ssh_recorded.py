@@ -1,0 +1,114 @@
+"""With the required sinks on, every channel is recorded (playable, sealed) and audited."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from pathlib import Path
+
+import asyncssh
+import orjson
+import pytest
+from support.bastion import recorded_runtime, start_bastion, target_block, write_config
+
+from bastion.testing.certs import Agent, CertificateAuthority
+from bastion.testing.sshd import SshdTarget
+
+VENV_BIN = Path(sys.executable).parent
+
+
+def bastion_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bastion.cli", *args], capture_output=True, text=True, timeout=60
+    )
+
+
+def audit_rows(config: Path) -> list[dict[str, object]]:
+    out = bastion_cli("audit", "export", "--config", str(config), "--format", "jsonl")
+    assert out.returncode == 0, out.stderr
+    return [orjson.loads(line) for line in out.stdout.splitlines() if line.strip()]
+
+
+def test_exec_is_recorded_sealed_and_audited(
+    tmp_path: Path, sshd: SshdTarget, ca: CertificateAuthority, agent: Agent
+) -> None:
+    """An exec leaves a sealed .cast that asciinema renders and audit rows for every step."""
+    config = write_config(tmp_path, ca, target_block(sshd))
+    running = start_bastion(config, recorded_runtime)
+    try:
+        result = running.ssh(agent, "web-01", "echo recorded-line; exit 3")
+        assert result.returncode == 3
+    finally:
+        running.stop()
+    casts = sorted((tmp_path / "state" / "recordings").rglob("*.cast"))
+    assert len(casts) == 1
+    verify = bastion_cli("recordings", "verify", "--config", str(config), str(casts[0]))
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    rendered = subprocess.run(
+        [str(VENV_BIN / "asciinema"), "cat", str(casts[0])], capture_output=True, timeout=30
+    )
+    assert b"recorded-line" in rendered.stdout
+    kinds = [row["kind"] for row in audit_rows(config)]
+    for kind in ("session_start", "command", "command_exit", "recording_sealed", "session_end"):
+        assert kind in kinds, kinds
+    assert kinds.index("command") < kinds.index("command_exit")
+    command = next(r for r in audit_rows(config) if r["kind"] == "command")
+    assert command["fields"]["decision"] == "allow"  # type: ignore[index]
+    exit_row = next(r for r in audit_rows(config) if r["kind"] == "command_exit")
+    assert exit_row["fields"]["exit_status"] == 3  # type: ignore[index]
+    chain = bastion_cli("audit", "verify", "--config", str(config))
+    assert chain.returncode == 0, chain.stdout + chain.stderr
+
+
+async def test_pty_resize_is_recorded(
+    tmp_path: Path, sshd: SshdTarget, ca: CertificateAuthority, agent: Agent
+) -> None:
+    """A window change in a PTY session becomes an asciicast ``r`` event."""
+    config = write_config(tmp_path, ca, target_block(sshd))
+    running = await asyncio.to_thread(start_bastion, config, recorded_runtime)
+    try:
+        key = asyncssh.read_private_key(str(agent.key))
+        cert = asyncssh.read_certificate(str(agent.cert))
+        async with asyncssh.connect(
+            "127.0.0.1",
+            running.port,
+            username="web-01",
+            client_keys=[(key, cert)],
+            known_hosts=str(running.known_hosts),
+            config=[],
+            agent_path=None,
+        ) as conn:
+            proc = await conn.create_process(term_type="xterm", term_size=(80, 24), encoding=None)
+            proc.change_terminal_size(100, 30)
+            proc.stdin.write(b"echo $((6*7))\n")
+            data = b""
+            while b"42" not in data:
+                data += await asyncio.wait_for(proc.stdout.read(4096), 10)
+            proc.stdin.write(b"exit\n")
+            await asyncio.wait_for(proc.wait(), 10)
+    finally:
+        await asyncio.to_thread(running.stop)
+    cast = next((tmp_path / "state" / "recordings").rglob("*.cast"))
+    events = [orjson.loads(line) for line in cast.read_text().splitlines()[1:]]
+    assert [e[2] for e in events if e[1] == "r"] == ["100x30"]
+    assert any(e[1] == "i" for e in events)
+
+
+def test_session_refused_when_recording_cannot_be_written(
+    tmp_path: Path, sshd: SshdTarget, ca: CertificateAuthority, agent: Agent
+) -> None:
+    """If the recorder cannot create its file, the channel is refused: nothing runs unrecorded."""
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the recordings folder should be")
+    extra = f'[recording]\ndir = "{blocker}/recordings"\n'
+    config = write_config(tmp_path, ca, target_block(sshd), extra=extra)
+    marker = tmp_path / "ran"
+    running = start_bastion(config, recorded_runtime)
+    try:
+        result = running.ssh(agent, "web-01", f"touch {marker}")
+    finally:
+        running.stop()
+    assert result.returncode == 255
+    assert b"bastion: cannot record this session" in result.stderr
+    assert not marker.exists()
