@@ -9,7 +9,6 @@ from pathlib import Path
 
 import asyncssh
 import orjson
-import pytest
 from support.bastion import recorded_runtime, start_bastion, target_block, write_config
 
 from bastion.testing.certs import Agent, CertificateAuthority
