@@ -23,6 +23,7 @@ _COMMAND_MODULES = (
     "bastion.recording.cli",
     "bastion.audit.cli",
     "bastion.identity.cli",
+    "bastion.approval.cli",
 )
 
 
