@@ -1,0 +1,213 @@
+"""The pure decision function: (line, context) -> Decision.
+
+Pipeline: lexical guards -> tree-sitter walk -> unwrap/normalise -> tool facts -> rules per unit
+(first match wins) -> floors (structural findings no rule can lower) -> most severe unit wins.
+There is no early allow: every unit is judged before the line's verdict is taken.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bastion.policy import chars
+from bastion.policy.model import (
+    SEVERITY,
+    Action,
+    Context,
+    Decision,
+    Finding,
+    ReviewSpec,
+    UnitDecision,
+)
+from bastion.policy.paths import PathClassifier
+from bastion.policy.rules import Rule, UnitView
+from bastion.policy.syntax import parse
+from bastion.policy.tools import facts
+from bastion.policy.unwrap import Unit, normalise_units
+
+log = logging.getLogger(__name__)
+
+DEFAULT_POLICY_PATH = Path(__file__).resolve().parents[2] / "config" / "policy.toml"
+_MAX_UNITS = 128
+
+
+@dataclass
+class Policy:
+    """Ordered rules plus path classes; ``decide`` is pure and never raises."""
+
+    rules: tuple[Rule, ...]
+    default: Action = "review"
+    classifier: PathClassifier = field(default_factory=lambda: PathClassifier.build({}))
+    source: str = "<memory>"
+    _by_program: dict[str, tuple[Rule, ...]] = field(default_factory=dict, repr=False)
+
+    @staticmethod
+    def default_path() -> Path:
+        """The shipped policy file, ``config/policy.toml``."""
+        return DEFAULT_POLICY_PATH
+
+    def decide(self, line: str, ctx: Context) -> Decision:
+        try:
+            return self._decide(line, ctx)
+        except Exception as exc:  # fail closed: a bug in the engine holds the line
+            log.exception("policy engine error")
+            unit = UnitDecision((), "review", "engine-error",
+                                f"internal error: {type(exc).__name__}", line[:200])
+            return Decision("review", ("engine-error",), (unit,),
+                            "review: the policy engine failed on this line [engine-error]",
+                            ReviewSpec())
+
+    # -- internals ---------------------------------------------------------------------------
+    def _candidates(self, program: str) -> tuple[Rule, ...]:
+        cached = self._by_program.get(program)
+        if cached is None:
+            cached = tuple(
+                r for r in self.rules
+                if not r.program or program in r.literal_programs
+                or len(r.literal_programs) != len(r.program)
+            )
+            if len(self._by_program) < 4096:
+                self._by_program[program] = cached
+        return cached
+
+    def _decide(self, line: str, ctx: Context) -> Decision:
+        results: list[tuple[UnitDecision, Rule | None]] = []
+        for f in chars.line_findings(line):
+            results.append((UnitDecision((), f.action, f.rule, f.reason, _render(line)), None))
+        parsed = parse(line)
+        for f, text in parsed.findings:
+            results.append((UnitDecision((), f.action, f.rule, f.reason, text), None))
+        units = normalise_units(parsed.units)
+        if len(units) > _MAX_UNITS:
+            results.append((UnitDecision((), "review", "too-complex",
+                                         f"more than {_MAX_UNITS} units", ""), None))
+            units = units[:_MAX_UNITS]
+        for unit in units:
+            results.append(self._judge(unit, ctx))
+        return _combine(results)
+
+    def _judge(self, unit: Unit, ctx: Context) -> tuple[UnitDecision, Rule | None]:
+        view = self._view(unit, ctx)
+        rule: Rule | None = None
+        for candidate in self._candidates(view.argv[0] if view.argv else ""):
+            if candidate.matches(view) and candidate.in_scope(ctx):
+                rule = candidate
+                break
+        if rule is not None:
+            action, rid, reason = rule.action, rule.id, rule.reason
+        else:
+            action, rid = self.default, "default"
+            reason = f"no rule matches {view.argv[0] if view.argv else 'this'}"
+        floors = list(unit.findings)
+        dynamic_ok = rule is not None and rule.allow_dynamic
+        if action == "allow" and not dynamic_ok and not all(view.static[1:]):
+                floors.append(Finding("review", "dynamic-argument",
+                                      "an argument is only known at run time"))
+        matched = rid
+        for f in floors:
+            if SEVERITY[f.action] > SEVERITY[action]:
+                action, rid, reason = f.action, f.rule, f.reason
+        return (UnitDecision(view.argv, action, rid, reason, unit.text[:500], matched), rule)
+
+    def _view(self, unit: Unit, ctx: Context) -> UnitView:
+        login = ctx.login
+        if unit.kind == "redirect":
+            target = unit.argv[1]
+            target_classes = (self._classes(target, unit.static[1], login),)
+            return UnitView("redirect", tuple(unit.argv), tuple(unit.static), (), frozenset(), {},
+                            (target,), target_classes, frozenset(unit.tags), (), None)
+        if unit.kind == "assign" or not unit.argv:
+            return UnitView(unit.kind, tuple(unit.argv) or ("<assign>",),
+                            tuple(unit.static) or (True,), (), frozenset(), {}, (), (),
+                            frozenset(unit.tags), tuple(unit.wrappers), unit.stdin)
+        f = facts(unit)
+        positionals = tuple(unit.argv[i] for i in f.positionals)
+        classes: list[frozenset[str]] = [
+            self._classes(unit.argv[i], unit.static[i], login) for i in f.positionals
+        ]
+        for i, a in enumerate(unit.argv[1:], 1):
+            if a.startswith("-") or i in f.positionals:
+                value = a.partition("=")[2]
+            else:
+                value = a.partition("=")[2] if "=" in a else ""
+            if value.startswith(("/", "~", "./", "../")):
+                classes.append(self._classes(value, unit.static[i], login))
+        return UnitView("command", tuple(unit.argv), tuple(unit.static), f.path, f.flags,
+                        f.options, positionals, tuple(classes), frozenset(unit.tags),
+                        tuple(unit.wrappers), unit.stdin)
+
+    def _classes(self, value: str, static: bool, login: str | None) -> frozenset[str]:
+        if not static:
+            return frozenset({"dynamic"})
+        return self.classifier.classify(value, login)
+
+
+def _render(line: str) -> str:
+    """Escaped rendering so reviewers see invisible and control characters."""
+    return line.encode("unicode_escape").decode("ascii")[:500]
+
+
+def _combine(results: list[tuple[UnitDecision, Rule | None]]) -> Decision:
+    if not results:
+        return Decision("allow", (), (), "allow: nothing to run")
+    final: Action = "allow"
+    for u, _ in results:
+        if SEVERITY[u.action] > SEVERITY[final]:
+            final = u.action
+    ordered = [u for u, _ in results if u.action == final] + [
+        u for u, _ in results if u.action != final
+    ]
+    rules: list[str] = []
+    for u in ordered:
+        if u.rule not in rules:
+            rules.append(u.rule)
+    lead = ordered[0]
+    what = " ".join(lead.argv) if lead.argv else lead.text
+    more = sum(1 for u in ordered if u.action == final) - 1
+    reason = f"{final}: {lead.reason} [{lead.rule}]" + (f" in `{what[:120]}`" if what else "")
+    if more > 0:
+        reason += f" (+{more} more)"
+    review = _merge_review([r for u, r in results if u.action == "review" and r is not None
+                            and r.id == u.rule]) if final == "review" else None
+    return Decision(final, tuple(rules), tuple(u for u, _ in results), reason, review)
+
+
+def _merge_review(rules: list[Rule]) -> ReviewSpec:
+    approvers: list[str] = []
+    approvals = 1
+    timeout: float | None = None
+    mode: str | None = None
+    for r in rules:
+        approvers.extend(a for a in r.approvers if a not in approvers)
+        if r.approvals is not None:
+            approvals = max(approvals, r.approvals)
+        if r.timeout is not None:
+            timeout = r.timeout if timeout is None else min(timeout, r.timeout)
+        if r.mode == "wait" or (r.mode == "defer" and mode is None):
+            mode = r.mode
+    return ReviewSpec(tuple(approvers), approvals, timeout, mode)
+
+
+def matched_rules(decision: Decision) -> frozenset[str]:
+    """Ids of policy rules that matched some unit (even where a floor overrode them)."""
+    return frozenset(u.matched for u in decision.units if u.matched is not None)
+
+
+def example_context(rule: Rule) -> Context:
+    """A context inside the rule's scope, used to run its examples."""
+    labels: Mapping[str, str] = {k: v for k, v in rule.target_labels if not _is_glob(v)}
+    target = next((t for t in rule.targets if not _is_glob(t)), "example-host")
+    return Context(
+        principals=tuple(sorted(rule.principals))[:1] or ("agents",),
+        target=target,
+        target_labels=dict(labels),
+        login=next((g for g in rule.logins if not _is_glob(g)), "azureuser"),
+        channel=next(iter(sorted(rule.channels)), "exec"),
+    )
+
+
+def _is_glob(s: str) -> bool:
+    return any(c in s for c in "*?[")

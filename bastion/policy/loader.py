@@ -1,0 +1,109 @@
+"""Load a policy file: TOML -> Policy, validated, with every rule's examples run."""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bastion.config import parse_duration
+from bastion.errors import ConfigError
+from bastion.policy.engine import Policy, example_context, matched_rules
+from bastion.policy.model import ACTIONS
+from bastion.policy.paths import BUILTIN_CLASSES, PathClassifier
+from bastion.policy.rules import Rule, parse_rule
+
+_TOP_KEYS = frozenset({"policy", "paths", "rules"})
+
+
+@dataclass(frozen=True)
+class ExampleFailure:
+    rule: str
+    example: str
+    expected: str  # "match" | "not_match"
+    got: str
+
+    def __str__(self) -> str:
+        want = "match" if self.expected == "match" else "not match"
+        return f"rule {self.rule}: example {self.example!r} should {want} ({self.got})"
+
+
+def load_policy(path: Path, *, check_examples: bool = True) -> Policy:
+    """Read and validate a policy file; raises ConfigError naming file, rule and reason."""
+    where = str(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(where, "policy file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(where, f"cannot read: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(where, f"not valid TOML: {exc}") from None
+    policy = parse_policy(data, where)
+    if check_examples:
+        failures = run_examples(policy)
+        if failures:
+            extra = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
+            raise ConfigError(where, f"{failures[0]}{extra}")
+    return policy
+
+
+def parse_policy(data: Mapping[str, Any], where: str = "<policy>") -> Policy:
+    unknown = set(data) - _TOP_KEYS
+    if unknown:
+        raise ConfigError(where, f"unknown top-level key(s): {', '.join(sorted(unknown))}")
+    head = data.get("policy", {})
+    if not isinstance(head, dict):
+        raise ConfigError(f"{where}: policy", "expected a table")
+    default = head.get("default", "review")
+    if default not in ACTIONS:
+        raise ConfigError(f"{where}: policy.default", f"expected one of {', '.join(ACTIONS)}")
+    paths = data.get("paths", {})
+    if not isinstance(paths, dict):
+        raise ConfigError(f"{where}: paths", "expected a table of class = [globs]")
+    table: dict[str, list[str]] = {}
+    for name, globs in paths.items():
+        if name in BUILTIN_CLASSES and name != "workspace":
+            raise ConfigError(f"{where}: paths.{name}", "is a built-in class")
+        if not isinstance(globs, list) or not all(isinstance(g, str) for g in globs):
+            raise ConfigError(f"{where}: paths.{name}", "expected a list of glob strings")
+        table[name] = globs
+    raw_rules = data.get("rules", [])
+    if not isinstance(raw_rules, list):
+        raise ConfigError(f"{where}: rules", "expected [[rules]] tables")
+    rules: list[Rule] = []
+    seen: set[str] = set()
+    known_classes = set(table) | set(BUILTIN_CLASSES)
+    for n, raw in enumerate(raw_rules):
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{where}: rules[{n}]", "expected a table")
+        rule = parse_rule(raw, f"{where}: rules[{n}]", parse_duration)
+        if rule.id in seen:
+            raise ConfigError(f"{where}: rules[{n}] ({rule.id})", "duplicate rule id")
+        bad = (rule.paths_any | rule.paths_all) - known_classes
+        if bad:
+            raise ConfigError(f"{where}: rules[{n}] ({rule.id})",
+                              f"unknown path class(es): {', '.join(sorted(bad))}")
+        seen.add(rule.id)
+        rules.append(rule)
+    return Policy(tuple(rules), default, PathClassifier.build(table), where)
+
+
+def run_examples(policy: Policy) -> list[ExampleFailure]:
+    """Run every rule's match/not_match examples; an example 'matches' when the rule is the
+    first matching rule for at least one unit of the line."""
+    failures: list[ExampleFailure] = []
+    for rule in policy.rules:
+        ctx = example_context(rule)
+        for example in rule.match:
+            d = policy.decide(example, ctx)
+            if rule.id not in matched_rules(d):
+                got = ", ".join(sorted(matched_rules(d))) or "no rule"
+                failures.append(ExampleFailure(rule.id, example, "match", f"got {got}"))
+        for example in rule.not_match:
+            d = policy.decide(example, ctx)
+            if rule.id in matched_rules(d):
+                failures.append(ExampleFailure(rule.id, example, "not_match", "it matched"))
+    return failures
