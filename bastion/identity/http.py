@@ -20,6 +20,11 @@ log = logging.getLogger("bastion.identity")
 
 PATH = "/v1/certificates"
 MAX_BODY_BYTES = 16 * 1024
+# aiohttp refuses header fields over 8190 bytes with a plain-text 400 before any handler runs.
+# Run the server with these handler args so a token up to the configured limit (16 KiB) arrives
+# and anything larger gets a clear JSON 413 from here: web.AppRunner(app, **SERVER_HANDLER_ARGS)
+# (or web.Application(handler_args=SERVER_HANDLER_ARGS)).
+SERVER_HANDLER_ARGS: dict[str, int] = {"max_field_size": 32 * 1024, "max_line_size": 32 * 1024}
 
 
 def rfc3339(timestamp: int) -> str:

@@ -24,7 +24,7 @@ from cryptography.x509.oid import NameOID
 
 from bastion.identity.ca import init_ca
 from bastion.identity.config import parse_identity_config
-from bastion.identity.http import add_routes
+from bastion.identity.http import SERVER_HANDLER_ARGS, add_routes
 from bastion.identity.issuer import CertificateIssuer
 
 AUDIENCE = "api://bastion"
@@ -249,7 +249,7 @@ class OidcProvider:
 
 
 async def serve_https(app: web.Application, tls: TestTLS) -> tuple[web.AppRunner, str]:
-    runner = web.AppRunner(app, access_log=None)
+    runner = web.AppRunner(app, access_log=None, **SERVER_HANDLER_ARGS)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=tls.server_context())
     await site.start()
