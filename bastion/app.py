@@ -26,10 +26,12 @@ from bastion.hooks import (
     ChannelSinkFactory,
     CommandGate,
     GateVerdict,
+    OutputFilter,
     OutputFilterFactory,
     pass_through_factory,
 )
 from bastion.logs import ctx
+from bastion.masking import MaskingConfig, load_masking_config
 from bastion.model import ChannelRequest, SessionInfo
 from bastion.recording import RecordingStore, parse_recording_config
 from bastion.sinks import RecordingSinkFactory
@@ -86,6 +88,7 @@ class Runtime:
     audit: AuditStore | None = None
     recordings: RecordingStore | None = None
     audit_path: Path | None = None
+    input_masking: MaskingConfig | None = None  # masks agent input before it is recorded
 
     async def start(self) -> None:
         """Open the required sinks; the bastion does not listen without them."""
@@ -98,7 +101,7 @@ class Runtime:
             if self.audit is None:
                 raise BastionError("recordings need the audit database")
             await self.recordings.start()
-            self.sinks = RecordingSinkFactory(self.recordings, self.audit)
+            self.sinks = RecordingSinkFactory(self.recordings, self.audit, self.input_masking)
 
     async def stop(self) -> None:
         if self.recordings is not None:
@@ -231,6 +234,7 @@ class Runtime:
                 reason=reason,
                 bytes_in=relay.bytes_in,
                 bytes_out=relay.bytes_out,
+                masked=relay.masking_counts(),
             )
         log.info(
             "channel.end",
@@ -267,11 +271,18 @@ def build_runtime(config: Config) -> Runtime:
 
     rec_section = config.raw.get("recording", {})
     rec_config = parse_recording_config(rec_section, config.base_dir, config.state_dir)
+    masking = load_masking_config(config.raw.get("masking", {}), config.base_dir)
+
+    def output_filter(*, pty: bool) -> OutputFilter:
+        return masking.new_masker(pty)
+
     return Runtime(
         config=config,
         gate=build_gate(config),
+        output_filter_factory=output_filter,
         recordings=RecordingStore.from_config(rec_config),
         audit_path=config.state_dir / "bastion.db",
+        input_masking=masking if masking.mask_input else None,
     )
 
 

@@ -385,6 +385,14 @@ class ChannelRelay:
         self._emit(self.out_filter.flush(), False)
         self._emit(self.err_filter.flush(), True)
 
+    def masking_counts(self) -> dict[str, int]:
+        """Hits per masking rule on this channel's output (rule ids only, never the secret)."""
+        totals: dict[str, int] = {}
+        for filt in (self.out_filter, self.err_filter):
+            for rule, n in getattr(filt, "counts", {}).items():
+                totals[rule] = totals.get(rule, 0) + n
+        return totals
+
     def upstream_eof(self) -> None:
         self._flush_filters()
         if not self._finished:

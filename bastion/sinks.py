@@ -10,6 +10,7 @@ import logging
 
 from bastion.audit import AuditError, AuditStore
 from bastion.hooks import ChannelSink, SinkError
+from bastion.masking import MaskingConfig, StreamMasker
 from bastion.model import ChannelRequest, SessionInfo
 from bastion.recording import Recorder, RecordingError, RecordingStore
 
@@ -19,14 +20,24 @@ log = logging.getLogger("bastion.sinks")
 class RecordedChannel:
     """One channel's recorder; every write failure becomes ``SinkError``."""
 
-    def __init__(self, recorder: Recorder, audit: AuditStore, session: SessionInfo) -> None:
+    def __init__(
+        self,
+        recorder: Recorder,
+        audit: AuditStore,
+        session: SessionInfo,
+        input_masker: StreamMasker | None,
+    ) -> None:
         self.recorder = recorder
         self.audit = audit
         self.session = session
+        self.input_masker = input_masker
 
     def input(self, data: bytes) -> None:
+        if self.input_masker is not None:
+            data = self.input_masker.feed(data)
         try:
-            self.recorder.input(data)
+            if data:
+                self.recorder.input(data)
         except RecordingError as exc:
             raise SinkError(f"recording failed ({exc}); the session was ended") from None
 
@@ -51,6 +62,8 @@ class RecordedChannel:
     async def close(self, exit_status: int | None, reason: str) -> None:
         s = self.session
         try:
+            if self.input_masker is not None and (rest := self.input_masker.flush()):
+                self.recorder.input(rest)
             seal = await self.recorder.close(exit_status)
         except RecordingError as exc:
             log.error(
@@ -71,9 +84,12 @@ class RecordedChannel:
 
 
 class RecordingSinkFactory:
-    def __init__(self, recordings: RecordingStore, audit: AuditStore) -> None:
+    def __init__(
+        self, recordings: RecordingStore, audit: AuditStore, input_masking: MaskingConfig | None
+    ) -> None:
         self.recordings = recordings
         self.audit = audit
+        self.input_masking = input_masking
 
     async def open(
         self, session: SessionInfo, channel_no: int, request: ChannelRequest
@@ -104,4 +120,5 @@ class RecordingSinkFactory:
             )
         except RecordingError as exc:
             raise SinkError(f"cannot record this session ({exc}); refusing") from None
-        return RecordedChannel(recorder, self.audit, session)
+        masker = self.input_masking.new_masker(False) if self.input_masking else None
+        return RecordedChannel(recorder, self.audit, session, masker)

@@ -111,3 +111,48 @@ def test_session_refused_when_recording_cannot_be_written(
     assert result.returncode == 255
     assert b"bastion: cannot record this session" in result.stderr
     assert not marker.exists()
+
+
+def _leaks(secret: str, data: bytes, run: int = 8) -> bool:
+    """True if any ``run``-character piece of ``secret`` appears in ``data``."""
+    text = data.decode(errors="replace")
+    return any(secret[i : i + run] in text for i in range(len(secret) - run + 1))
+
+
+def test_secret_in_output_is_masked_for_agent_and_recording(
+    tmp_path: Path, sshd: SshdTarget, ca: CertificateAuthority, agent: Agent
+) -> None:
+    """A storage connection string the target prints in two pieces reaches neither the agent
+    nor the recording unmasked."""
+    import base64
+    import secrets
+    import tempfile
+
+    key = base64.b64encode(secrets.token_bytes(64)).decode()  # the shape of a storage key
+    conn = (
+        f"DefaultEndpointsProtocol=https;AccountName=stfake{secrets.token_hex(3)};"
+        f"AccountKey={key};EndpointSuffix=core.windows.net"
+    )
+    shared = Path(tempfile.mkdtemp(prefix="bastion-test-secret-"))
+    shared.chmod(0o755)
+    secret_file = shared / "conn.txt"
+    secret_file.write_text(conn + "\n")
+    secret_file.chmod(0o644)
+    split = conn.index("AccountKey=") + 30  # cut inside the key itself
+    command = f"head -c {split} {secret_file}; sleep 0.5; tail -c +{split + 1} {secret_file}"
+    config = write_config(tmp_path, ca, target_block(sshd))
+    running = start_bastion(config, recorded_runtime)
+    try:
+        result = running.ssh(agent, "web-01", command)
+    finally:
+        running.stop()
+        secret_file.unlink()
+        shared.rmdir()
+    assert result.returncode == 0, result.stderr
+    assert b"AccountName=stfake" in result.stdout  # the non-secret context is kept
+    assert not _leaks(key, result.stdout)
+    cast = next((tmp_path / "state" / "recordings").rglob("*.cast"))
+    assert not _leaks(key, cast.read_bytes())
+    rows = audit_rows(config)
+    exit_row = next(r for r in rows if r["kind"] == "command_exit")
+    assert sum(exit_row["fields"]["masked"].values()) >= 1  # type: ignore[index,union-attr]

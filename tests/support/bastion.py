@@ -12,7 +12,8 @@ from typing import Any
 
 from bastion.app import Runtime, serve
 from bastion.config import Config, load_config
-from bastion.hooks import AllowAllGate
+from bastion.hooks import AllowAllGate, OutputFilter
+from bastion.masking import load_masking_config
 from bastion.recording import RecordingStore, parse_recording_config
 from bastion.testing.certs import Agent, CertificateAuthority
 from bastion.testing.sshd import SshdTarget
@@ -24,16 +25,24 @@ def bare_runtime(config: Config) -> Runtime:
 
 
 def recorded_runtime(config: Config) -> Runtime:
-    """Relay with the required sinks (recordings + audit) but a gate that allows everything."""
+    """Relay with the required sinks (recordings + audit) and masking, but a gate that allows
+    everything (for data-path tests that must not depend on the shipped policy)."""
     section = config.raw.get("recording", {})
     recordings = RecordingStore.from_config(
         parse_recording_config(section, config.base_dir, config.state_dir)
     )
+    masking = load_masking_config(config.raw.get("masking", {}), config.base_dir)
+
+    def output_filter(*, pty: bool) -> OutputFilter:
+        return masking.new_masker(pty)
+
     return Runtime(
         config=config,
         gate=AllowAllGate(),
         recordings=recordings,
         audit_path=config.state_dir / "bastion.db",
+        output_filter_factory=output_filter,
+        input_masking=masking,
     )
 
 
