@@ -14,14 +14,16 @@ async def login(*argv: str) -> int:
     return await asyncio.to_thread(main, ["login", *argv])
 
 
+def run(*argv: str) -> str:
+    return subprocess.run(list(argv), capture_output=True, text=True, check=True).stdout
+
+
 def mode(path) -> int:
     return stat.S_IMODE(os.stat(path).st_mode)
 
 
 def ssh_g(config, host: str) -> dict[str, str]:
-    out = subprocess.run(
-        ["ssh", "-G", "-F", str(config), host], capture_output=True, text=True, check=True
-    ).stdout
+    out = run("ssh", "-G", "-F", str(config), host)
     return dict(line.split(" ", 1) for line in out.splitlines() if " " in line)
 
 
@@ -40,14 +42,10 @@ async def test_login_with_token_file_writes_files_and_snippet(
     cert = tmp_path / "agent-cert.pub"
     for path in (key, tmp_path / "agent.pub", cert, tmp_path / "agent.ssh_config"):
         assert mode(path) == 0o600, path
-    listing = subprocess.run(
-        ["ssh-keygen", "-L", "-f", str(cert)], capture_output=True, text=True, check=True
-    ).stdout
+    listing = run("ssh-keygen", "-L", "-f", str(cert))
     assert "agents" in listing
     # ssh accepts the key pair: the public key ssh-keygen derives matches KEY.pub
-    derived = subprocess.run(
-        ["ssh-keygen", "-y", "-f", str(key)], capture_output=True, text=True, check=True
-    ).stdout.split()[1]
+    derived = run("ssh-keygen", "-y", "-f", str(key)).split()[1]
     assert derived == (tmp_path / "agent.pub").read_text().split()[1]
     resolved = ssh_g(tmp_path / "agent.ssh_config", "web-01.bastion")
     assert resolved["user"] == "web-01"
@@ -69,10 +67,7 @@ async def test_login_with_msal_client_credentials(
         "--authority", provider.authority,
     ]  # fmt: skip
     assert await login(*args) == 0
-    listing = subprocess.run(
-        ["ssh-keygen", "-L", "-f", str(tmp_path / "ci-cert.pub")],
-        capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
+    listing = run("ssh-keygen", "-L", "-f", str(tmp_path / "ci-cert.pub"))
     assert "(CI Runner)" in listing
     # a fresh msal application per call: a second login gets a new token, not a replay
     assert await login(*args) == 0

@@ -42,7 +42,7 @@ async def test_revoke_by_serial_seen_by_is_revoked(harness, provider, tmp_path):
 
 
 async def test_revoke_by_key_id_matches_stable_part(harness, provider, tmp_path):
-    """Revoking 'tenant/oid' refuses certificates whatever display name follows, and new issuance."""
+    """Revoking 'tenant/oid' refuses its certificates whatever the display name, and new ones."""
     issued = await harness.issuer.issue(provider.mint(), pubkey(), source_address="x")
     stable = issued.key_id.split(" ")[0]
     config = write_config(tmp_path, harness.state_dir)
