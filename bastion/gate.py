@@ -77,21 +77,22 @@ class PolicyGate:
         )
         decision = self.policy.decide(command, ctx)
         rules = tuple(decision.rules)
-        named = f" (rule {', '.join(rules)})" if rules else ""
+        # The engine's reason reads "review: <why> [rule-id] in `<unit>`"; drop the verdict word.
+        reason = decision.reason.split(": ", 1)[-1]
         if decision.action == "allow":
             return GateVerdict("allow", rules=rules, details={"decision": decision.to_log()})
         if decision.action == "deny":
             return GateVerdict(
                 "deny",
-                f"denied by policy{named}: {decision.reason}",
+                f"denied by policy: {reason}",
                 rules=rules,
                 exit_status=EXIT_DENIED,
                 details={"decision": decision.to_log()},
             )
         return GateVerdict(
             "review",
-            f"held for review{named}: {decision.reason}; approvals are not enabled on this"
-            " bastion, so the command was not run",
+            f"held for review: {reason}; approvals are not enabled on this bastion,"
+            " so the command was not run",
             rules=rules,
             exit_status=EXIT_REVIEW_REFUSED,
             details={"decision": decision.to_log()},

@@ -88,7 +88,7 @@ def test_private_key_readable_by_others_is_refused(good: Path, sshd: SshdTarget)
     """An upstream identity file readable by group/others is refused (it is a credential)."""
     sshd.client_key.chmod(0o644)
     try:
-        with pytest.raises(ConfigError, match="identity_file: .* readable by group or others"):
+        with pytest.raises(ConfigError, match=r"identity_file: .* readable by group or others"):
             load_config(good)
     finally:
         sshd.client_key.chmod(0o600)

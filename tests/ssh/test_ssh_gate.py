@@ -1,0 +1,88 @@
+"""The command gate on the data path, with the shipped policy and every guardrail on."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from support.bastion import RunningBastion, start_bastion, target_block, write_config
+
+from bastion.app import build_runtime
+from bastion.testing.certs import Agent, CertificateAuthority
+from bastion.testing.sshd import SshdTarget
+
+POLICY = Path(__file__).resolve().parents[2] / "config" / "policy.toml"
+
+
+@pytest.fixture(scope="module")
+def gated(
+    tmp_path_factory: pytest.TempPathFactory, sshd: SshdTarget, ca: CertificateAuthority
+) -> Iterator[RunningBastion]:
+    directory = tmp_path_factory.mktemp("gated")
+    extra = f'[policy]\nfile = "{POLICY}"\n'
+    running = start_bastion(
+        write_config(directory, ca, target_block(sshd), extra=extra), build_runtime
+    )
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def trace_dir() -> Iterator[Path]:
+    """A folder the target's login can write to, to prove whether a command ran there."""
+    path = Path(tempfile.mkdtemp(prefix="bastion-test-trace-"))
+    path.chmod(0o777)
+    yield path
+    for child in path.iterdir():
+        child.unlink()
+    path.rmdir()
+
+
+def test_destructive_az_is_held_before_the_target_sees_it(
+    gated: RunningBastion, agent: Agent, trace_dir: Path
+) -> None:
+    """`az group delete` is held for review: one stderr line, exit 77, nothing runs on the target."""
+    marker = trace_dir / "ran"
+    result = gated.ssh(agent, "web-01", f"az group delete -n rg --yes; touch {marker}")
+    assert result.returncode == 77
+    assert result.stderr.count(b"\n") == 1
+    assert b"bastion: held for review" in result.stderr
+    assert b"az-group-delete" in result.stderr
+    assert not marker.exists()
+
+
+def test_readonly_az_passes_to_the_target(gated: RunningBastion, agent: Agent) -> None:
+    """`az vm list` is allowed: it reaches the target (which has no az, so the shell says so)."""
+    result = gated.ssh(agent, "web-01", "az vm list")
+    assert b"bastion:" not in result.stderr
+    assert result.returncode == 127  # the target's bash: az: command not found
+    assert b"az" in result.stderr
+
+
+def test_catastrophic_command_is_denied(
+    gated: RunningBastion, agent: Agent, trace_dir: Path
+) -> None:
+    """A denied command gets exit 126 and the rule's reason; the target never sees it."""
+    marker = trace_dir / "ran"
+    result = gated.ssh(agent, "web-01", f"touch {marker}; bash -c 'rm -rf /'")
+    assert result.returncode == 126
+    assert b"bastion: denied by policy" in result.stderr
+    assert b"rm-catastrophic" in result.stderr
+    assert not marker.exists()
+
+
+def test_allowed_command_with_stdin(gated: RunningBastion, agent: Agent) -> None:
+    """Stdin sent while the gate decides is buffered and reaches an allowed command."""
+    result = gated.ssh(agent, "web-01", "cat", input=b"line one\nline two\n")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == b"line one\nline two\n"
+
+
+def test_interactive_shell_refused_by_default(gated: RunningBastion, agent: Agent) -> None:
+    """Without line gating, a shell cannot be inspected, so it is refused with a clear line."""
+    result = gated.ssh(agent, "web-01", None, "-tt", input=b"echo should-not-run\nexit\n")
+    assert result.returncode == 126
+    assert b"interactive shells are not allowed on this bastion" in result.stderr
+    assert b"should-not-run\r\n" not in result.stdout.replace(b"echo should-not-run", b"")
