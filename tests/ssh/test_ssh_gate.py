@@ -43,7 +43,7 @@ def trace_dir() -> Iterator[Path]:
 def test_destructive_az_is_held_before_the_target_sees_it(
     gated: RunningBastion, agent: Agent, trace_dir: Path
 ) -> None:
-    """`az group delete` is held for review: one stderr line, exit 77, nothing runs on the target."""
+    """`az group delete` is held for review: one stderr line, exit 77, nothing runs there."""
     marker = trace_dir / "ran"
     result = gated.ssh(agent, "web-01", f"az group delete -n rg --yes; touch {marker}")
     assert result.returncode == 77
