@@ -121,9 +121,8 @@ def _demo(args: argparse.Namespace) -> int:
     directory.mkdir(parents=True)
     directory.chmod(0o700)
     ca = CertificateAuthority.create(directory)
-    agent = Agent.create(
-        directory, ca, principals="agents", key_id="demo-agent", validity="-5m:+12h"
-    )
+    # The agent's key and certificate: demo/agent and demo/agent-cert.pub.
+    Agent.create(directory, ca, principals="agents", key_id="demo-agent", validity="-5m:+12h")
     upstream_key = keygen(directory / "upstream_ed25519")
     target: SshdTarget | EmbeddedTarget
     if Path(SSHD).exists():
