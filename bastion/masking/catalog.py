@@ -1,0 +1,371 @@
+"""The default rule set (see docs/masking.md; a test keeps the two in step).
+
+Patterns never cross a line: horizontal space is ``[ \\t]``, negated classes exclude ``\\r\\n``.
+Prefix rules come first: when spans of several rules overlap, the earliest rule names the mask.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+
+from bastion.masking.rules import (
+    Rule,
+    char_classes,
+    entropy,
+    is_placeholder,
+    not_placeholder,
+    random_looking,
+)
+
+B64 = rb"[A-Za-z0-9+/]"
+LB64 = rb"(?<![A-Za-z0-9+/])"
+RB64 = rb"(?![A-Za-z0-9+/=])"
+LW = rb"(?<![A-Za-z0-9_])"  # left word boundary (``_`` counts as word)
+RW = rb"(?![A-Za-z0-9_])"
+# key, optional closing quote, an assignment (or a space for CLI flags), optional opening quote
+ASSIGN = rb"""["']?(?:[ \t]*(?::=|=>|=|:)[ \t]*|[ \t]+)["']?"""
+ASSIGN_STRICT = rb"""["']?[ \t]*(?::=|=>|=|:)[ \t]*["']?"""
+
+
+def _ident(rid: str, sig: bytes, desc: str, before: int, after: bytes, body: bytes = B64,
+           left: bytes = LB64, right: bytes = RB64) -> Rule:
+    """Azure identifiable key: a 4-char signature at a fixed offset of a fixed-length key."""
+    pat = left + body + b"{%d}" % before + re.escape(sig) + after + right
+    return Rule(rid, desc, pat, (sig,), lookback=before, anchor=sig, anchor_offset=before,
+                strong=True)
+
+
+def _prefix(rid: str, desc: str, pattern: bytes, *keywords: bytes, lookback: int = 0,
+            flags: int = 0) -> Rule:
+    return Rule(rid, desc, pattern, keywords, lookback=lookback, flags=flags,
+                check=not_placeholder, strong=True)
+
+
+def _b64_pem_private(value: bytes, key: bytes) -> bool:
+    head = value[: (min(len(value), 120) // 4) * 4]
+    try:
+        decoded = base64.b64decode(head)
+    except ValueError:
+        return False
+    return b"PRIVATE KEY" in decoded or b"PuTTY" in decoded
+
+
+def _not_path(value: bytes, key: bytes) -> bool:
+    # PWD=/home/user in an env dump is the working directory, not a password
+    return not value.startswith((b"/", b"~")) and not is_placeholder(value)
+
+
+def _not_metavar(value: bytes, key: bytes) -> bool:
+    # "--password TEXT" in help output: an upper-case metavariable, not a value
+    return re.fullmatch(rb"[A-Z_]{2,16}", value) is None and not is_placeholder(value)
+
+
+def _bare_64_byte_key(value: bytes, key: bytes) -> bool:
+    # 64 random bytes: mixed case and digits, and no single-character runs typical of padding data
+    body = value[:-2]
+    return char_classes(body) >= 3 and entropy(body) >= 4.5 and not is_placeholder(value)
+
+
+_BENIGN_KEY_SUFFIXES = (
+    b"name", b"names", b"id", b"ids", b"type", b"file", b"path", b"dir", b"url", b"uri",
+    b"ref", b"length", b"len", b"policy", b"expiry", b"expires", b"expiration", b"endpoint",
+    b"count", b"enabled", b"version", b"hint", b"prompt", b"field", b"_at", b"kind", b"format",
+    b"source", b"mode", b"provider", b"store", b"header", b"limit", b"size", b"usage",
+    b"tokens", b"ttl", b"location", b"label", b"lifetime", b"duration", b"rotation", b"method",
+    b"validity", b"permissions", b"scope", b"scopes", b"template", b"mount", b"volume", b"keyref",
+    b"secretref", b"class", b"status", b"state", b"reset", b"changed", b"min", b"max",
+)
+_PASSWORD_KEYS = (b"pass", b"pwd", b"secret", b"credential", b"conn")
+
+
+def _generic_assignment(value: bytes, key: bytes) -> bool:
+    k = key.lower().strip(b"\"'-_.")
+    if k in (b"pwd", b"oldpwd") or k.endswith(_BENIGN_KEY_SUFFIXES):
+        return False
+    if is_placeholder(value):
+        return False
+    if any(p in k for p in _PASSWORD_KEYS):  # passwords may be short and low-entropy
+        return len(value) >= 4
+    return len(value) >= 12 and char_classes(value) >= 2 and entropy(value) >= 3.0
+
+
+_GENERIC_KEYWORDS = (
+    b"password", b"passwd", b"passphrase", b"pwd", b"secret", b"token", b"credential",
+    b"apikey", b"api_key", b"api-key", b"accesskey", b"access_key", b"access-key",
+    b"privatekey", b"private_key", b"private-key", b"authkey", b"auth_key", b"auth-key",
+    b"connectionstring", b"connection_string", b"connection-string", b"connstr", b"conn_str",
+)
+_GENERIC_KEY = (
+    rb"(?P<k>[A-Za-z0-9_.-]{0,40}?(?:"
+    + b"|".join(re.escape(k) for k in _GENERIC_KEYWORDS)
+    + rb")[A-Za-z0-9_.-]{0,40})"
+)
+# a quoted value (JSON escapes allowed) or an unquoted token
+_VALUE = (
+    rb"""(?:"(?P<s>(?:[^"\\\r\n]|\\.){1,512})"|'(?P<s2>[^'\r\n]{1,512})'"""
+    rb"""|(?P<s3>[^\s"',;{}\[\]()<>]{1,512}))"""
+)
+
+_AZ_HEX32_KEYS = (
+    b"api-key", b"ocp-apim-subscription-key", b"azure_openai_api_key", b"openai_api_key",
+    b'"key1"', b'"key2"', b"subscription-key", b"subscription_key", b"primarykey",
+    b"secondarykey", b"instrumentationkey",
+)
+
+DEFAULT_RULES: tuple[Rule, ...] = (
+    # --- Azure identifiable keys (signature at a fixed offset) -------------------------------
+    _ident("azure-storage-key-identifiable", b"+ASt", "Storage account key (identifiable)",
+           76, B64 + b"{5}[AQgw]=="),
+    _ident("azure-cosmosdb-key-identifiable", b"ACDb", "Cosmos DB key (identifiable)",
+           76, B64 + b"{5}[AQgw]=="),
+    _ident("azure-batch-key-identifiable", b"+ABa", "Batch account key (identifiable)",
+           76, B64 + b"{5}[AQgw]=="),
+    _ident("azure-apim-key-identifiable", b"APIM", "API Management key (identifiable)",
+           76, B64 + b"{5}[AQgw]=="),
+    _ident("azure-ml-key-identifiable", b"+AMC", "Machine Learning key (identifiable)",
+           76, B64 + b"{5}[AQgw]=="),
+    _ident("azure-service-bus-key-identifiable", b"+ASb", "Service Bus key (identifiable)",
+           33, b"[A-P]" + B64 + b"{5}="),
+    _ident("azure-event-hubs-key-identifiable", b"+AEh", "Event Hubs key (identifiable)",
+           33, b"[A-P]" + B64 + b"{5}="),
+    _ident("azure-relay-key-identifiable", b"+ARm", "Relay key (identifiable)",
+           33, b"[A-P]" + B64 + b"{5}="),
+    _ident("azure-iot-key-identifiable", b"AIoT", "IoT Hub / device / DPS key (identifiable)",
+           33, b"[A-P]" + B64 + b"{5}="),
+    _ident("azure-redis-key-identifiable", b"AzCa", "Cache for Redis key (identifiable)",
+           33, b"[A-P]" + B64 + b"{5}="),
+    _ident("azure-event-grid-key-identifiable", b"AZEG", "Event Grid key (identifiable)",
+           33, b"[A-P]" + B64 + b"{5}="),
+    _ident("azure-function-key-identifiable", b"AzFu", "Function key (identifiable)",
+           44, rb"[A-Za-z0-9_-]{5}[AQgw]==", body=rb"[A-Za-z0-9_-]",
+           left=rb"(?<![A-Za-z0-9_-])", right=rb"(?![A-Za-z0-9_=-])"),
+    _ident("azure-search-key-identifiable", b"AzSe", "Cognitive Search key (identifiable)",
+           42, rb"[A-D][A-Za-z0-9]{5}", body=rb"[A-Za-z0-9]",
+           left=rb"(?<![A-Za-z0-9])", right=rb"(?![A-Za-z0-9])"),
+    _ident("azure-container-registry-key-identifiable", b"+ACR",
+           "Container Registry password (identifiable)", 42, b"[A-D]" + B64 + b"{5}"),
+    _ident("azure-devops-pat", b"JQQJ9", "Azure DevOps PAT (CASK, provider AZDO)", 52,
+           rb"[0-9A-Za-z][A-Za-z0-9]{18}AZDO[A-Za-z0-9]{4}", body=rb"[A-Za-z0-9]",
+           left=rb"(?<![A-Za-z0-9])", right=rb"(?![A-Za-z0-9])"),
+    _ident("azure-ai-services-key", b"JQQJ9", "Azure AI services / OpenAI key (CASK, ACOG)", 52,
+           rb"[0-9A-Za-z][A-Za-z0-9]{18}ACOG[A-Za-z0-9]{4}", body=rb"[A-Za-z0-9]",
+           left=rb"(?<![A-Za-z0-9])", right=rb"(?![A-Za-z0-9])"),
+    _ident("azure-cask-key", b"JQQJ9", "Other CASK keys (Maps, Communication, App Config ...)",
+           52, rb"[0-9A-Za-z][A-Za-z0-9]{26,30}", body=rb"[A-Za-z0-9]",
+           left=rb"(?<![A-Za-z0-9])", right=rb"(?![A-Za-z0-9])"),
+    _prefix("azure-entra-client-secret", "Entra ID client secret (Q~ marker)",
+            rb"(?<![A-Za-z0-9_~.-])[A-Za-z0-9_~.-]{3}[78]Q~[A-Za-z0-9_~.-]{31,34}"
+            rb"(?![A-Za-z0-9_~.-])", b"Q~", lookback=4),
+    # --- Azure context rules --------------------------------------------------------------------
+    Rule("azure-cosmosdb-connection-string", "Cosmos DB connection string AccountKey",
+         rb"AccountEndpoint=https://[^;\s]+\.documents\.azure\.com[^;\s]*;[ \t]*AccountKey="
+         rb"(?P<s>" + B64 + rb"{20,}={0,2})", (b".documents.azure.com",), check=not_placeholder,
+         flags=re.I),
+    Rule("azure-storage-key", "Storage / Cosmos / Batch account key after a key name",
+         rb"(?<![A-Za-z0-9])(?:AccountKey|SharedKey|account[_-]key|AZURE_STORAGE_KEY|StorageKey"
+         rb"|(?:primary|secondary)(?:Readonly)?MasterKey|storage[_-]key)" + ASSIGN
+         + rb"(?P<s>" + B64 + rb"{20,}={0,2})", (b"accountkey", b"sharedkey", b"account_key",
+         b"account-key", b"azure_storage_key", b"storagekey", b"masterkey", b"storage_key",
+         b"storage-key"), flags=re.I, check=not_placeholder),
+    Rule("azure-legacy-64-byte-key", "Bare 88-char base64 key (storage, Cosmos DB, Batch)",
+         rb"(?<![A-Za-z0-9+/=_,-])(?<!base64,)" + B64 + rb"{86}==" + RB64, (b"==",),
+         lookback=86, anchor=b"==", anchor_offset=86, check=_bare_64_byte_key),
+    Rule("azure-shared-access-key", "Service Bus / Event Hubs / Relay / IoT / SignalR key",
+         rb"(?<![A-Za-z0-9])(?:SharedAccessKey|AccessKey|primaryKey|secondaryKey)" + ASSIGN
+         + rb"(?P<s>" + B64 + rb"{30,86}={0,2})", (b"sharedaccesskey", b"accesskey",
+         b"primarykey", b"secondarykey"), flags=re.I,
+         check=random_looking(30, 3.5)),
+    Rule("azure-sas-signature", "SAS token signature (sig=) in URLs and connection strings",
+         rb"(?<![A-Za-z0-9_])sig=(?P<s>[A-Za-z0-9%+/=_-]{16,})", (b"sig=",), flags=re.I,
+         check=not_placeholder),
+    Rule("azure-app-configuration-secret", "App Configuration / other connection-string Secret=",
+         rb"(?<![A-Za-z0-9])Secret=(?P<s>[^;\s\"']{8,})", (b"secret=",), flags=re.I,
+         check=not_placeholder),
+    Rule("azure-redis-connection-password", "Cache for Redis connection string password",
+         rb"\.redis\.cache\.windows\.net:\d+,[ \t]*password=(?P<s>[^,\s\"']+)",
+         (b".redis.cache.windows.net",), flags=re.I, check=not_placeholder),
+    Rule("azure-connection-string-password", "Password= / Pwd= in SQL and other conn strings",
+         rb"(?<![A-Za-z0-9_])(?:Password|Pwd)=(?P<s>\{[^}\r\n]*\}|[^;\r\n\"']{1,256})",
+         (b"password=", b"pwd="), flags=re.I, check=_not_path),
+    Rule("azure-function-key", "Function key in ?code= or x-functions-key / masterKey",
+         rb"(?:[?&]code=|(?:x-functions-key|masterKey|functionKey|systemKey)" + ASSIGN_STRICT
+         + rb")(?P<s>[A-Za-z0-9_%-]{30,}(?:==|%3D%3D)?)", (b"code=", b"x-functions-key",
+         b"masterkey", b"functionkey", b"systemkey"), flags=re.I, check=not_placeholder),
+    Rule("azure-publishing-profile-password", "Web app publishing profile userPWD",
+         rb"userPWD=\"(?P<s>[^\"\r\n]+)\"", (b"userpwd",), flags=re.I, check=not_placeholder),
+    Rule("azure-cli-secret-flag", "az/CLI flags carrying secrets (--admin-password ...)",
+         rb"(?<![A-Za-z0-9_-])--(?:admin-password|password|client-secret|secret|account-key"
+         rb"|sas-token|connection-string|auth-token|pat|api-key|registry-password|value)"
+         rb"(?:[ \t]+|=)(?P<s>\"[^\"\r\n]*\"|'[^'\r\n]*'|[^\s\"'|;&]+)",
+         (b"--admin-password", b"--password", b"--client-secret", b"--secret", b"--account-key",
+          b"--sas-token", b"--connection-string", b"--auth-token", b"--pat", b"--api-key",
+          b"--registry-password", b"--value"), check=_not_metavar),
+    Rule("azure-devops-pat-legacy", "Legacy Azure DevOps PAT (52 base32 chars) after its name",
+         rb"(?<![A-Za-z0-9])(?:AZURE_DEVOPS_EXT_PAT|SYSTEM_ACCESSTOKEN|AZDO_PAT|ADO_PAT"
+         rb"|DEVOPS_PAT)" + ASSIGN + rb"(?P<s>[a-z2-7]{52})(?![A-Za-z0-9])",
+         (b"azure_devops_ext_pat", b"system_accesstoken", b"azdo_pat", b"ado_pat",
+          b"devops_pat"), flags=re.I),
+    Rule("azure-hex-32-key", "Legacy 32-hex keys (Cognitive/OpenAI, APIM, App Insights)",
+         rb"(?:api-key|ocp-apim-subscription-key|azure_openai_api_key|openai_api_key|\"key1\""
+         rb"|\"key2\"|subscription[-_]key|primaryKey|secondaryKey|instrumentationKey)"
+         + ASSIGN + rb"(?P<s>[a-fA-F0-9]{32})(?![A-Za-z0-9])", _AZ_HEX32_KEYS, flags=re.I),
+    # --- other cloud providers ------------------------------------------------------------------
+    _prefix("aws-access-key-id", "AWS access key id",
+            rb"(?<![A-Z0-9])(?:AKIA|ASIA|ABIA|ACCA)[A-Z2-7]{16}(?![A-Z0-9])",
+            b"AKIA", b"ASIA", b"ABIA", b"ACCA"),
+    Rule("aws-secret-access-key", "AWS secret access key after its name",
+         rb"(?:aws_?secret_?access_?key|SecretAccessKey|aws_?secret_?key)" + ASSIGN
+         + rb"(?P<s>[A-Za-z0-9/+]{40})(?![A-Za-z0-9/+])",
+         (b"secret_access_key", b"secretaccesskey", b"aws_secret_key", b"awssecretkey"),
+         flags=re.I, check=not_placeholder),
+    Rule("aws-session-token", "AWS session token after its name",
+         rb"(?:aws_?session_?token|SessionToken|aws_?security_?token)" + ASSIGN
+         + rb"(?P<s>[A-Za-z0-9/+=]{100,})", (b"session_token", b"sessiontoken",
+         b"security_token", b"securitytoken"), flags=re.I),
+    _prefix("aws-bedrock-api-key", "AWS Bedrock API key",
+            LW + rb"ABSK[A-Za-z0-9+/]{60,}={0,2}", b"ABSK"),
+    _prefix("gcp-api-key", "Google API key", LW + rb"AIza[0-9A-Za-z_-]{35}(?![0-9A-Za-z_-])",
+            b"AIza"),
+    Rule("gcp-service-account-private-key", "GCP service-account JSON private_key value",
+         rb"\"private_key\"[ \t]*:[ \t]*\"(?P<s>(?:[^\"\\\r\n]|\\.){16,})\"",
+         (b"\"private_key\"",), check=not_placeholder),
+    _prefix("google-oauth-access-token", "Google OAuth access token",
+            LW + rb"ya29\.[0-9A-Za-z_-]{20,}", b"ya29."),
+    _prefix("google-oauth-client-secret", "Google OAuth client secret",
+            LW + rb"GOCSPX-[0-9A-Za-z_-]{28}", b"GOCSPX-"),
+    # --- code hosting, chat, payments, AI -------------------------------------------------------
+    _prefix("github-token", "GitHub token (ghp_ gho_ ghu_ ghs_ ghr_)",
+            LW + rb"gh[pousr]_[A-Za-z0-9]{36,255}" + RW, b"ghp_", b"gho_", b"ghu_", b"ghs_",
+            b"ghr_"),
+    _prefix("github-fine-grained-pat", "GitHub fine-grained PAT",
+            LW + rb"github_pat_[A-Za-z0-9]{22}_[A-Za-z0-9]{59}" + RW, b"github_pat_"),
+    _prefix("gitlab-token", "GitLab tokens (glpat- glrt- gldt- ...)",
+            rb"(?<![A-Za-z0-9_-])gl(?:pat|rt|dt|ptt|ft|imt|cbt|soat|oas|agent|ffct)-"
+            rb"[0-9A-Za-z_.-]{20,}", b"glpat-", b"glrt-", b"gldt-", b"glptt-", b"glft-",
+            b"glimt-", b"glcbt-", b"glsoat-", b"gloas-", b"glagent-", b"glffct-"),
+    _prefix("slack-token", "Slack token (xoxb- xoxp- ...)",
+            LW + rb"xox[abposre]-[0-9A-Za-z-]{10,}", b"xoxa-", b"xoxb-", b"xoxp-", b"xoxo-",
+            b"xoxs-", b"xoxr-", b"xoxe-"),
+    _prefix("slack-app-token", "Slack app-level token",
+            LW + rb"xapp-\d-[A-Z0-9]+-\d+-[a-z0-9]+", b"xapp-"),
+    Rule("slack-webhook", "Slack webhook URL path",
+         rb"hooks\.slack\.com/(?:services|workflows|triggers)/(?P<s>[A-Za-z0-9+/_-]{20,})",
+         (b"hooks.slack.com/",), strong=True),
+    _prefix("stripe-key", "Stripe secret / restricted key",
+            LW + rb"(?:sk|rk)_(?:live|test)_[0-9A-Za-z]{24,247}", b"sk_live_", b"sk_test_",
+            b"rk_live_", b"rk_test_"),
+    _prefix("stripe-webhook-secret", "Stripe webhook signing secret",
+            LW + rb"whsec_[A-Za-z0-9]{32,}", b"whsec_"),
+    _prefix("openai-api-key", "OpenAI project / service-account / admin key",
+            LW + rb"sk-(?:proj|svcacct|admin)-[A-Za-z0-9_-]{40,}", b"sk-proj-", b"sk-svcacct-",
+            b"sk-admin-"),
+    _prefix("openai-api-key-legacy", "OpenAI legacy key (sk-...T3BlbkFJ...)",
+            LW + rb"sk-[A-Za-z0-9]{20}T3BlbkFJ[A-Za-z0-9]{20}" + RW, b"T3BlbkFJ", lookback=23),
+    _prefix("anthropic-api-key", "Anthropic API / admin key",
+            LW + rb"sk-ant-(?:api|admin|sid)\d\d-[A-Za-z0-9_-]{60,}", b"sk-ant-"),
+    _prefix("huggingface-token", "Hugging Face token", LW + rb"hf_[A-Za-z]{34}" + RW, b"hf_"),
+    # --- package registries and developer platforms ---------------------------------------------
+    _prefix("npm-token", "npm access token", LW + rb"npm_[A-Za-z0-9]{36}" + RW, b"npm_"),
+    _prefix("pypi-token", "PyPI upload token",
+            LW + rb"pypi-AgEIcHlwaS5vcmc[A-Za-z0-9_-]{50,}", b"pypi-AgEIcHlwaS5vcmc"),
+    _prefix("nuget-api-key", "NuGet API key", LW + rb"oy2[a-z0-9]{43}" + RW, b"oy2"),
+    _prefix("docker-hub-pat", "Docker Hub personal access token",
+            LW + rb"dckr_pat_[A-Za-z0-9_-]{27,}", b"dckr_pat_"),
+    _prefix("databricks-token", "Databricks token",
+            LW + rb"dapi[a-f0-9]{32}(?:-\d)?" + RW, b"dapi"),
+    _prefix("digitalocean-token", "DigitalOcean token",
+            LW + rb"do[opr]_v1_[a-f0-9]{64}", b"dop_v1_", b"doo_v1_", b"dor_v1_"),
+    _prefix("sendgrid-api-key", "SendGrid API key",
+            LW + rb"SG\.[A-Za-z0-9_-]{22}\.[A-Za-z0-9_-]{43}", b"SG."),
+    _prefix("hashicorp-vault-token", "HashiCorp Vault token",
+            LW + rb"hv[sbr]\.[A-Za-z0-9_-]{24,}", b"hvs.", b"hvb.", b"hvr."),
+    _prefix("terraform-cloud-token", "Terraform Cloud token",
+            rb"(?<![A-Za-z0-9])[A-Za-z0-9]{14}\.atlasv1\.[A-Za-z0-9_-]{60,70}", b".atlasv1.",
+            lookback=14),
+    _prefix("age-secret-key", "age secret key",
+            rb"AGE-SECRET-KEY-1[QPZRY9X8GF2TVDW0S3JN54KHCE6MUA7L]{58}", b"AGE-SECRET-KEY-1"),
+    _prefix("shopify-token", "Shopify token", LW + rb"shp(?:at|ss|ca|pa)_[a-fA-F0-9]{32}",
+            b"shpat_", b"shpss_", b"shpca_", b"shppa_"),
+    _prefix("grafana-token", "Grafana service-account / cloud token",
+            LW + rb"(?:glsa_[A-Za-z0-9]{32}_[A-Fa-f0-9]{8}|glc_[A-Za-z0-9+/]{32,}={0,2})",
+            b"glsa_", b"glc_"),
+    _prefix("sentry-token", "Sentry token", LW + rb"sntry[us]_[A-Za-z0-9+/=_-]{40,}",
+            b"sntryu_", b"sntrys_"),
+    _prefix("heroku-api-key", "Heroku API key", LW + rb"HRKU-AA[0-9A-Za-z_-]{58}", b"HRKU-"),
+    _prefix("pulumi-token", "Pulumi access token", LW + rb"pul-[a-f0-9]{40}" + RW, b"pul-"),
+    _prefix("doppler-token", "Doppler token",
+            LW + rb"dp\.(?:pt|st|sa|ct|scim|audit)\.[A-Za-z0-9]{40,44}", b"dp.pt.", b"dp.st.",
+            b"dp.sa.", b"dp.ct.", b"dp.scim.", b"dp.audit."),
+    _prefix("telegram-bot-token", "Telegram bot token",
+            rb"(?<![0-9])[0-9]{8,10}:AA[0-9A-Za-z_-]{33}(?![0-9A-Za-z_-])", b":AA", lookback=10),
+    _prefix("mailchimp-api-key", "Mailchimp API key",
+            rb"(?<![a-f0-9])[a-f0-9]{32}-us[0-9]{1,2}(?![0-9])", b"-us", lookback=32),
+    _prefix("linear-api-key", "Linear API key", LW + rb"lin_api_[A-Za-z0-9]{40}", b"lin_api_"),
+    # --- generic structures ---------------------------------------------------------------------
+    _prefix("jwt", "JSON Web Token (Entra access/ID tokens and others)",
+            rb"(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*",
+            b"eyJ"),
+    Rule("pem-private-key-inline", "PEM private key with escaped newlines on one line (JSON)",
+         rb"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----(?P<s>(?:\\[rn]|[A-Za-z0-9+/=:,"
+         rb" -])+?)(?=-----END|[\"\r\n]|$)", (b"private key",), strong=True),
+    Rule("pem-private-key-base64", "base64 of a PEM/PuTTY private key (kubeconfig key data)",
+         LB64 + rb"(?:LS0tLS1CRUdJTi|UHVUVFktVXNlci1LZXktRmlsZ)" + B64 + rb"{20,}={0,2}",
+         (b"LS0tLS1CRUdJTi", b"UHVUVFktVXNlci1LZXktRmlsZ"), check=_b64_pem_private,
+         strong=True),
+    Rule("url-credentials", "Password in a URL (scheme://user:password@host)",
+         rb"(?<![A-Za-z0-9+.-])[A-Za-z][A-Za-z0-9+.-]{1,20}://[^\s:/@\"'<>]{0,256}:"
+         rb"(?P<s>[^\s@/\"'<>]{1,256})@[A-Za-z0-9.\[-]", (b"://",), check=not_placeholder),
+    Rule("http-auth-header", "Authorization header values (Bearer, Basic, SharedKey, SAS)",
+         rb"(?:proxy-)?authorization[\"']?[ \t]*[:=][ \t]*[\"']?(?:Bearer|Basic|token|Digest"
+         rb"|SharedKey[ \t]+[^:\s]+:|SharedAccessSignature|Negotiate|NTLM)?[ \t]*"
+         rb"(?P<s>[^\s\"',]{8,})", (b"authorization",), flags=re.I, check=not_placeholder),
+    Rule("bearer-token", "Bearer token anywhere",
+         rb"(?<![A-Za-z0-9])Bearer[ \t]+(?P<s>[A-Za-z0-9._~+/-]{16,}=*)", (b"bearer",),
+         flags=re.I, check=random_looking(16, 3.0)),
+    Rule("api-key-header", "API key headers (x-api-key, api-key, private-token ...)",
+         rb"(?:x-api-key|x-auth-token|private-token|x-functions-key|ocp-apim-subscription-key"
+         rb"|x-goog-api-key|api-key)[\"']?[ \t]*[:=][ \t]*[\"']?(?P<s>[^\s\"',;]{12,})",
+         (b"x-api-key", b"x-auth-token", b"private-token", b"x-functions-key",
+          b"ocp-apim-subscription-key", b"x-goog-api-key", b"api-key"), flags=re.I,
+         check=random_looking(12, 3.0)),
+    Rule("cli-password-flag", "Passwords on command lines (mysql -p, sshpass -p, sqlcmd -P)",
+         rb"(?:(?<![A-Za-z0-9_-])(?:mysql|mysqldump|mariadb|mysqladmin)[ \t][^\r\n|;&]*?"
+         rb"(?<=[ \t])-p(?P<s>[^\s-][^\s]*)"
+         rb"|(?<![A-Za-z0-9_-])sshpass[ \t]+-p[ \t]*(?P<s2>[^\s]+)"
+         rb"|(?<![A-Za-z0-9_-])sqlcmd[ \t][^\r\n|;&]*?(?<=[ \t])-P[ \t]*(?P<s3>[^\s]+))",
+         (b"mysql", b"mariadb", b"sshpass", b"sqlcmd"), check=not_placeholder),
+    Rule("netrc-password", ".netrc machine/login/password line",
+         rb"(?<![A-Za-z0-9_])machine[ \t]+[^\s]+[ \t]+login[ \t]+[^\s]+[ \t]+password[ \t]+"
+         rb"(?P<s>[^\s]+)", (b"machine",), check=not_placeholder),
+    Rule("docker-config-auth", "Docker config.json \"auth\" (base64 user:password)",
+         rb"\"auth\"[ \t]*:[ \t]*\"(?P<s>[A-Za-z0-9+/=]{8,})\"", (b"\"auth\"",),
+         check=not_placeholder),
+    Rule("generic-secret-assignment",
+         "password=/secret:/token/api_key/... assignments in env, JSON, YAML, INI",
+         rb"(?<![A-Za-z0-9_.-])" + _GENERIC_KEY + rb"[\"']?[ \t]*(?::=|=>|=|:)[ \t]*" + _VALUE,
+         _GENERIC_KEYWORDS,
+         flags=re.I, check=_generic_assignment),
+)
+
+# Line-structure rules implemented in structure.py (ids listed here so docs/tests see them).
+STRUCTURAL_RULES: dict[str, str] = {
+    "pem-private-key": "PEM / OpenSSH / PGP private key blocks (BEGIN ... END), all lines",
+    "putty-private-key": "PuTTY .ppk private lines and MAC",
+    "kubernetes-secret-data": "Kubernetes Secret data:/stringData: values (YAML and JSON)",
+    "azure-key-vault-secret-value": "Key Vault \"value\" after a .vault.azure.net/secrets/ id",
+}
+# Ids used for masks that are not from one rule.
+SPECIAL_IDS: dict[str, str] = {
+    "known-value": "An exact value from known_values_file (and its base64/URL/JSON forms)",
+    "held-fragment": "A held partial token that starts like a secret, masked on idle release",
+}
+
+
+def all_rule_ids() -> list[str]:
+    seen: dict[str, None] = {}
+    for r in DEFAULT_RULES:
+        seen[r.id] = None
+    for rid in (*STRUCTURAL_RULES, *SPECIAL_IDS):
+        seen[rid] = None
+    return list(seen)

@@ -1,0 +1,217 @@
+"""Detector: prefilter hits -> confirmed secret spans; plus the partial-line hold decision.
+
+Texts handed in are always whole lines (plus, for the hold and idle decisions, one partial
+line). Rules never match across a line end, so running a rule from the start of the line of
+its first keyword gives the same matches as running it over the whole text.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterable, Sequence
+
+from bastion.masking import structure
+from bastion.masking.engine import Prefilter, build_prefilter
+from bastion.masking.rules import Rule, char_classes, entropy
+from bastion.masking.structure import StructState
+
+Span = tuple[int, int, str]
+
+# Characters of a token that a fixed-offset rule (Azure identifiable keys ...) may hold
+# before its signature arrives: the trailing run of these is held back.
+RUN_CHARS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/_~.:=-"
+KNOWN_PREFIX_MIN = 4
+
+
+def line_start(text: bytes, pos: int) -> int:
+    return max(text.rfind(b"\n", 0, pos), text.rfind(b"\r", 0, pos)) + 1
+
+
+def next_line_end(text: bytes, pos: int) -> int:
+    """Index of the next ``\\n`` or ``\\r`` at or after ``pos``, or ``len(text)``."""
+    a = text.find(b"\n", pos)
+    b = text.find(b"\r", pos)
+    if a == -1:
+        return len(text) if b == -1 else b
+    return a if b == -1 or a < b else b
+
+
+def _held_fragment_suspicious(run: bytes) -> bool:
+    alnum = bytes(c for c in run if chr(c).isalnum())
+    return len(alnum) >= 24 and char_classes(alnum) >= 3 and entropy(alnum) >= 4.0
+
+
+class Detector:
+    """Compiled rule set + prefilter; stateless (the structure state is passed in)."""
+
+    def __init__(self, rules: Sequence[Rule], engine: str) -> None:
+        self.rules = list(rules)
+        self.order: dict[str, int] = {}
+        for i, r in enumerate(self.rules):
+            self.order.setdefault(r.id, i)
+        keywords: list[bytes] = []
+        index: dict[bytes, int] = {}
+        self._kw_rules: list[list[int]] = []
+        self._kw_lookback: list[int | None] = []
+        for ridx, rule in enumerate(self.rules):
+            for kw in rule.keywords:
+                k = index.setdefault(kw, len(keywords))
+                if k == len(keywords):
+                    keywords.append(kw)
+                    self._kw_rules.append([])
+                    self._kw_lookback.append(None)
+                self._kw_rules[k].append(ridx)
+                prev = self._kw_lookback[k]
+                self._kw_lookback[k] = rule.lookback if prev is None else max(prev, rule.lookback)
+        self._struct_kws: set[int] = set()
+        for kw in structure.KEYWORDS:
+            k = index.setdefault(kw, len(keywords))
+            if k == len(keywords):
+                keywords.append(kw)
+                self._kw_rules.append([])
+                self._kw_lookback.append(None)
+            self._struct_kws.add(k)
+        self.always = [i for i, r in enumerate(self.rules) if not r.keywords]
+        self.prefilter: Prefilter = build_prefilter(engine, keywords)
+        self.engine = self.prefilter.name if keywords else engine
+        self._max_kw = max((len(k) for k in keywords), default=0)
+        self._prefixes = {kw[:i] for kw in keywords for i in range(1, len(kw))}
+        self._max_lookback = max((r.lookback for r in self.rules), default=0)
+        self._strong = [(kw, r.id) for r in self.rules if r.strong for kw in r.keywords]
+        known = [kw for r in self.rules if r.id == "known-value" for kw in r.keywords]
+        self._known_prefixes = {kw[:i] for kw in known for i in range(KNOWN_PREFIX_MIN, len(kw))}
+        self._max_known = max((len(k) for k in known), default=0)
+
+    # --- matching ---------------------------------------------------------------------------
+
+    def hits(self, text: bytes) -> tuple[dict[int, int], int]:
+        """Rule index -> first keyword position, and the first structural keyword (or -1)."""
+        rule_hits: dict[int, int] = dict.fromkeys(self.always, 0)
+        struct = -1
+        for k, p in self.prefilter.first_hits(text).items():
+            if k in self._struct_kws:
+                struct = p if struct == -1 else min(struct, p)
+            for ridx in self._kw_rules[k]:
+                q = rule_hits.get(ridx)
+                if q is None or p < q:
+                    rule_hits[ridx] = p
+        return rule_hits, struct
+
+    def rule_spans(self, text: bytes, hits: dict[int, int]) -> list[Span]:
+        out: list[Span] = []
+        for ridx, first in hits.items():
+            rule = self.rules[ridx]
+            if rule.anchor is not None:
+                out.extend(self._anchored(rule, text, first))
+            else:
+                start = line_start(text, max(0, first - rule.lookback))
+                out.extend(self._confirm(rule, rule.compiled.finditer(text, start), text))
+        return out
+
+    def _anchored(self, rule: Rule, text: bytes, first: int) -> Iterable[Span]:
+        assert rule.anchor is not None
+        rx, anchor, off = rule.compiled, rule.anchor, rule.anchor_offset
+        p = text.find(anchor, max(0, first))
+        while p != -1:
+            if p >= off:
+                m = rx.match(text, p - off)
+                if m is not None:
+                    yield from self._confirm(rule, (m,), text)
+            p = text.find(anchor, p + 1)
+
+    @staticmethod
+    def _confirm(rule: Rule, matches: Iterable[re.Match[bytes]], text: bytes) -> Iterable[Span]:
+        check = rule.check
+        for m in matches:
+            s, e = rule.secret_span(m)
+            if e > s and (check is None or check(text[s:e], rule.key_of(m))):
+                yield (s, e, rule.id)
+
+    def struct_spans(self, st: StructState, text: bytes, first: int, partial_tail: bool
+                     ) -> list[Span]:
+        """Feed the lines of ``text`` to the structure machine (only where it can matter)."""
+        if not st.mode and first < 0:
+            return []
+        out: list[Span] = []
+        n = len(text)
+        pos = 0 if st.mode else line_start(text, first)
+        while pos < n:
+            eol = next_line_end(text, pos)
+            partial = eol == n and partial_tail
+            out.extend(structure.line_spans(st, text[pos:eol], pos, partial))
+            pos = eol + 1
+            if not st.mode and pos < n:
+                m = structure.TRIGGER.search(text, pos)
+                if m is None:
+                    break
+                pos = line_start(text, m.start())
+        return out
+
+    def spans(self, st: StructState, text: bytes, partial_tail: bool = False) -> list[Span]:
+        hits, struct_first = self.hits(text)
+        out = self.rule_spans(text, hits) if hits else []
+        if st.mode or struct_first >= 0:
+            out.extend(self.struct_spans(st, text, struct_first, partial_tail))
+        return out
+
+    # --- hold-back decisions ------------------------------------------------------------------
+
+    def hold_point(self, st: StructState, text: bytes, released: int) -> int:
+        """First position of a partial line that must stay held (bytes before it are safe)."""
+        n = len(text)
+        if st.mode or self.always or n <= released:
+            return released
+        k = n
+        for kidx, p in self.prefilter.first_hits(text).items():
+            lb = self._kw_lookback[kidx] or 0  # structural keywords hold from themselves
+            if p - lb < k:
+                k = p - lb
+        if self._max_kw > 1:
+            tail = text[-(self._max_kw - 1):].lower()
+            for ln in range(len(tail), 0, -1):
+                if tail[-ln:] in self._prefixes:
+                    k = min(k, n - ln)
+                    break
+        if self._max_lookback:
+            k = min(k, len(text.rstrip(RUN_CHARS)))
+        return max(k, released)
+
+    def idle_spans(self, st: StructState, text: bytes) -> list[Span]:
+        """Spans for releasing a held partial line now: real matches plus fail-closed masks."""
+        out = self.spans(st, text, partial_tail=True)
+        n = len(text)
+        t = len(text.rstrip(RUN_CHARS))
+        run = text[t:].lower()
+        if run:
+            for kw, rid in self._strong:
+                if kw in run:
+                    out.append((t, n, rid))
+                    break
+            else:
+                if _held_fragment_suspicious(text[t:]):
+                    out.append((t, n, "held-fragment"))
+        if self._max_known:
+            tail = text[-(self._max_known - 1):]
+            for ln in range(len(tail), KNOWN_PREFIX_MIN - 1, -1):
+                if tail[-ln:].lower() in self._known_prefixes:
+                    out.append((n - ln, n, "known-value"))
+                    break
+        return out
+
+
+_CACHE: dict[tuple[tuple[Rule, ...], str], Detector] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def get_detector(rules: Sequence[Rule], engine: str) -> Detector:
+    """Compiling the prefilter costs milliseconds: share one detector per (rules, engine)."""
+    key = (tuple(rules), engine)
+    with _CACHE_LOCK:
+        det = _CACHE.get(key)
+        if det is None:
+            det = Detector(rules, engine)
+            if len(_CACHE) > 32:
+                _CACHE.clear()
+            _CACHE[key] = det
+        return det

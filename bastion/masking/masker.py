@@ -1,0 +1,305 @@
+"""StreamMasker: sans-IO streaming masker for one output stream (one channel direction).
+
+Release policy (all positions are in visible text, escape sequences excluded):
+* complete lines (ended by ``\\n`` or ``\\r``) are scanned and released at once;
+* of a partial line, everything before the earliest point where a secret could start (a
+  keyword minus the rule's lookback, a tail that could begin a keyword, a trailing token a
+  fixed-offset key could still grow from) is released; the rest is held;
+* a line longer than ``max_hold`` visible characters is cut at a deterministic point (last
+  space/comma/semicolon in its second half) and scanned as if it were a line;
+* ``release_idle()`` (the driver calls it after ``hold_timeout`` of quiet) releases the held
+  tail, masking what matched plus any held token that starts like a secret.
+Without idle releases, the output depends only on the input bytes, not on how they were split.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping
+
+from bastion.masking.ansi import MAX_SEQUENCE, Tokens, tokenize
+from bastion.masking.catalog import DEFAULT_RULES
+from bastion.masking.detect import Detector, Span, get_detector, next_line_end
+from bastion.masking.engine import choose_engine
+from bastion.masking.known import known_value_rules
+from bastion.masking.rules import Rule
+from bastion.masking.structure import StructState
+
+DEFAULT_HOLD_TIMEOUT = 0.005
+DEFAULT_MAX_HOLD = 16384
+
+
+def _merge(spans: Iterable[Span], order: Mapping[str, int]) -> list[Span]:
+    """Sort and merge overlapping spans; the earliest-starting (then first-listed, then longest)
+    rule names the merged span."""
+    out: list[Span] = []
+    for s, e, rid in sorted(spans, key=lambda x: (x[0], order.get(x[2], 1 << 20), -x[1])):
+        if out and s < out[-1][1]:
+            ps, pe, prid = out[-1]
+            if e > pe:
+                out[-1] = (ps, e, prid)
+        else:
+            out.append((s, e, rid))
+    return out
+
+
+def _stars(seg: bytes) -> bytes:
+    # one '*' per character (UTF-8 continuation bytes dropped) keeps the display width
+    if seg.isascii():
+        return b"*" * len(seg)
+    return b"*" * sum(1 for c in seg if c & 0xC0 != 0x80)
+
+
+class _Render:
+    """Writes raw bytes for successive visible ranges, masking spans, keeping escapes."""
+
+    def __init__(self, masker: StreamMasker, raw: bytes, tok: Tokens | None, vis: bytes) -> None:
+        self.m, self.raw, self.tok, self.vis = masker, raw, tok, vis
+        self.out = bytearray()
+        self.cursor = 0  # raw bytes consumed
+        self.pi = 0  # next piece (escape case)
+
+    def emit(self, a: int, b: int, spans: list[Span]) -> None:
+        """Release visible [a, b); spans are merged, in visible coordinates, clipped to >= a."""
+        if self.tok is None:
+            self.out += self.m._mask_range(self.vis, a, b, spans)
+            self.cursor = b
+            return
+        pieces, nvis = self.tok.pieces, len(self.tok.vis)
+        while self.pi < len(pieces):
+            rs, re_, vs, is_text, rep = pieces[self.pi]
+            if not is_text:  # escape sequence: goes out with the visible text after it
+                if not (vs < b or b == nvis):
+                    return
+                if rep is None:
+                    self.out += self.raw[rs:re_]
+                else:
+                    self.out += rep
+                    self.m._count_osc(rep)
+                self.pi += 1
+                self.cursor = re_
+                continue
+            plen = re_ - rs
+            start = max(vs, a)
+            end = min(vs + plen, b)
+            if start >= b:
+                return
+            if end > start:
+                self.out += self.m._mask_range(self.vis, start, end, spans)
+            if vs + plen <= b:
+                self.pi += 1
+                self.cursor = re_
+            else:
+                self.cursor = rs + (b - vs)
+                return
+
+    def finish(self) -> int:
+        """Raw bytes consumed (the caller keeps the rest held)."""
+        if self.tok is not None and self.pi >= len(self.tok.pieces):
+            return self.tok.end
+        return self.cursor
+
+
+class StreamMasker:
+    """Mask secrets in one byte stream; see the module docstring for the release policy."""
+
+    def __init__(
+        self,
+        rules: Iterable[Rule] | None = None,
+        pty: bool = False,
+        *,
+        engine: str | None = None,
+        known_values: Iterable[bytes] = (),
+        hold_timeout: float = DEFAULT_HOLD_TIMEOUT,
+        max_hold: int = DEFAULT_MAX_HOLD,
+    ) -> None:
+        base = DEFAULT_RULES if rules is None else tuple(rules)
+        all_rules = (*base, *known_value_rules(known_values))
+        self._det: Detector = get_detector(all_rules, choose_engine(engine))
+        self.pty = pty
+        self.hold_timeout = hold_timeout
+        self._max_line = max(256, max_hold)
+        self._max_raw = 4 * self._max_line + MAX_SEQUENCE
+        self._raw = b""
+        self._ctx = b""  # visible text of the current line already released
+        self._held_visible = False
+        self._st = StructState()
+        self._counts: Counter[str] = Counter()
+        self._osc_rids: dict[bytes, list[str]] = {}
+        self.late_detections = 0  # matches whose start had already been released
+
+    # --- public API ---------------------------------------------------------------------------
+
+    @property
+    def engine(self) -> str:
+        return self._det.engine
+
+    @property
+    def pending(self) -> bool:
+        """True while visible bytes of a partial line are held back."""
+        return self._held_visible
+
+    @property
+    def counts(self) -> Mapping[str, int]:
+        return dict(self._counts)
+
+    def feed(self, data: bytes) -> bytes:
+        if not data:
+            return b""
+        raw = self._raw + data if self._raw else bytes(data)
+        out = self._run(raw, final=False, idle=False)
+        if len(self._raw) > self._max_raw:  # bound memory even for escape-only floods
+            out += self._run(self._raw, final=False, idle=True)
+        return out
+
+    def release_idle(self) -> bytes:
+        if not self._raw:
+            return b""
+        return self._run(self._raw, final=False, idle=True)
+
+    def flush(self) -> bytes:
+        out = self._run(self._raw, final=True, idle=True) if self._raw else b""
+        self._ctx, self._st, self._held_visible = b"", StructState(), False
+        return out
+
+    # --- internals ----------------------------------------------------------------------------
+
+    def _run(self, raw: bytes, final: bool, idle: bool) -> bytes:
+        tok = tokenize(raw, final, self._mask_payload) if b"\x1b" in raw else None
+        vis = tok.vis if tok is not None else raw
+        r = _Render(self, raw, tok, vis)
+        n, pos = len(vis), 0
+        while pos < n:
+            last = max(vis.rfind(b"\n", pos), vis.rfind(b"\r", pos))
+            if last >= pos:
+                end = self._block_end(vis, pos, last + 1)
+                if end > pos:
+                    self._unit(r, vis, pos, end, self._ctx + vis[pos:end] if self._ctx
+                               else vis[pos:end])
+                    self._ctx = b""
+                    pos = end
+                    continue
+            if len(self._ctx) + (next_line_end(vis, pos) - pos) > self._max_line:
+                pos = self._cut(r, vis, pos)
+                continue
+            break
+        if pos < n:  # the partial line
+            ctx = self._ctx
+            text = ctx + vis[pos:] if ctx else vis[pos:]
+            if idle:
+                self._unit(r, vis, pos, n, text, idle=True)
+                self._ctx = b"" if final else text
+                pos = n
+            else:
+                k = self._det.hold_point(self._st, text, len(ctx))
+                if k > len(ctx):
+                    r.emit(pos, pos + k - len(ctx), [])
+                    self._ctx = text[:k]
+                    pos += k - len(ctx)
+        else:
+            r.emit(n, n, [])  # trailing escape sequences
+        self._held_visible = pos < n
+        self._raw = raw[r.finish():]
+        return bytes(r.out)
+
+    def _block_end(self, vis: bytes, pos: int, end: int) -> int:
+        """Largest prefix of the complete lines [pos, end) with no line over the limit."""
+        limit = self._max_line
+        if len(self._ctx) + end - pos <= limit:
+            return end
+        first = next_line_end(vis, pos)
+        if len(self._ctx) + first - pos > limit:
+            return pos
+        p = first + 1
+        for line in vis[p:end].splitlines(keepends=True):
+            if len(line.rstrip(b"\r\n")) > limit:
+                return p
+            p += len(line)
+        return end
+
+    def _cut(self, r: _Render, vis: bytes, pos: int) -> int:
+        """Scan the first ``max_line`` characters of an over-long line as a line of its own."""
+        ctx = self._ctx
+        head = (ctx + vis[pos:pos + self._max_line])[: self._max_line]
+        half = self._max_line // 2
+        c = max(head.rfind(b" ", half), head.rfind(b"\t", half), head.rfind(b",", half),
+                head.rfind(b";", half)) + 1
+        if c <= half:
+            c = self._max_line
+        if c <= len(ctx):  # already released past the cut: the rest stays line context
+            self._unit_spans_only(head[:c])
+            self._ctx = ctx[c:]
+            return pos
+        end = pos + c - len(ctx)
+        self._unit(r, vis, pos, end, head[:c])
+        self._ctx = b""
+        return end
+
+    def _unit_spans_only(self, text: bytes) -> None:
+        # keeps the structure state in step for a unit whose bytes were all released already
+        for s, e, _ in self._det.spans(self._st, text):
+            if e > s:
+                self.late_detections += 1
+
+    def _unit(self, r: _Render, vis: bytes, pos: int, end: int, text: bytes,
+              idle: bool = False) -> None:
+        """Scan ``text`` (= line context + vis[pos:end]) and release vis[pos:end] masked."""
+        det = self._det
+        raw_spans = det.idle_spans(self._st, text) if idle else det.spans(self._st, text)
+        if not raw_spans:
+            r.emit(pos, end, [])
+            return
+        shift = pos - (len(text) - (end - pos))
+        spans: list[Span] = []
+        for s, e, rid in _merge(raw_spans, self._det.order):
+            s, e = s + shift, e + shift
+            if e <= pos:
+                self.late_detections += 1
+                continue
+            if s < pos:
+                self.late_detections += 1
+                s = pos
+            spans.append((s, e, rid))
+            self._counts[rid] += 1
+        r.emit(pos, end, spans)
+
+    def _mask_range(self, vis: bytes, a: int, b: int, spans: list[Span]) -> bytes:
+        if not spans:
+            return vis[a:b]
+        out = bytearray()
+        p = a
+        for s, e, rid in spans:
+            if e <= a:
+                continue
+            if s >= b:
+                break
+            s2, e2 = max(s, a), min(e, b)
+            out += vis[p:s2]
+            if self.pty:
+                out += _stars(vis[s2:e2])
+            elif s2 == s:
+                out += b"[MASKED:" + rid.encode() + b"]"
+            p = e2
+        out += vis[p:b]
+        return bytes(out)
+
+    def _mask_payload(self, payload: bytes) -> bytes:
+        """Mask an OSC payload (window title, hyperlink) on its own."""
+        spans = self._det.spans(StructState(), payload)
+        if not spans:
+            return payload
+        merged = _merge(spans, self._det.order)
+        masked = self._mask_range(payload, 0, len(payload), merged)
+        if len(self._osc_rids) > 64:
+            self._osc_rids.clear()
+        self._osc_rids[masked] = [rid for _, _, rid in merged]
+        return masked
+
+    def _count_osc(self, seq: bytes) -> None:
+        # an OSC is tokenized again while held; count its masks once, when it is released
+        for key, rids in list(self._osc_rids.items()):
+            if key in seq:
+                self._counts.update(rids)
+                del self._osc_rids[key]
+                return
+

@@ -1,0 +1,220 @@
+"""Streaming behaviour: chunking independence, hold-back, idle release, terminal awareness."""
+
+from __future__ import annotations
+
+import random
+import string
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from masking_corpus import B62, B64, Gen, build_corpus, leaked
+
+from bastion.errors import BastionError
+from bastion.masking import StreamMasker
+
+CORPUS = build_corpus(99)
+
+
+def _github_token(seed: int = 1) -> bytes:
+    return ("ghp_" + Gen(seed).s(B62, 36)).encode()
+
+
+def _run(m: StreamMasker, chunks: list[bytes]) -> bytes:
+    return b"".join(m.feed(c) for c in chunks) + m.flush()
+
+
+def _split(data: bytes, cuts: list[int]) -> list[bytes]:
+    points = sorted({c % (len(data) + 1) for c in cuts})
+    bounds = [0, *points, len(data)]
+    return [data[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    picks=st.lists(st.integers(0, len(CORPUS) - 1), min_size=1, max_size=6),
+    cuts=st.lists(st.integers(0, 1 << 20), max_size=40),
+    pty=st.booleans(),
+)
+def test_any_chunking_gives_identical_output(picks: list[int], cuts: list[int],
+                                             pty: bool) -> None:
+    """Feeding any split of a corpus stream (no idle releases) yields the same bytes, both
+    engines."""
+    data = b"".join(CORPUS[i].text for i in picks)
+    for engine in ("python", "hyperscan"):
+        whole = _run(StreamMasker(pty=pty, engine=engine), [data])
+        assert _run(StreamMasker(pty=pty, engine=engine), _split(data, cuts)) == whole
+
+
+def test_one_byte_chunks_match_whole_feed(engine: str) -> None:
+    """Byte-at-a-time feeding of the whole corpus equals feeding it in one piece."""
+    data = b"".join(r.text for r in CORPUS[::3])
+    whole = _run(StreamMasker(engine=engine), [data])
+    assert _run(StreamMasker(engine=engine), [data[i:i + 1] for i in range(len(data))]) == whole
+
+
+def test_complete_lines_are_released_at_once(engine: str) -> None:
+    """A chunk ending in a newline is released in full, with nothing pending."""
+    m = StreamMasker(engine=engine)
+    assert m.feed(b"total 12\ndrwxr-xr-x 2 u u 4096 .\n") == b"total 12\ndrwxr-xr-x 2 u u 4096 .\n"
+    assert not m.pending
+
+
+def test_prompt_without_secret_prefix_is_not_held(engine: str) -> None:
+    """A shell prompt (partial line ending in a space) goes out immediately."""
+    m = StreamMasker(engine=engine)
+    assert m.feed(b"azureuser@vm:~$ ") == b"azureuser@vm:~$ "
+    assert not m.pending
+
+
+def test_partial_line_holds_only_the_possible_secret_start(engine: str) -> None:
+    """Of a partial line, text before a token that could still grow into a secret is released."""
+    m = StreamMasker(engine=engine)
+    assert m.feed(b"Downloading layer 3 of 7, ok ab12") == b"Downloading layer 3 of 7, ok "
+    assert m.pending
+    assert m.feed(b"cd\n") == b"ab12cd\n"
+
+
+def test_split_secret_is_masked(engine: str) -> None:
+    """A token split across chunks is masked once the line completes."""
+    tok = _github_token()
+    m = StreamMasker(engine=engine)
+    out = m.feed(b"token " + tok[:10]) + m.feed(tok[10:] + b" ok\n")
+    assert out == b"token [MASKED:github-token] ok\n"
+
+
+def test_idle_release_masks_held_secret_prefix(engine: str) -> None:
+    """A held fragment starting like a known secret format is masked, not leaked, on timeout."""
+    tok = _github_token()
+    m = StreamMasker(engine=engine)
+    out = m.feed(b"export X=" + tok[:14])
+    assert m.pending
+    assert 0 < m.hold_timeout <= 0.05
+    out += m.release_idle()
+    assert not m.pending
+    assert not leaked(tok[:14], out, run=8)
+    assert b"[MASKED:" in out
+
+
+def test_idle_release_lets_ordinary_text_through(engine: str) -> None:
+    """An idle release of a harmless fragment (keystroke echo) returns it unchanged."""
+    m = StreamMasker(engine=engine)
+    assert m.feed(b"$ ls") == b"$ "
+    assert m.release_idle() == b"ls"
+    assert m.feed(b" -la\r\n") == b" -la\r\n"
+
+
+def test_idle_release_masks_known_value_prefix(engine: str) -> None:
+    """A held prefix of a configured known value is masked on idle release."""
+    value = ("kv-" + Gen(3).s(B62, 20)).encode()
+    m = StreamMasker(engine=engine, known_values=[value])
+    out = m.feed(b"db password is " + value[:12]) + m.release_idle()
+    assert value[:12] not in out
+    assert b"[MASKED:known-value]" in out
+
+
+def test_known_values_and_encodings_are_masked(engine: str) -> None:
+    """An exact known value is masked, and so are its base64 and URL-encoded forms."""
+    import base64
+    from urllib.parse import quote
+
+    value = ("p@ss/" + Gen(4).s(B62, 16)).encode()
+    m = StreamMasker(engine=engine, known_values=[value])
+    text = (b"a " + value + b"\nb " + base64.b64encode(value) + b"\nc "
+            + quote(value, safe="").encode() + b"\n")
+    out = m.feed(text) + m.flush()
+    assert out == b"a [MASKED:known-value]\nb [MASKED:known-value]\nc [MASKED:known-value]\n"
+
+
+def test_pem_block_masked_across_lines_keeping_markers(engine: str) -> None:
+    """Every body line of a private key block is masked; BEGIN/END lines stay readable."""
+    g = Gen(5)
+    body = [g.s(B64, 64) for _ in range(4)]
+    pem = "\n".join(["-----BEGIN OPENSSH PRIVATE KEY-----", *body,
+                     "-----END OPENSSH PRIVATE KEY-----", "$ "]).encode()
+    out = _run(StreamMasker(pty=True, engine=engine), [pem[i:i + 5] for i in range(0, len(pem), 5)])
+    lines = out.split(b"\n")
+    assert lines[0] == b"-----BEGIN OPENSSH PRIVATE KEY-----"
+    assert lines[1:5] == [b"*" * 64] * 4
+    assert lines[5] == b"-----END OPENSSH PRIVATE KEY-----"
+
+
+def test_pty_masking_keeps_length_and_escapes(engine: str) -> None:
+    """Same-length masking keeps byte length; colour codes inside a secret are preserved."""
+    tok = _github_token(7)
+    data = b"x \x1b[01;31m\x1b[K" + tok[:9] + b"\x1b[m\x1b[K" + tok[9:] + b" y\r\n"
+    out = _run(StreamMasker(pty=True, engine=engine), [data])
+    assert len(out) == len(data)
+    assert out == data.replace(tok[:9], b"*" * 9).replace(tok[9:], b"*" * (len(tok) - 9))
+
+
+def test_label_mode_names_the_rule(engine: str) -> None:
+    """Non-PTY masking replaces the secret with a labelled marker and counts it."""
+    key = Gen(8).key88().encode()
+    m = StreamMasker(engine=engine)
+    out = m.feed(b"DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=" + key
+                 + b";EndpointSuffix=core.windows.net\n")
+    assert out == (b"DefaultEndpointsProtocol=https;AccountName=acct;"
+                   b"AccountKey=[MASKED:azure-storage-key];EndpointSuffix=core.windows.net\n")
+    assert m.counts == {"azure-storage-key": 1}
+
+
+def test_counts_never_contain_the_secret(engine: str) -> None:
+    """counts maps rule ids to integers only."""
+    tok = _github_token(9)
+    m = StreamMasker(engine=engine)
+    m.feed(b"a " + tok + b"\nb " + tok + b"\n")
+    assert m.counts == {"github-token": 2}
+    assert all(tok not in k.encode() for k in m.counts)
+
+
+def test_window_title_and_hyperlink_payloads_are_masked(engine: str) -> None:
+    """OSC 0 titles and OSC 8 link targets are scanned; the sequences stay well-formed."""
+    tok = _github_token(10)
+    data = (b"\x1b]0;git push https://u:" + tok + b"@github.com/o/r\x07"
+            b"\x1b]8;;https://x.blob.core.windows.net/c?sv=2022-11-02&sig=abcdEFGH1234ijkl%2B"
+            b"\x1b\\link\x1b]8;;\x1b\\\n")
+    out = _run(StreamMasker(engine=engine), [data[i:i + 3] for i in range(0, len(data), 3)])
+    assert tok not in out and b"abcdEFGH1234" not in out
+    assert out.startswith(b"\x1b]0;git push https://u:[MASKED:") and b"\x07\x1b]8;;https://" in out
+    assert out.endswith(b"\x1b\\link\x1b]8;;\x1b\\\n")
+
+
+def test_clipboard_write_sequences_are_stripped(engine: str) -> None:
+    """OSC 52 (clipboard write) disappears; surrounding text is untouched."""
+    data = b"before\x1b]52;c;c2VjcmV0IHZhbHVl\x07after\n"
+    assert _run(StreamMasker(engine=engine), [data[:9], data[9:]]) == b"beforeafter\n"
+
+
+def test_long_line_is_cut_and_hold_is_bounded(engine: str) -> None:
+    """A line with no newline never holds more than max_hold bytes, and a secret in it is
+    masked."""
+    tok = _github_token(11)
+    m = StreamMasker(engine=engine, max_hold=4096)
+    rnd = random.Random(1)
+    filler = "".join(rnd.choice(string.ascii_lowercase + " ") for _ in range(50_000)).encode()
+    out = bytearray()
+    data = b"password=" + tok + b" " + filler + b" " + tok
+    for i in range(0, len(data), 1000):
+        out += m.feed(data[i:i + 1000])
+        assert len(data[: i + 1000]) - len(out) <= 4096 + 200
+    out += m.flush()
+    assert tok not in out and out.count(b"[MASKED:") >= 2
+
+
+def test_masker_is_reusable_after_flush(engine: str) -> None:
+    """flush() releases everything and resets line and block state."""
+    m = StreamMasker(engine=engine)
+    assert m.feed(b"-----BEGIN RSA PRIVATE KEY-----\nabc") == b"-----BEGIN RSA PRIVATE KEY-----\n"
+    assert m.flush() == b"[MASKED:pem-private-key]"
+    assert m.feed(b"plain line\n") == b"plain line\n"
+
+
+def test_engine_can_be_forced_by_argument_and_environment(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """engine= and BASTION_MASK_ENGINE select the engine; an unknown name is a clear error."""
+    assert StreamMasker(engine="python").engine == "python"
+    monkeypatch.setenv("BASTION_MASK_ENGINE", "python")
+    assert StreamMasker().engine == "python"
+    with pytest.raises(BastionError, match="unknown masking engine"):
+        StreamMasker(engine="re2")
