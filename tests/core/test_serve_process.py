@@ -30,7 +30,11 @@ def test_serve_runs_commands_and_stops_gracefully_on_sigterm(
         stderr=subprocess.PIPE,
     )
     try:
-        wait_port(port, 30)
+        try:
+            wait_port(port, 30)
+        except TimeoutError:
+            server.kill()
+            raise AssertionError(server.communicate(timeout=10)[1].decode()[-3000:]) from None
         host_pub = (tmp_path / "ssh_host_ed25519_key.pub").read_text().strip()
         known = tmp_path / "known"
         known.write_text(f"[127.0.0.1]:{port} {host_pub}\n")
