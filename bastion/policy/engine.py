@@ -108,7 +108,9 @@ class Policy:
                                       "an argument is only known at run time"))
         matched = rid
         for f in floors:
-            if SEVERITY[f.action] > SEVERITY[action]:
+            if SEVERITY[f.action] > SEVERITY[action] or (
+                SEVERITY[f.action] == SEVERITY[action] and rule is None
+            ):
                 action, rid, reason = f.action, f.rule, f.reason
         return (UnitDecision(view.argv, action, rid, reason, unit.text[:500], matched), rule)
 

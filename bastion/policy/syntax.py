@@ -409,13 +409,29 @@ class Walker:
         if t == "string":
             parts: list[str] = []
             static = True
-            for child in node.named_children:
-                if child.type == "string_content":
+            inner = node.children[1:-1] if node.child_count >= 2 else []
+            raw = node.text or b""
+            base = node.start_byte
+            pos = node.children[0].end_byte if node.child_count else base
+            for child in inner:
+                if child.start_byte > pos:
+                    # tree-sitter leaves some literal text (e.g. blanks) out of the tree
+                    gap = raw[pos - base : child.start_byte - base].decode("utf-8", "replace")
+                    parts.append(_DQ_BACKSLASH.sub(r"\1", gap))
+                pos = child.end_byte
+                if not child.is_named:
+                    parts.append(_text(child))  # a lone '$' is literal inside double quotes
+                elif child.type == "string_content":
                     parts.append(_DQ_BACKSLASH.sub(r"\1", _text(child)))
                 else:
                     w = self.word(child)
                     static = static and w.static
                     parts.append(w.text)
+            # The closing quote token may swallow preceding blanks; the quote is the last byte.
+            end = node.end_byte - 1 if raw.endswith(b'"') else node.children[-1].start_byte
+            if end > pos:
+                gap = raw[pos - base : end - base].decode("utf-8", "replace")
+                parts.append(_DQ_BACKSLASH.sub(r"\1", gap))
             return Word("".join(parts), static, quoted=True)
         if t == "concatenation":
             pieces = [self.word(c) for c in node.named_children]
@@ -441,6 +457,8 @@ class Walker:
             self.statements(node)
             return Word(_text(node), static=False)
         if t == "arithmetic_expansion":
+            if _text(node).startswith("$["):
+                self.flag("deferred-expansion", "obsolete $[ ] arithmetic", node)
             self.scan_expression(node)
             return Word(_text(node), static=False)
         if t == "brace_expression":

@@ -233,6 +233,9 @@ def _strip_wrapper(unit: Unit, spec: _Spec, depth: int, out: list[Unit]) -> Unit
         if key in spec.value_opts:
             i += 1 if "=" in opt else 2
             continue
+        if not opt.startswith("--") and len(opt) > 2 and opt[:2] in spec.value_opts:
+            i += 1  # glued value such as -oL
+            continue
         if key in spec.flag_opts or (spec.any_flag and opt[1:].isdigit()):
             i += 1
             continue
