@@ -410,13 +410,13 @@ class Walker:
             parts: list[str] = []
             static = True
             inner = node.children[1:-1] if node.child_count >= 2 else []
-            raw = node.text or b""
+            data = node.text or b""
             base = node.start_byte
             pos = node.children[0].end_byte if node.child_count else base
             for child in inner:
                 if child.start_byte > pos:
                     # tree-sitter leaves some literal text (e.g. blanks) out of the tree
-                    gap = raw[pos - base : child.start_byte - base].decode("utf-8", "replace")
+                    gap = data[pos - base : child.start_byte - base].decode("utf-8", "replace")
                     parts.append(_DQ_BACKSLASH.sub(r"\1", gap))
                 pos = child.end_byte
                 if not child.is_named:
@@ -428,9 +428,9 @@ class Walker:
                     static = static and w.static
                     parts.append(w.text)
             # The closing quote token may swallow preceding blanks; the quote is the last byte.
-            end = node.end_byte - 1 if raw.endswith(b'"') else node.children[-1].start_byte
+            end = node.end_byte - 1 if data.endswith(b'"') else node.children[-1].start_byte
             if end > pos:
-                gap = raw[pos - base : end - base].decode("utf-8", "replace")
+                gap = data[pos - base : end - base].decode("utf-8", "replace")
                 parts.append(_DQ_BACKSLASH.sub(r"\1", gap))
             return Word("".join(parts), static, quoted=True)
         if t == "concatenation":
