@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import asyncssh
+from aiohttp import web
 
 from bastion.audit import AuditError, AuditStore
 from bastion.config import Config
@@ -30,6 +31,12 @@ from bastion.hooks import (
     OutputFilterFactory,
     pass_through_factory,
 )
+from bastion.http import HttpServer, http_settings, http_wanted
+from bastion.identity.config import parse_identity_config
+from bastion.identity.http import add_routes as add_certificate_routes
+from bastion.identity.issuer import CertificateIssuer, granted_targets
+from bastion.identity.revocation import RevocationList
+from bastion.identity.store import StoreError
 from bastion.logs import ctx
 from bastion.masking import MaskingConfig, load_masking_config
 from bastion.model import ChannelRequest, SessionInfo
@@ -89,6 +96,9 @@ class Runtime:
     recordings: RecordingStore | None = None
     audit_path: Path | None = None
     input_masking: MaskingConfig | None = None  # masks agent input before it is recorded
+    revocations: RevocationList | None = None
+    http: HttpServer | None = None
+    issuer: CertificateIssuer | None = None
 
     async def start(self) -> None:
         """Open the required sinks; the bastion does not listen without them."""
@@ -102,8 +112,41 @@ class Runtime:
                 raise BastionError("recordings need the audit database")
             await self.recordings.start()
             self.sinks = RecordingSinkFactory(self.recordings, self.audit, self.input_masking)
+        if self.audit_path is not None:  # the full bastion, not a bare relay under test
+            await self._start_identity_and_http()
+
+    async def _start_identity_and_http(self) -> None:
+        config = self.config
+        try:
+            self.revocations = RevocationList.open(config.state_dir / "identity.db")
+        except StoreError as exc:
+            raise BastionError(f"cannot open the revocation list: {exc}") from None
+        self.is_revoked = self.revocations.is_revoked
+        if not http_wanted(config):
+            return
+        app = web.Application()
+        if "oidc" in config.raw:
+            assert self.audit is not None
+            identity = parse_identity_config(
+                config.raw.get("ca", {}), config.raw["oidc"], config.base_dir
+            )
+            self.issuer = await CertificateIssuer.create(
+                identity, config.state_dir, self.audit, targets=granted_targets(config)
+            )
+            add_certificate_routes(app, self.issuer)
+        self.http = HttpServer(app, http_settings(config))
+        await self.http.start()
+        log.info(
+            "http.listening", extra=ctx(address=f"{self.http.address[0]}:{self.http.address[1]}")
+        )
 
     async def stop(self) -> None:
+        if self.http is not None:
+            await self.http.stop()
+        if self.issuer is not None:
+            await self.issuer.close()
+        if self.revocations is not None:
+            self.revocations.close()
         if self.recordings is not None:
             await self.recordings.stop()
         if self.audit is not None:

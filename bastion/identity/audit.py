@@ -8,10 +8,19 @@ The token itself is never passed.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 
 class AuditSink(Protocol):
-    async def record(self, kind: str, **fields: object) -> int:
+    async def record(
+        self,
+        kind: str,
+        *,
+        session_id: str | None = None,
+        identity: str | None = None,
+        target: str | None = None,
+        login: str | None = None,
+        **fields: Any,
+    ) -> int:
         """Append one event and return its id; raise if it could not be recorded."""
         ...
