@@ -93,9 +93,13 @@ async def test_token_to_certificate_to_ssh_and_revocation(
         assert status == 0
         for path in (key, Path(f"{key}.pub"), Path(f"{key}-cert.pub")):
             assert path.stat().st_mode & 0o077 == 0
-        listing = subprocess.run(
-            ["ssh-keygen", "-L", "-f", f"{key}-cert.pub"], capture_output=True, text=True
-        ).stdout
+        shown = await asyncio.to_thread(
+            subprocess.run,
+            ["ssh-keygen", "-L", "-f", f"{key}-cert.pub"],
+            capture_output=True,
+            text=True,
+        )
+        listing = shown.stdout
         assert "agents" in listing
         assert validity_seconds(listing) <= 15 * 60 + 60
 
