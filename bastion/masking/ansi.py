@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 # An escape sequence longer than this is not trusted as one: its ESC passes through and the
 # rest is treated (and scanned) as text, so the hold-back stays bounded.
@@ -32,11 +32,17 @@ _PARTIAL = re.compile(
 Piece = tuple[int, int, int, bool, bytes | None]
 
 
+_ANY = re.compile(_SEQ.pattern + rb"|\x1b")
+
+
 @dataclass
 class Tokens:
     vis: bytes
     pieces: list[Piece]
     end: int  # raw bytes consumed; raw[end:] is an unfinished escape sequence
+    rewritten: bool = False  # some escape sequence is replaced (masked OSC, dropped OSC 52)
+    text_vis: list[int] = field(default_factory=list)  # vis start of each text piece
+    text_idx: list[int] = field(default_factory=list)  # its index in pieces
 
 
 def filter_osc(seq: bytes, mask_payload: Callable[[bytes], bytes]) -> bytes:
@@ -53,9 +59,35 @@ def filter_osc(seq: bytes, mask_payload: Callable[[bytes], bytes]) -> bytes:
 
 
 def tokenize(raw: bytes, final: bool, mask_payload: Callable[[bytes], bytes]) -> Tokens:
+    tok = _tokenize(raw, final, mask_payload)
+    for idx, (_, _, vs, is_text, out) in enumerate(tok.pieces):
+        if is_text:
+            tok.text_vis.append(vs)
+            tok.text_idx.append(idx)
+        elif out is not None:
+            tok.rewritten = True
+    return tok
+
+
+def _tokenize(raw: bytes, final: bool, mask_payload: Callable[[bytes], bytes]) -> Tokens:
     vis = bytearray()
     pieces: list[Piece] = []
     i, n = 0, len(raw)
+    # fast pass: one regex walk over all sequences; anything unusual drops to the slow loop
+    for m in _ANY.finditer(raw):
+        j = m.start()
+        if j < i:
+            continue
+        end = m.end()
+        if end - j == 1 or end - j > MAX_SEQUENCE:
+            break  # lone or over-long ESC (possibly unfinished): handled below
+        if j > i:
+            pieces.append((i, j, len(vis), True, None))
+            vis += raw[i:j]
+        seq = m.group()
+        out = filter_osc(seq, mask_payload) if seq[1:2] == b"]" else None
+        pieces.append((j, end, len(vis), False, out))
+        i = end
     while i < n:
         j = raw.find(b"\x1b", i)
         if j == -1:

@@ -79,12 +79,20 @@ _BENIGN_KEY_SUFFIXES = (
 _PASSWORD_KEYS = (b"pass", b"pwd", b"secret", b"credential", b"conn")
 
 
+_FILE_NAME = re.compile(rb".*\.[a-z]{1,4}")  # "hybpwd.c:79:5:" is a compiler location
+_LINE_COL = re.compile(rb"[0-9]+(?::[0-9]+)*:?")
+_PWD_WORD = re.compile(rb"(?:^|[^a-z])pwd(?:$|[^a-z])")
+
+
 def _generic_assignment(value: bytes, key: bytes) -> bool:
     k = key.lower().strip(b"\"'-_.")
     if k in (b"pwd", b"oldpwd") or k.endswith(_BENIGN_KEY_SUFFIXES):
         return False
-    if is_placeholder(value):
+    if is_placeholder(value) or _FILE_NAME.fullmatch(k) or _LINE_COL.fullmatch(value):
         return False
+    if b"pwd" in k and not any(p in k for p in _PASSWORD_KEYS if p != b"pwd") \
+            and _PWD_WORD.search(k) is None:
+        return False  # "pwd" inside a longer word (hybpwd, pwdqmc) is not a password key
     if any(p in k for p in _PASSWORD_KEYS):  # passwords may be short and low-entropy
         return len(value) >= 4
     return len(value) >= 12 and char_classes(value) >= 2 and entropy(value) >= 3.0
@@ -336,8 +344,8 @@ DEFAULT_RULES: tuple[Rule, ...] = (
          rb"|(?<![A-Za-z0-9_-])sqlcmd[ \t][^\r\n|;&]*?(?<=[ \t])-P[ \t]*(?P<s3>[^\s]+))",
          (b"mysql", b"mariadb", b"sshpass", b"sqlcmd"), check=not_placeholder),
     Rule("netrc-password", ".netrc machine/login/password line",
-         rb"(?<![A-Za-z0-9_])machine[ \t]+[^\s]+[ \t]+login[ \t]+[^\s]+[ \t]+password[ \t]+"
-         rb"(?P<s>[^\s]+)", (b"machine",), check=not_placeholder),
+         rb"(?<![A-Za-z0-9_])machine[ \t][ \t]*[^\s]+[ \t]+login[ \t]+[^\s]+[ \t]+password"
+         rb"[ \t]+(?P<s>[^\s]+)", (b"machine ", b"machine\t"), check=not_placeholder),
     Rule("docker-config-auth", "Docker config.json \"auth\" (base64 user:password)",
          rb"\"auth\"[ \t]*:[ \t]*\"(?P<s>[A-Za-z0-9+/=]{8,})\"", (b"\"auth\"",),
          check=not_placeholder),

@@ -85,28 +85,42 @@ class Detector:
 
     # --- matching ---------------------------------------------------------------------------
 
-    def hits(self, text: bytes) -> tuple[dict[int, int], int]:
-        """Rule index -> first keyword position, and the first structural keyword (or -1)."""
-        rule_hits: dict[int, int] = dict.fromkeys(self.always, 0)
+    def hits(self, text: bytes) -> tuple[dict[int, list[int]], int]:
+        """Rule index -> keyword positions (ascending), and the first structural keyword (or -1)."""
+        rule_hits: dict[int, list[int]] = {i: [0] for i in self.always}
         struct = -1
-        for k, p in self.prefilter.first_hits(text).items():
-            if k in self._struct_kws:
-                struct = p if struct == -1 else min(struct, p)
-            for ridx in self._kw_rules[k]:
-                q = rule_hits.get(ridx)
-                if q is None or p < q:
-                    rule_hits[ridx] = p
+        kw_rules, struct_kws = self._kw_rules, self._struct_kws
+        for k, p in self.prefilter.all_hits(text):
+            if k in struct_kws and (struct == -1 or p < struct):
+                struct = p
+            for ridx in kw_rules[k]:
+                lst = rule_hits.get(ridx)
+                if lst is None:
+                    rule_hits[ridx] = [p]
+                else:
+                    lst.append(p)
         return rule_hits, struct
 
-    def rule_spans(self, text: bytes, hits: dict[int, int]) -> list[Span]:
+    def rule_spans(self, text: bytes, hits: dict[int, list[int]]) -> list[Span]:
         out: list[Span] = []
-        for ridx, first in hits.items():
+        n = len(text)
+        for ridx, positions in hits.items():
             rule = self.rules[ridx]
             if rule.anchor is not None:
-                out.extend(self._anchored(rule, text, first))
-            else:
-                start = line_start(text, max(0, first - rule.lookback))
-                out.extend(self._confirm(rule, rule.compiled.finditer(text, start), text))
+                out.extend(self._anchored(rule, text, min(positions)))
+                continue
+            if ridx in self.always:
+                out.extend(self._confirm(rule, rule.compiled.finditer(text), text))
+                continue
+            # run the rule only on the lines holding one of its keywords
+            finditer = rule.compiled.finditer
+            end = -1
+            for p in sorted(positions):
+                if p < end:
+                    continue
+                start = line_start(text, p)
+                end = min(next_line_end(text, p) + 1, n)
+                out.extend(self._confirm(rule, finditer(text, start, end), text))
         return out
 
     def _anchored(self, rule: Rule, text: bytes, first: int) -> Iterable[Span]:

@@ -14,6 +14,7 @@ Without idle releases, the output depends only on the input bytes, not on how th
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections import Counter
 from collections.abc import Iterable, Mapping
 
@@ -65,7 +66,20 @@ class _Render:
             self.out += self.m._mask_range(self.vis, a, b, spans)
             self.cursor = b
             return
-        pieces, nvis = self.tok.pieces, len(self.tok.vis)
+        tok = self.tok
+        pieces, nvis = tok.pieces, len(tok.vis)
+        if not spans and not tok.rewritten:  # nothing to change: copy raw bytes through
+            if b >= nvis:
+                raw_end, self.pi = tok.end, len(pieces)
+            else:
+                k = bisect_right(tok.text_vis, b) - 1
+                self.pi = tok.text_idx[k]
+                rs, _, vs, _, _ = pieces[self.pi]
+                raw_end = rs + (b - vs)
+            if raw_end > self.cursor:
+                self.out += self.raw[self.cursor:raw_end]
+                self.cursor = raw_end
+            return
         while self.pi < len(pieces):
             rs, re_, vs, is_text, rep = pieces[self.pi]
             if not is_text:  # escape sequence: goes out with the visible text after it
@@ -96,7 +110,7 @@ class _Render:
     def finish(self) -> int:
         """Raw bytes consumed (the caller keeps the rest held)."""
         if self.tok is not None and self.pi >= len(self.tok.pieces):
-            return self.tok.end
+            return max(self.tok.end, self.cursor)
         return self.cursor
 
 

@@ -9,7 +9,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from bastion.masking.engine import hyperscan_available  # noqa: E402
+from bastion.masking.engine import hyperscan_available
 
 ENGINES = ["python", *(["hyperscan"] if hyperscan_available() else [])]
 

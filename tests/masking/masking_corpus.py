@@ -443,3 +443,66 @@ def leaked(secret: bytes, output: bytes, run: int = 8) -> bool:
     if len(secret) < run:
         return secret in vis
     return any(secret[i:i + run] in vis for i in range(len(secret) - run + 1))
+
+
+# --- realistic traffic for the benchmark --------------------------------------------------------
+
+def _traffic_line(g: Gen) -> str:
+    r = g.r
+    k = r.randrange(12)
+    word = g.s(string.ascii_lowercase, r.randint(4, 10))
+    if k == 0:
+        return (f"-rw-r--r--  1 azureuser azureuser {r.randint(10, 99999):>6} Nov 24 10:"
+                f"{r.randint(10, 59)} {word}.py\n")
+    if k == 1:
+        return (f"Nov 24 10:{r.randint(10, 59)}:{r.randint(10, 59)} vm-build-01 systemd[1]: "
+                f"Started {word}.service - {word.title()} daemon.\n")
+    if k == 2:
+        return (f"10.0.{r.randint(0, 9)}.{r.randint(1, 254)} - - [24/Nov/2026:10:00:01 +0000] "
+                f"\"GET /api/v1/{word}?page={r.randint(1, 9)} HTTP/1.1\" 200 {r.randint(100, 9999)}"
+                f" \"-\" \"python-requests/2.32\"\n")
+    if k == 3:
+        return (f"    \"id\": \"/subscriptions/{g.guid()}/resourceGroups/rg-{word}/providers/"
+                f"Microsoft.Compute/virtualMachines/vm-{word}\",\n")
+    if k == 4:
+        return f"{g.s(HEX, 7)} fix({word}): handle empty {word} list in parser\n"
+    if k == 5:
+        return (f"gcc -O2 -Wall -c src/{word}.c -o build/{word}.o\nsrc/{word}.c:{r.randint(1, 400)}"
+                f":5: warning: unused variable 'tmp' [-Wunused-variable]\n")
+    if k == 6:
+        return (f"Collecting {word}>=1.{r.randint(0, 9)}\n  Downloading {word}-1.{r.randint(0, 9)}"
+                f".0-py3-none-any.whl ({r.randint(10, 900)} kB)\n")
+    if k == 7:
+        return (f"{word}-{g.s(HEX, 10)}-{g.s(string.ascii_lowercase, 5)}   1/1     Running   "
+                f"{r.randint(0, 3)}          {r.randint(1, 30)}d\n")
+    if k == 8:
+        return (f"  File \"/usr/lib/python3/dist-packages/{word}/core.py\", line "
+                f"{r.randint(1, 999)}, in {word}\n")
+    if k == 9:
+        return (f"[{r.randint(1, 99999)}.{r.randint(100000, 999999)}] {word}: link up, 10Gbps, "
+                f"full duplex\n")
+    if k == 10:
+        return f"{'  ' * r.randint(1, 4)}\"{word}\": {r.randint(0, 100000)},\n"
+    return (f"vm-{word:<12} rg-ci          westeurope  Standard_D4s_v5  "
+            f"10.1.{r.randint(0, 9)}.{r.randint(1, 254)}  VM running\n")
+
+
+def terminal_traffic(seed: int, size: int, secret_every: int = 0, color: bool = False) -> bytes:
+    """``size`` bytes of realistic terminal output; with ``secret_every`` > 0, a positive
+    corpus record is inserted every that many lines."""
+    g = Gen(seed)
+    pos = [r.text for r in positives(Gen(seed + 1))] if secret_every else []
+    out: list[str] = []
+    total, n = 0, 0
+    while total < size:
+        line = _traffic_line(g)
+        if color and n % 3 == 0:
+            line = f"\x1b[01;3{n % 7}m{line[:-1]}\x1b[0m\n"
+        out.append(line)
+        total += len(line)
+        n += 1
+        if secret_every and n % secret_every == 0:
+            rec = pos[n // secret_every % len(pos)].decode()
+            out.append(rec if rec.endswith("\n") else rec + "\n")
+            total += len(out[-1])
+    return "".join(out).encode()[:size]
