@@ -74,17 +74,17 @@ def _tokenize(raw: bytes, final: bool, mask_payload: Callable[[bytes], bytes]) -
     pieces: list[Piece] = []
     i, n = 0, len(raw)
     # fast pass: one regex walk over all sequences; anything unusual drops to the slow loop
-    for m in _ANY.finditer(raw):
-        j = m.start()
+    for fm in _ANY.finditer(raw):
+        j = fm.start()
         if j < i:
             continue
-        end = m.end()
+        end = fm.end()
         if end - j == 1 or end - j > MAX_SEQUENCE:
             break  # lone or over-long ESC (possibly unfinished): handled below
         if j > i:
             pieces.append((i, j, len(vis), True, None))
             vis += raw[i:j]
-        seq = m.group()
+        seq = fm.group()
         out = filter_osc(seq, mask_payload) if seq[1:2] == b"]" else None
         pieces.append((j, end, len(vis), False, out))
         i = end
