@@ -29,6 +29,7 @@ from bastion.hooks import (
     GateVerdict,
     OutputFilter,
     OutputFilterFactory,
+    ShellControllerFactory,
     pass_through_factory,
 )
 from bastion.http import HttpServer, http_settings, http_wanted
@@ -95,6 +96,7 @@ class Runtime:
     audit: AuditStore | None = None
     recordings: RecordingStore | None = None
     audit_path: Path | None = None
+    shell_controller_factory: ShellControllerFactory | None = None  # line-gated PTY shells
     input_masking: MaskingConfig | None = None  # masks agent input before it is recorded
     revocations: RevocationList | None = None
     http: HttpServer | None = None

@@ -116,3 +116,47 @@ class AllowAllGate:
 
     async def check(self, session: SessionInfo, request: ChannelRequest) -> GateVerdict:
         return GateVerdict("allow")
+
+
+class ShellHost(Protocol):
+    """What the relay offers a controller of an interactive PTY shell (``ChannelRelay``).
+
+    Target output handed to ``output_to_agent`` goes through masking and recording like any
+    other output; ``send_to_target`` writes to the remote PTY unrecorded (call ``record_input``
+    for what the agent typed). ``decide`` runs the command gate on one complete unit.
+    """
+
+    @property
+    def session(self) -> SessionInfo: ...
+
+    def send_to_target(self, data: bytes) -> None: ...
+
+    def output_to_agent(self, data: bytes) -> None: ...
+
+    def record_input(self, data: bytes) -> None: ...
+
+    def marker(self, text: str) -> None: ...
+
+    async def decide(self, line: str) -> GateVerdict: ...
+
+    def end(self, message: str) -> None: ...
+
+    def audit(self, kind: str, **fields: object) -> None: ...
+
+
+class ShellController(Protocol):
+    """Owns the input line of one PTY shell (see docs/interactive.md)."""
+
+    def start(self) -> None: ...
+
+    def agent_input(self, data: bytes) -> None: ...
+
+    def target_output(self, data: bytes) -> None: ...
+
+    def resize(self, width: int, height: int) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class ShellControllerFactory(Protocol):
+    def __call__(self, host: ShellHost, request: ChannelRequest) -> ShellController: ...

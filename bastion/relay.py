@@ -26,7 +26,9 @@ from bastion.hooks import (
     EXIT_DENIED,
     EXIT_REVIEW_REFUSED,
     ChannelSink,
+    GateVerdict,
     OutputFilter,
+    ShellController,
     SinkError,
 )
 from bastion.model import ChannelKind, ChannelRequest, SessionInfo
@@ -212,6 +214,7 @@ class ChannelRelay:
         self._finished = False
         self._idle_timer: asyncio.TimerHandle | None = None
         self._setup: asyncio.Task[None] | None = None
+        self.controller: ShellController | None = None  # owns the line of a gated PTY shell
 
     # -- set-up -------------------------------------------------------------------------------
     def begin(self) -> None:
@@ -275,6 +278,10 @@ class ChannelRelay:
         if self._finished:
             chan.close()
             return
+        factory = self.runtime.shell_controller_factory
+        if req.kind == "shell" and req.has_pty and factory is not None:
+            self.controller = factory(self, req)
+            self.controller.start()
         self._ready = True
         if self._early_size is not None:
             self.agent_resize(*self._early_size)
@@ -303,6 +310,9 @@ class ChannelRelay:
             self._early_input.append(data)
             return
         self.bytes_in += len(data)
+        if self.controller is not None:
+            self.controller.agent_input(data)
+            return
         if not self._record(lambda s: s.input(data)):
             return
         self.upstream.write(data)
@@ -327,6 +337,8 @@ class ChannelRelay:
             return
         if self._record(lambda s: s.resize(width, height)):
             self.upstream.change_terminal_size(width, height, pixwidth, pixheight)
+            if self.controller is not None:
+                self.controller.resize(width, height)
 
     def set_agent_writable(self, writable: bool) -> None:
         if self.upstream is None:
@@ -350,6 +362,13 @@ class ChannelRelay:
 
     # -- target -> agent ----------------------------------------------------------------------
     def upstream_data(self, data: bytes, *, stderr: bool) -> None:
+        if self.controller is not None and not stderr:
+            self.controller.target_output(data)  # strips shell markers, then output_to_agent
+            return
+        self.output_to_agent(data, stderr=stderr)
+
+    def output_to_agent(self, data: bytes, *, stderr: bool = False) -> None:
+        """Target output on its way to the agent: mask, record, send."""
         filt = self.err_filter if stderr else self.out_filter
         self._emit(filt.feed(data), stderr)
         if filt.pending:
@@ -435,6 +454,31 @@ class ChannelRelay:
             self.upstream.close()
         self.refuse(message, EXIT_BASTION_ERROR)
 
+    # -- ShellHost: what a shell controller may do ----------------------------------------------
+    def send_to_target(self, data: bytes) -> None:
+        if self.upstream is not None and not self._finished:
+            self.upstream.write(data)
+
+    def record_input(self, data: bytes) -> None:
+        self._record(lambda s: s.input(data))
+
+    def marker(self, text: str) -> None:
+        self._record(lambda s: s.marker(text))
+
+    async def decide(self, line: str) -> GateVerdict:
+        request = ChannelRequest(
+            kind="shell", command=line, term_type=self.request.term_type, env=self.request.env
+        )
+        verdict = await self.runtime.gate.check(self.session, request)
+        await self.runtime.command_decided(self.server, self.agent.channel_no, request, verdict)
+        return verdict
+
+    def end(self, message: str) -> None:
+        self.abort(message)
+
+    def audit(self, kind: str, **fields: object) -> None:
+        self.runtime.audit_later(kind, self.server, channel=self.agent.channel_no, **fields)
+
     def agent_closed(self) -> None:
         if self.upstream is not None:
             self.upstream.close()
@@ -446,6 +490,8 @@ class ChannelRelay:
         if self._finished:
             return
         self._finished = True
+        if self.controller is not None:
+            self.controller.close()
         if self._idle_timer is not None:
             self._idle_timer.cancel()
         self.runtime.channel_finished(self, status, reason)
