@@ -1,0 +1,580 @@
+"""The approval broker: hold a reviewed command until named operators decide, or time runs out.
+
+State machine (one row per request, every change audited as ``kind="approval"``)::
+
+    pending --(N distinct allowed operators approve)--> approved
+    pending --(one allowed operator denies)-----------> denied
+    pending --(deadline passes: a timeout is a denial)-> expired
+    pending --(the agent went away / bastion restart)--> abandoned
+
+Every transition is a conditional ``UPDATE ... WHERE state = 'pending'`` inside ``BEGIN
+IMMEDIATE``, so two processes (the bastion and ``bastion approvals approve``) can never both
+move a request. ``wait()`` polls its row every ``poll_interval`` (0.2 s), so a decision made by
+another process is seen well within a second; decisions made in this process wake it at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import aiosqlite
+import orjson
+
+from bastion.approval.config import ApprovalsConfig, Mode, parse_mode
+from bastion.approval.ids import new_request_id, parse_request_id
+from bastion.approval.model import (
+    ApprovalRefused,
+    ApprovalRequest,
+    DecisionRecord,
+    Outcome,
+    State,
+    canonical_units,
+)
+from bastion.approval.operators import (
+    LOCKOUT_SECONDS,
+    MAX_FAILURES,
+    OperatorStore,
+    load_operator,
+    match_totp,
+)
+from bastion.approval.render import escape_visible
+from bastion.approval.schema import COMPONENT, MIGRATIONS
+from bastion.audit.db import Database
+from bastion.audit.errors import AuditError
+from bastion.audit.store import AuditStore
+from bastion.errors import BastionError
+
+log = logging.getLogger("bastion.approval")
+
+MAX_APPROVALS = 5
+MAX_COMMAND = 64 * 1024
+MAX_REASON = 500
+VIAS = ("cli", "web", "slack")
+_COLUMNS = (
+    "id, state, mode, session_id, requester_key_id, requester_serial, principals, target, login, "
+    "channel_kind, command, command_escaped, units, rules, approvers, approvals_required, "
+    "created_at, expires_at, decided_at, decided_by, reason, use_before, used_at"
+)
+
+
+@dataclass(frozen=True)
+class _Change:
+    """What a transaction did, audited after it commits."""
+
+    event: str
+    request: ApprovalRequest
+    fields: dict[str, Any]
+
+
+class ApprovalBroker:
+    """Submit held commands, wait for their outcome, record operators' decisions."""
+
+    def __init__(
+        self,
+        db: Database,
+        audit: AuditStore,
+        config: ApprovalsConfig,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.db = db
+        self.audit = audit
+        self.config = config
+        self.clock = clock
+        self.operators = OperatorStore(db, clock)
+        self._wakeups: dict[str, asyncio.Event] = {}
+
+    @classmethod
+    async def open(
+        cls,
+        db: Database,
+        audit: AuditStore,
+        config: ApprovalsConfig,
+        clock: Callable[[], float] = time.time,
+    ) -> ApprovalBroker:
+        """Run the approvals migrations on ``db`` and return a broker over it."""
+        await db.migrate(COMPONENT, MIGRATIONS)
+        return cls(db, audit, config, clock)
+
+    # -- the relay's side ------------------------------------------------------------------------
+
+    async def submit(
+        self,
+        *,
+        session_id: str | None,
+        requester_key_id: str,
+        requester_serial: int,
+        principals: Sequence[str],
+        target: str,
+        login: str,
+        channel_kind: str,
+        command: str,
+        units: Sequence[Sequence[str]],
+        rules: Sequence[str],
+        approvers: Sequence[str] = (),
+        approvals_required: int = 1,
+        timeout: float | None = None,  # noqa: ASYNC109 (the request's deadline, not this call's)
+        mode: str | None = None,
+    ) -> ApprovalRequest:
+        """Hold ``command`` for approval; durable (stored and audited) when it returns.
+
+        In defer mode an identical pending request from the same identity to the same
+        target+login is returned instead of a new one, so an agent retrying does not pile up
+        requests. Raises BastionError for values that cannot be held safely.
+        """
+        chosen: Mode = self.config.mode if mode is None else parse_mode(mode, "review mode")
+        if not 1 <= approvals_required <= MAX_APPROVALS:
+            raise BastionError(f"approvals required must be 1..{MAX_APPROVALS}")
+        wait_for = self.config.timeout if timeout is None else float(timeout)
+        if not 0 < wait_for <= 7 * 86400:
+            raise BastionError("approval timeout must be more than 0 and at most 7 days")
+        if len(command) > MAX_COMMAND:
+            raise BastionError("command too long to hold for approval")
+        if not requester_key_id or not target or not login:
+            raise BastionError("a held command needs a requester, a target and a login")
+        units_text = canonical_units(units)
+        now = self.clock()
+        values = {
+            "state": "pending",
+            "mode": chosen,
+            "session_id": session_id,
+            "requester_key_id": requester_key_id,
+            "requester_serial": int(requester_serial),
+            "principals": orjson.dumps(list(principals)).decode(),
+            "target": target,
+            "login": login,
+            "channel_kind": channel_kind,
+            "command": command,
+            "command_escaped": escape_visible(command),
+            "units": units_text,
+            "rules": orjson.dumps(list(rules)).decode(),
+            "approvers": orjson.dumps(sorted(set(approvers))).decode(),
+            "approvals_required": approvals_required,
+            "created_at": now,
+            "expires_at": now + wait_for,
+        }
+        async with self.db.transaction() as conn:
+            if chosen == "defer":
+                async with conn.execute(
+                    "SELECT id FROM approval_requests WHERE state = 'pending' AND mode = 'defer' "
+                    "AND requester_key_id = ? AND target = ? AND login = ? AND units = ? "
+                    "AND expires_at > ? ORDER BY created_at LIMIT 1",
+                    (requester_key_id, target, login, units_text, now),
+                ) as cur:
+                    existing = await cur.fetchone()
+                if existing is not None:
+                    found = await self._load(conn, str(existing[0]))
+                    assert found is not None
+                    return found
+            request_id = new_request_id()
+            names = ", ".join(values)
+            marks = ", ".join("?" for _ in values)
+            await conn.execute(
+                f"INSERT INTO approval_requests (id, {names}) VALUES (?, {marks})",  # noqa: S608
+                (request_id, *values.values()),
+            )
+            request = await self._load(conn, request_id)
+        assert request is not None
+        await self._audit(
+            _Change(
+                "submitted",
+                request,
+                {
+                    "rules": list(request.rules),
+                    "approvers": list(request.approvers),
+                    "approvals_required": request.approvals_required,
+                    "mode": request.mode,
+                    "expires_in": round(wait_for, 3),
+                },
+            )
+        )
+        return request
+
+    async def wait(self, request_id: str, *, abandon_on_cancel: bool = True) -> Outcome:
+        """The final outcome of a request; at the deadline the request expires (= denied).
+
+        If the waiting task is cancelled (the agent went away) the request is abandoned, so an
+        operator can no longer approve a command nobody is waiting for.
+        """
+        request_id = parse_request_id(request_id)
+        wakeup = self._wakeups.setdefault(request_id, asyncio.Event())
+        try:
+            while True:
+                request = await self.get(request_id)
+                if request is None:
+                    raise BastionError(f"no approval request {request_id}")
+                if request.state != "pending":
+                    return request.outcome()
+                remaining = request.expires_at - self.clock()
+                if remaining <= 0:
+                    await self._close(request_id, "expired", "nobody decided before the deadline")
+                    continue
+                wakeup.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wakeup.wait(), min(remaining, self.config.poll_interval))
+        except asyncio.CancelledError:
+            if abandon_on_cancel:
+                with contextlib.suppress(BastionError, sqlite3.Error):
+                    await asyncio.shield(self.abandon(request_id))
+            raise
+        finally:
+            self._wakeups.pop(request_id, None)
+
+    async def abandon(self, request_id: str, reason: str = "the agent went away") -> bool:
+        """Close a pending request nobody waits for any more; False if it was already closed."""
+        return await self._close(parse_request_id(request_id), "abandoned", reason)
+
+    async def abandon_orphans(self) -> list[str]:
+        """At start-up: every pending *wait*-mode request lost its session with the last process.
+
+        Deferred requests stay pending: nobody waits on them, the agent comes back for them.
+        """
+        rows = await self.db.fetchall(
+            "SELECT id FROM approval_requests WHERE state = 'pending' AND mode = 'wait'"
+        )
+        closed = []
+        for row in rows:
+            if await self._close(str(row[0]), "abandoned", "the bastion restarted"):
+                closed.append(str(row[0]))
+        return closed
+
+    async def expire_due(self) -> list[str]:
+        """Close every pending request past its deadline (nobody may be waiting on it)."""
+        rows = await self.db.fetchall(
+            "SELECT id FROM approval_requests WHERE state = 'pending' AND expires_at <= ?",
+            (self.clock(),),
+        )
+        closed = []
+        for row in rows:
+            if await self._close(str(row[0]), "expired", "nobody decided before the deadline"):
+                closed.append(str(row[0]))
+        return closed
+
+    async def consume_deferred(
+        self,
+        *,
+        requester_key_id: str,
+        target: str,
+        login: str,
+        units: Sequence[Sequence[str]],
+    ) -> str | None:
+        """Use (once) an approved deferred request for exactly these units; its id, or None."""
+        units_text = canonical_units(units)
+        now = self.clock()
+        async with self.db.transaction() as conn:
+            async with conn.execute(
+                "SELECT id FROM approval_requests WHERE state = 'approved' AND mode = 'defer' "
+                "AND used_at IS NULL AND requester_key_id = ? AND target = ? AND login = ? "
+                "AND units = ? AND use_before > ? ORDER BY decided_at LIMIT 1",
+                (requester_key_id, target, login, units_text, now),
+            ) as cur:
+                row = await cur.fetchone()
+            if row is None:
+                return None
+            request_id = str(row[0])
+            cur2 = await conn.execute(
+                "UPDATE approval_requests SET used_at = ? WHERE id = ? AND used_at IS NULL",
+                (now, request_id),
+            )
+            if cur2.rowcount != 1:
+                return None
+            request = await self._load(conn, request_id)
+        assert request is not None
+        await self._audit(_Change("used", request, {}))
+        return request_id
+
+    # -- the operators' side ---------------------------------------------------------------------
+
+    async def decide(
+        self,
+        request_id: str,
+        *,
+        operator: str,
+        totp: str,
+        approve: bool,
+        reason: str = "",
+        via: str = "cli",
+    ) -> Outcome:
+        """Record one operator's decision; raises ApprovalRefused with a one-line reason.
+
+        Order of checks: the request is open, the operator exists and is not locked, the code is
+        right and unused (a right code is spent even if a later check refuses), then the
+        operator is not the requester, is in an allowed group, and has not already approved.
+        """
+        request_id = parse_request_id(request_id)
+        if via not in VIAS:
+            raise ApprovalRefused(f"unknown channel {via!r}")
+        reason = " ".join(reason.split())[:MAX_REASON]
+        now = self.clock()
+        changes: list[_Change] = []
+        refusal: str | None = None
+        outcome: Outcome | None = None
+        async with self.db.transaction() as conn:
+            request = await self._load(conn, request_id)
+            op = await load_operator(conn, operator)
+            if request is None:
+                refusal = f"no approval request {request_id}"
+            elif request.state != "pending":
+                refusal = f"request {request_id} is already {request.state}"
+            elif now >= request.expires_at:
+                closed = await self._transition(
+                    conn, request, "expired", "nobody decided before the deadline", now
+                )
+                changes.append(closed)
+                refusal = f"request {request_id} expired"
+            elif op is None:
+                refusal = f"unknown operator {operator!r}"
+            elif op.locked_until > now:
+                refusal = (
+                    f"operator {operator!r} is locked for {int(op.locked_until - now) + 1}s "
+                    "after repeated wrong codes"
+                )
+            else:
+                step = match_totp(op.totp_secret, totp, now)
+                if step is None:
+                    failures = op.failures + 1
+                    locked = now + LOCKOUT_SECONDS if failures >= MAX_FAILURES else 0.0
+                    await conn.execute(
+                        "UPDATE approval_operators SET failures = ?, locked_until = ? "
+                        "WHERE name = ?",
+                        (0 if locked else failures, locked, op.name),
+                    )
+                    refusal = "wrong TOTP code"
+                elif step <= op.last_step:
+                    refusal = "this TOTP code was already used; wait for the next one"
+                else:
+                    await conn.execute(
+                        "UPDATE approval_operators SET last_step = ?, failures = 0 WHERE name = ?",
+                        (step, op.name),
+                    )
+                    if op.is_linked_to(request.requester_key_id, request.principals):
+                        refusal = (
+                            f"operator {op.name!r} is linked to the requester "
+                            f"{request.requester_key_id!r}; someone else must decide"
+                        )
+                    elif not op.may_approve_for(request.approvers):
+                        refusal = (
+                            f"operator {op.name!r} is not in an approver group of this request "
+                            f"({', '.join(request.approvers)})"
+                        )
+                    elif any(d.operator == op.name for d in request.decisions):
+                        refusal = (
+                            f"operator {op.name!r} already decided on this request; "
+                            f"it needs {request.approvals_required} different operators"
+                        )
+                    else:
+                        outcome, change = await self._record_decision(
+                            conn, request, op.name, approve, reason, via, now
+                        )
+                        changes.append(change)
+        for change in changes:
+            await self._audit(change)
+            self._wake(change.request.id)
+        if refusal is not None:
+            await self._audit_refusal(request_id, operator, via, refusal)
+            raise ApprovalRefused(refusal)
+        assert outcome is not None
+        return outcome
+
+    async def _record_decision(
+        self,
+        conn: aiosqlite.Connection,
+        request: ApprovalRequest,
+        operator: str,
+        approve: bool,
+        reason: str,
+        via: str,
+        now: float,
+    ) -> tuple[Outcome, _Change]:
+        await conn.execute(
+            "INSERT INTO approval_decisions (request_id, operator, approve, reason, via, at) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (request.id, operator, int(approve), reason, via, now),
+        )
+        fields = {"operator": operator, "via": via, "reason": reason}
+        if not approve:
+            change = await self._transition(
+                conn, request, "denied", reason or f"denied by {operator}", now
+            )
+            return change.request.outcome(), _Change(change.event, change.request, fields)
+        approvers = {d.operator for d in request.decisions if d.approve} | {operator}
+        if len(approvers) >= request.approvals_required:
+            change = await self._transition(conn, request, "approved", reason, now)
+            return change.request.outcome(), _Change(change.event, change.request, fields)
+        updated = await self._load(conn, request.id)
+        assert updated is not None
+        fields["approvals"] = f"{updated.approvals}/{updated.approvals_required}"
+        return updated.outcome(), _Change("approval_added", updated, fields)
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    async def get(self, request_id: str) -> ApprovalRequest | None:
+        return await self._load(self.db.conn, parse_request_id(request_id))
+
+    async def list(
+        self, *, states: Sequence[State] = (), limit: int = 100
+    ) -> list[ApprovalRequest]:
+        """Newest first; pending requests past their deadline are expired first."""
+        await self.expire_due()
+        sql = "SELECT id FROM approval_requests"
+        params: list[Any] = []
+        if states:
+            sql += f" WHERE state IN ({', '.join('?' for _ in states)})"
+            params.extend(states)
+        sql += " ORDER BY created_at DESC LIMIT ?"
+        params.append(int(limit))
+        out = []
+        for row in await self.db.fetchall(sql, params):
+            request = await self.get(str(row[0]))
+            if request is not None:
+                out.append(request)
+        return out
+
+    # -- internals -------------------------------------------------------------------------------
+
+    async def _load(self, conn: aiosqlite.Connection, request_id: str) -> ApprovalRequest | None:
+        async with conn.execute(
+            f"SELECT {_COLUMNS} FROM approval_requests WHERE id = ?",  # noqa: S608
+            (request_id,),
+        ) as cur:
+            row = await cur.fetchone()
+        if row is None:
+            return None
+        async with conn.execute(
+            "SELECT operator, approve, reason, via, at FROM approval_decisions "
+            "WHERE request_id = ? ORDER BY at, rowid",
+            (request_id,),
+        ) as cur:
+            decisions = tuple(
+                DecisionRecord(str(d[0]), bool(d[1]), str(d[2]), str(d[3]), float(d[4]))
+                for d in await cur.fetchall()
+            )
+        r = tuple(row)
+        return ApprovalRequest(
+            id=str(r[0]),
+            state=_state(r[1]),
+            mode=str(r[2]),
+            session_id=None if r[3] is None else str(r[3]),
+            requester_key_id=str(r[4]),
+            requester_serial=int(r[5]),
+            principals=tuple(orjson.loads(r[6])),
+            target=str(r[7]),
+            login=str(r[8]),
+            channel_kind=str(r[9]),
+            command=str(r[10]),
+            command_escaped=str(r[11]),
+            units=tuple(tuple(u) for u in orjson.loads(r[12])),
+            rules=tuple(orjson.loads(r[13])),
+            approvers=tuple(orjson.loads(r[14])),
+            approvals_required=int(r[15]),
+            created_at=float(r[16]),
+            expires_at=float(r[17]),
+            decided_at=None if r[18] is None else float(r[18]),
+            decided_by=tuple(orjson.loads(r[19])),
+            reason=str(r[20]),
+            use_before=None if r[21] is None else float(r[21]),
+            used_at=None if r[22] is None else float(r[22]),
+            approve_url=self.config.approve_url(str(r[0])),
+            decisions=decisions,
+        )
+
+    async def _transition(
+        self,
+        conn: aiosqlite.Connection,
+        request: ApprovalRequest,
+        state: State,
+        reason: str,
+        now: float,
+    ) -> _Change:
+        """Move a pending request to a final state (inside the caller's transaction)."""
+        decided_by: list[str] = []
+        if state == "denied":
+            async with conn.execute(
+                "SELECT operator FROM approval_decisions WHERE request_id = ? AND approve = 0",
+                (request.id,),
+            ) as cur:
+                decided_by = sorted({str(r[0]) for r in await cur.fetchall()})
+        elif state == "approved":
+            async with conn.execute(
+                "SELECT operator FROM approval_decisions WHERE request_id = ? AND approve = 1",
+                (request.id,),
+            ) as cur:
+                decided_by = sorted({str(r[0]) for r in await cur.fetchall()})
+        use_before = now + self.config.defer_validity if state == "approved" else None
+        cur = await conn.execute(
+            "UPDATE approval_requests SET state = ?, decided_at = ?, decided_by = ?, reason = ?, "
+            "use_before = ? WHERE id = ? AND state = 'pending'",
+            (state, now, orjson.dumps(decided_by).decode(), reason, use_before, request.id),
+        )
+        if cur.rowcount != 1:
+            raise ApprovalRefused(f"request {request.id} was closed meanwhile")
+        updated = await self._load(conn, request.id)
+        assert updated is not None
+        return _Change(state, updated, {"reason": reason})
+
+    async def _close(self, request_id: str, state: State, reason: str) -> bool:
+        """pending -> expired/abandoned if still pending; audited; False if already closed."""
+        async with self.db.transaction() as conn:
+            request = await self._load(conn, request_id)
+            if request is None or request.state != "pending":
+                return False
+            change = await self._transition(conn, request, state, reason, self.clock())
+        await self._audit(change)
+        self._wake(request_id)
+        return True
+
+    def _wake(self, request_id: str) -> None:
+        event = self._wakeups.get(request_id)
+        if event is not None:
+            event.set()
+
+    async def _audit(self, change: _Change) -> None:
+        """Every state change is an audit row; AuditError propagates (the caller fails closed)."""
+        r = change.request
+        await self.audit.record(
+            "approval",
+            session_id=r.session_id,
+            identity=r.requester_key_id,
+            target=r.target,
+            login=r.login,
+            request=r.id,
+            event=change.event,
+            state=r.state,
+            decided_by=list(r.decided_by),
+            **change.fields,
+        )
+        log.info(
+            "approval.%s",
+            change.event,
+            extra={"ctx": {"request": r.id, "state": r.state, "session": r.session_id}},
+        )
+
+    async def _audit_refusal(self, request_id: str, operator: str, via: str, why: str) -> None:
+        try:
+            await self.audit.record(
+                "approval",
+                request=request_id,
+                event="refused",
+                operator=operator[:64],
+                via=via,
+                reason=why,
+            )
+        except AuditError as exc:  # the refusal stands either way
+            log.error("audit.failed", extra={"ctx": {"request": request_id, "error": str(exc)}})
+
+
+_STATES: dict[object, State] = {
+    s: s for s in ("pending", "approved", "denied", "expired", "abandoned")
+}
+
+
+def _state(value: object) -> State:
+    if value in _STATES:
+        return _STATES[value]
+    raise BastionError(f"unknown approval state {value!r} in the database")
