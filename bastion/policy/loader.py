@@ -12,7 +12,7 @@ from bastion.config import parse_duration
 from bastion.errors import ConfigError
 from bastion.policy.engine import Policy, example_context, matched_rules
 from bastion.policy.model import ACTIONS
-from bastion.policy.paths import BUILTIN_CLASSES, PathClassifier
+from bastion.policy.paths import BUILTIN_CLASSES, CONTAINER_CLASSES, PathClassifier
 from bastion.policy.rules import Rule, parse_rule
 
 _TOP_KEYS = frozenset({"policy", "paths", "rules"})
@@ -75,7 +75,11 @@ def parse_policy(data: Mapping[str, Any], where: str = "<policy>") -> Policy:
         raise ConfigError(f"{where}: rules", "expected [[rules]] tables")
     rules: list[Rule] = []
     seen: set[str] = set()
-    known_classes = set(table) | set(BUILTIN_CLASSES)
+    known_classes = (
+        set(table)
+        | set(BUILTIN_CLASSES)
+        | {f"{name}-dir" for name in CONTAINER_CLASSES if name in table}
+    )
     for n, raw in enumerate(raw_rules):
         if not isinstance(raw, dict):
             raise ConfigError(f"{where}: rules[{n}]", "expected a table")
