@@ -64,7 +64,7 @@ class ServerConfig:
     host_key: Path
     state_dir: Path
     login_timeout: float = 30.0
-    banner: str = "bastion"
+    kex: str = "default"  # or "post-quantum-only" (needs OpenSSH >= 9.9 clients)
 
 
 @dataclass(frozen=True)
@@ -262,7 +262,10 @@ def load_config(path: str | Path) -> Config:
         host_key=(base / srv.string("host_key", "ssh_host_ed25519_key")).resolve(),
         state_dir=(base / srv.string("state_dir", "state")).resolve(),
         login_timeout=srv.duration("login_timeout", "30s"),
+        kex=srv.string("kex", "default"),
     )
+    if server.kex not in ("default", "post-quantum-only"):
+        raise ConfigError(srv.key("kex"), "expected 'default' or 'post-quantum-only'")
 
     auth_s = _Section(cfg, "auth", raw.get("auth", {}))
     ca_files = tuple((base / p).resolve() for p in auth_s.strings("trusted_user_ca_keys"))

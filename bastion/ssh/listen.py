@@ -13,16 +13,12 @@ from bastion.ssh.server import AgentServer, BastionConnection
 if TYPE_CHECKING:
     from bastion.app import Runtime
 
-# Only modern algorithms: no SHA-1, no CBC, no DSA (ssh-audit clean).
-KEX_ALGS = [
-    "curve25519-sha256",
-    "curve25519-sha256@libssh.org",
-    "ecdh-sha2-nistp256",
-    "ecdh-sha2-nistp384",
-    "ecdh-sha2-nistp521",
-    "diffie-hellman-group16-sha512",
-    "diffie-hellman-group18-sha512",
-]
+# Only modern algorithms: no SHA-1, no CBC, no DSA, no NIST-curve key exchange.
+# ML-KEM hybrid first (post-quantum); curve25519 stays in the default so that OpenSSH clients
+# older than 9.9 (Debian 12 ships 9.2) can connect. `[server] kex = "post-quantum-only"` offers
+# ML-KEM alone, which ssh-audit rates with no warnings.
+PQ_KEX_ALGS = ["mlkem768x25519-sha256"]
+KEX_ALGS = [*PQ_KEX_ALGS, "curve25519-sha256", "curve25519-sha256@libssh.org"]
 ENCRYPTION_ALGS = [
     "chacha20-poly1305@openssh.com",
     "aes256-gcm@openssh.com",
@@ -66,7 +62,7 @@ def server_options(
         server_factory=lambda: AgentServer(runtime),
         server_host_keys=[host_key],
         server_version="bastion",  # no library name or version on the wire
-        kex_algs=KEX_ALGS,
+        kex_algs=PQ_KEX_ALGS if runtime.config.server.kex == "post-quantum-only" else KEX_ALGS,
         encryption_algs=ENCRYPTION_ALGS,
         mac_algs=MAC_ALGS,
         signature_algs=SIG_ALGS,
