@@ -377,3 +377,16 @@ def all_rule_ids() -> list[str]:
     for rid in (*STRUCTURAL_RULES, *SPECIAL_IDS):
         seen[rid] = None
     return list(seen)
+
+
+def rule_table() -> str:
+    """The Markdown rule table of docs/masking.md (a test checks the doc carries it verbatim)."""
+    rows = ["| rule id | what it masks |", "| --- | --- |"]
+    seen: set[str] = set()
+    for r in DEFAULT_RULES:
+        if r.id not in seen:
+            seen.add(r.id)
+            rows.append(f"| `{r.id}` | {r.description} |")
+    rows += [f"| `{rid}` | {desc} (line structure) |" for rid, desc in STRUCTURAL_RULES.items()]
+    rows += [f"| `{rid}` | {desc} |" for rid, desc in SPECIAL_IDS.items()]
+    return "\n".join(rows) + "\n"

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 
 from bastion.masking import structure
 from bastion.masking.engine import Prefilter, build_prefilter
-from bastion.masking.rules import Rule, char_classes, entropy
+from bastion.masking.rules import Rule, char_classes
 from bastion.masking.structure import StructState
 
 Span = tuple[int, int, str]
@@ -22,6 +22,15 @@ Span = tuple[int, int, str]
 # before its signature arrives: the trailing run of these is held back.
 RUN_CHARS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/_~.:=-"
 KNOWN_PREFIX_MIN = 4
+# On idle release, a value being typed or printed right after a secret-named key (or a
+# secret-carrying CLI flag) at the end of the held text is masked even if it is still short.
+_IDLE_VALUE = re.compile(
+    rb"(?i)(?:(?:pass(?:word|wd|phrase)?|pwd|secret|token|credentials?|api[_-]?key|access[_-]?key"
+    rb"|private[_-]?key|auth|accountkey|sharedaccesskey|sig|code)[A-Za-z0-9_.-]*[\"']?"
+    rb"[ \t]*(?::=|=>|=|:)|--[a-z-]*(?:password|secret|token|key|pat)(?:[ \t]+|=))"
+    rb"[ \t]*[\"']?(?P<s>[^\s\"',;&|]+)\Z"
+    rb"|://[^\s:/@\"'<>]*:(?P<s2>[^\s@/\"'<>]+)@?\Z"  # scheme://user:pass... (host not yet)
+)
 
 
 def line_start(text: bytes, pos: int) -> int:
@@ -37,9 +46,13 @@ def next_line_end(text: bytes, pos: int) -> int:
     return a if b == -1 or a < b else b
 
 
+_LAST_SEPARATOR = re.compile(rb"=(?=[^=]+=*\Z)")
+
+
 def _held_fragment_suspicious(run: bytes) -> bool:
-    alnum = bytes(c for c in run if chr(c).isalnum())
-    return len(alnum) >= 24 and char_classes(alnum) >= 3 and entropy(alnum) >= 4.0
+    """A held token of 8+ letters/digits mixing at least two of lower, upper and digits: it
+    could be the start of a key whose signature or context has not arrived yet."""
+    return len(run) >= 8 and char_classes(bytes(c for c in run if chr(c).isalnum())) >= 2
 
 
 class Detector:
@@ -79,6 +92,8 @@ class Detector:
         self._prefixes = {kw[:i] for kw in keywords for i in range(1, len(kw))}
         self._max_lookback = max((r.lookback for r in self.rules), default=0)
         self._strong = [(kw, r.id) for r in self.rules if r.strong for kw in r.keywords]
+        self._strong_prefixes = {kw[:i]: r.id for r in self.rules if r.strong
+                                 for kw in r.keywords for i in range(8, len(kw))}
         known = [kw for r in self.rules if r.id == "known-value" for kw in r.keywords]
         self._known_prefixes = {kw[:i] for kw in known for i in range(KNOWN_PREFIX_MIN, len(kw))}
         self._max_known = max((len(k) for k in known), default=0)
@@ -191,13 +206,25 @@ class Detector:
             k = min(k, len(text.rstrip(RUN_CHARS)))
         return max(k, released)
 
+    def final_spans(self, st: StructState, text: bytes) -> list[Span]:
+        """Spans for the last partial line at end of stream (the text is complete)."""
+        return self.spans(st, text, partial_tail=True)
+
     def idle_spans(self, st: StructState, text: bytes) -> list[Span]:
-        """Spans for releasing a held partial line now: real matches plus fail-closed masks."""
+        """Spans for releasing a held partial line now: real matches plus fail-closed masks
+        for what could still be the start of a secret."""
         out = self.spans(st, text, partial_tail=True)
         n = len(text)
+        m = _IDLE_VALUE.search(text, line_start(text, n))
+        if m is not None:
+            g = "s" if m.start("s") != -1 else "s2"
+            out.append((m.start(g), n, "held-fragment"))
         t = len(text.rstrip(RUN_CHARS))
+        sep = _LAST_SEPARATOR.search(text, t)  # "KEY=value": the key part is not the secret
+        if sep is not None:
+            t = sep.end()
         run = text[t:].lower()
-        if run:
+        if run and m is None:
             for kw, rid in self._strong:
                 if kw in run:
                     out.append((t, n, rid))
@@ -205,6 +232,12 @@ class Detector:
             else:
                 if _held_fragment_suspicious(text[t:]):
                     out.append((t, n, "held-fragment"))
+                else:  # a held prefix of a secret prefix, e.g. "github_pat" or "AGE-SECRET"
+                    for ln in range(min(len(run), 40), 7, -1):
+                        prefix_of = self._strong_prefixes.get(run[-ln:])
+                        if prefix_of is not None:
+                            out.append((n - ln, n, prefix_of))
+                            break
         if self._max_known:
             tail = text[-(self._max_known - 1):]
             for ln in range(len(tail), KNOWN_PREFIX_MIN - 1, -1):

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping
 
 from bastion.masking.ansi import MAX_SEQUENCE, Tokens, tokenize
 from bastion.masking.catalog import DEFAULT_RULES
-from bastion.masking.detect import Detector, Span, get_detector, next_line_end
+from bastion.masking.detect import RUN_CHARS, Detector, Span, get_detector, next_line_end
 from bastion.masking.engine import choose_engine
 from bastion.masking.known import known_value_rules
 from bastion.masking.rules import Rule
@@ -137,6 +137,9 @@ class StreamMasker:
         self._raw = b""
         self._ctx = b""  # visible text of the current line already released
         self._held_visible = False
+        # rule id of a mask that an idle release ended mid-token: the rest of that token is
+        # masked too when it arrives (fail closed)
+        self._carry: str | None = None
         self._st = StructState()
         self._counts: Counter[str] = Counter()
         self._osc_rids: dict[bytes, list[str]] = {}
@@ -173,7 +176,7 @@ class StreamMasker:
 
     def flush(self) -> bytes:
         out = self._run(self._raw, final=True, idle=True) if self._raw else b""
-        self._ctx, self._st, self._held_visible = b"", StructState(), False
+        self._ctx, self._st, self._held_visible, self._carry = b"", StructState(), False, None
         return out
 
     # --- internals ----------------------------------------------------------------------------
@@ -201,11 +204,11 @@ class StreamMasker:
             ctx = self._ctx
             text = ctx + vis[pos:] if ctx else vis[pos:]
             if idle:
-                self._unit(r, vis, pos, n, text, idle=True)
+                self._unit(r, vis, pos, n, text, idle=not final, final=final)
                 self._ctx = b"" if final else text
                 pos = n
             else:
-                k = self._det.hold_point(self._st, text, len(ctx))
+                k = len(ctx) if self._carry else self._det.hold_point(self._st, text, len(ctx))
                 if k > len(ctx):
                     r.emit(pos, pos + k - len(ctx), [])
                     self._ctx = text[:k]
@@ -256,10 +259,23 @@ class StreamMasker:
                 self.late_detections += 1
 
     def _unit(self, r: _Render, vis: bytes, pos: int, end: int, text: bytes,
-              idle: bool = False) -> None:
+              idle: bool = False, final: bool = False) -> None:
         """Scan ``text`` (= line context + vis[pos:end]) and release vis[pos:end] masked."""
         det = self._det
-        raw_spans = det.idle_spans(self._st, text) if idle else det.spans(self._st, text)
+        if idle:
+            raw_spans = det.idle_spans(self._st, text)
+        elif final:
+            raw_spans = det.final_spans(self._st, text)
+        else:
+            raw_spans = det.spans(self._st, text)
+        if self._carry is not None:
+            at = len(text) - (end - pos)
+            cont = (end - pos) - len(vis[pos:end].lstrip(RUN_CHARS))
+            if cont:
+                raw_spans.append((at, at + cont, self._carry))
+            self._carry = None
+        if idle and end == len(vis) and any(e >= len(text) for _, e, _ in raw_spans):
+            self._carry = next(rid for _, e, rid in raw_spans if e >= len(text))
         if not raw_spans:
             r.emit(pos, end, [])
             return
