@@ -64,6 +64,16 @@ _COLUMNS = (
 )
 
 
+# Correlated on approval_requests: the audit row that made an approval count.
+_AUDITED = (
+    "SELECT 1 FROM audit_log a WHERE a.kind = 'approval' "
+    "AND a.session_id IS approval_requests.session_id "
+    "AND json_extract(a.fields, '$.request') = approval_requests.id "
+    "AND json_extract(a.fields, '$.event') = 'approved'"
+)
+AUDIT_GRACE = 10.0  # seconds an approval may wait for its audit row when decided near the deadline
+
+
 @dataclass(frozen=True)
 class _Change:
     """What a transaction did, audited after it commits."""
@@ -209,10 +219,18 @@ class ApprovalBroker:
                 request = await self.get(request_id)
                 if request is None:
                     raise BastionError(f"no approval request {request_id}")
-                if request.state != "pending":
-                    return request.outcome()
                 remaining = request.expires_at - self.clock()
-                if remaining <= 0:
+                if request.state == "approved" and not await self._audited(request):
+                    # Committed elsewhere but not (yet) in the audit log: never run an unaudited
+                    # approval. The deciding process audits right after its commit; if it died
+                    # in between, the approval is void at the deadline.
+                    decided = request.decided_at or request.created_at
+                    remaining = max(remaining, decided + AUDIT_GRACE - self.clock())
+                    if remaining <= 0:
+                        return Outcome("denied", reason="the approval was not audited")
+                elif request.state != "pending":
+                    return request.outcome()
+                elif remaining <= 0:
                     await self._close(request_id, "expired", "nobody decided before the deadline")
                     continue
                 wakeup.clear()
@@ -268,12 +286,15 @@ class ApprovalBroker:
         units_text = canonical_units(units)
         now = self.clock()
         async with self.db.transaction() as conn:
-            async with conn.execute(
-                "SELECT id FROM approval_requests WHERE state = 'approved' AND mode = 'defer' "
-                "AND used_at IS NULL AND requester_key_id = ? AND target = ? AND login = ? "
-                "AND units = ? AND use_before > ? ORDER BY decided_at LIMIT 1",
-                (requester_key_id, target, login, units_text, now),
-            ) as cur:
+            async with (
+                conn.execute(
+                    "SELECT id FROM approval_requests WHERE state = 'approved' AND mode = 'defer' "  # noqa: S608 (constants)
+                    "AND used_at IS NULL AND requester_key_id = ? AND target = ? AND login = ? "
+                    "AND units = ? AND use_before > ? AND EXISTS (" + _AUDITED + ") "
+                    "ORDER BY decided_at LIMIT 1",
+                    (requester_key_id, target, login, units_text, now),
+                ) as cur
+            ):
                 row = await cur.fetchone()
             if row is None:
                 return None
@@ -528,6 +549,14 @@ class ApprovalBroker:
         await self._audit(change)
         self._wake(request_id)
         return True
+
+    async def _audited(self, request: ApprovalRequest) -> bool:
+        """True when the audit log holds this request's "approved" row."""
+        async with self.db.conn.execute(
+            "SELECT 1 FROM approval_requests WHERE id = ? AND EXISTS (" + _AUDITED + ")",  # noqa: S608
+            (request.id,),
+        ) as cur:
+            return await cur.fetchone() is not None
 
     def _wake(self, request_id: str) -> None:
         event = self._wakeups.get(request_id)

@@ -14,6 +14,7 @@ import pytest
 from approval_env import Env, FakeClock, open_env
 
 from bastion.approval import ApprovalRefused, parse_request_id
+from bastion.approval.broker import AUDIT_GRACE
 from bastion.approval.ids import ALPHABET, ID_BITS, new_request_id
 from bastion.errors import BastionError
 
@@ -300,3 +301,20 @@ def test_request_ids_are_readable_and_random() -> None:
     assert parse_request_id("OIL0-0000-0000-0000") == "0110-0000-0000-0000"
     with pytest.raises(BastionError, match="not a request id"):
         parse_request_id("../../etc/passwd")
+
+
+async def test_unaudited_approval_never_runs(live_env: Env) -> None:
+    """An approval committed without its audit row (a crashed decider) does not release wait()."""
+    env = live_env
+    req = await env.submit(timeout=0.5)
+    held = await env.submit(mode="defer", timeout=0.5)
+    for r in (req, held):
+        await env.audit.db.conn.execute(
+            "UPDATE approval_requests SET state = 'approved', decided_at = ?, use_before = ? "
+            "WHERE id = ?",
+            (time.time() - AUDIT_GRACE, time.time() + 3600, r.id),
+        )
+    out = await asyncio.wait_for(env.broker.wait(req.id), 3)
+    assert (out.state, out.reason) == ("denied", "the approval was not audited")
+    lookup = {"requester_key_id": "ci-agent-1", "target": "web-01", "login": "azureuser"}
+    assert await env.broker.consume_deferred(**lookup, units=held.units) is None
