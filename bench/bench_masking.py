@@ -101,6 +101,37 @@ def corpus_figures(engines: list[str]) -> list[dict[str, object]]:
     return rows
 
 
+def idle_stress(engines: list[str]) -> list[dict[str, object]]:
+    """Worst case for the hold-back: release_idle() after 70% of 1-40 byte chunks."""
+    import random
+
+    recs = build_corpus(5)
+    rows: list[dict[str, object]] = []
+    for engine in engines:
+        rnd = random.Random(2)
+        leaks = {"pos": 0, "neg": 0}
+        total = {"pos": 0, "neg": 0}
+        for rec in recs:
+            m = StreamMasker(engine=engine)
+            out, i = bytearray(), 0
+            while i < len(rec.text):
+                n = rnd.randint(1, 40)
+                out += m.feed(rec.text[i:i + n])
+                i += n
+                if rnd.random() < 0.7:
+                    out += m.release_idle()
+            out += m.flush()
+            total[rec.kind] += 1
+            if rec.kind == "pos":
+                leaks["pos"] += any(leaked(s, bytes(out)) for s in rec.secrets)
+            else:
+                leaks["neg"] += bytes(out) != rec.text
+        rows.append({"engine": engine, "positives": total["pos"],
+                     "positives_leaking": leaks["pos"] / total["pos"],
+                     "negatives": total["neg"], "negatives_altered": leaks["neg"] / total["neg"]})
+    return rows
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size-mib", type=float, default=16)
@@ -129,11 +160,17 @@ def main() -> int:
     for r in corp:
         print(f"{r['engine']:10} {r['mode']:6} {r['positives']:9} {r['recall']:8.2%} "
               f"{r['negatives']:9} {r['negatives_altered']:8.2%}")
+    idle = idle_stress(engines)
+    print("\nidle stress: release_idle() after 70% of random 1-40 byte chunks (corpus seed 5)")
+    for r in idle:
+        print(f"  {r['engine']:10} positives leaking 8+ chars: {r['positives_leaking']:.2%} of "
+              f"{r['positives']}; negatives altered: {r['negatives_altered']:.2%} of "
+              f"{r['negatives']}")
     if args.json:
         args.json.write_text(json.dumps({
             "python": platform.python_version(), "machine": platform.machine(),
             "chunk": args.chunk, "size": size, "throughput": rows, "prefilter": pre,
-            "corpus": corp}, indent=2))
+            "corpus": corp, "idle_stress": idle}, indent=2))
     return 0
 
 
