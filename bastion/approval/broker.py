@@ -32,7 +32,6 @@ from bastion.approval.ids import new_request_id, parse_request_id
 from bastion.approval.model import (
     ApprovalRefused,
     ApprovalRequest,
-    DecisionRecord,
     Outcome,
     State,
     canonical_units,
@@ -45,6 +44,7 @@ from bastion.approval.operators import (
     match_totp,
 )
 from bastion.approval.render import escape_visible
+from bastion.approval.rows import AUDITED_SQL, load_request
 from bastion.approval.schema import COMPONENT, MIGRATIONS
 from bastion.audit.db import Database
 from bastion.audit.errors import AuditError
@@ -57,20 +57,6 @@ MAX_APPROVALS = 5
 MAX_COMMAND = 64 * 1024
 MAX_REASON = 500
 VIAS = ("cli", "web", "slack")
-_COLUMNS = (
-    "id, state, mode, session_id, requester_key_id, requester_serial, principals, target, login, "
-    "channel_kind, command, command_escaped, units, rules, approvers, approvals_required, "
-    "created_at, expires_at, decided_at, decided_by, reason, use_before, used_at"
-)
-
-
-# Correlated on approval_requests: the audit row that made an approval count.
-_AUDITED = (
-    "SELECT 1 FROM audit_log a WHERE a.kind = 'approval' "
-    "AND a.session_id IS approval_requests.session_id "
-    "AND json_extract(a.fields, '$.request') = approval_requests.id "
-    "AND json_extract(a.fields, '$.event') = 'approved'"
-)
 AUDIT_GRACE = 10.0  # seconds an approval may wait for its audit row when decided near the deadline
 
 
@@ -290,7 +276,7 @@ class ApprovalBroker:
                 conn.execute(
                     "SELECT id FROM approval_requests WHERE state = 'approved' AND mode = 'defer' "  # noqa: S608 (constants)
                     "AND used_at IS NULL AND requester_key_id = ? AND target = ? AND login = ? "
-                    "AND units = ? AND use_before > ? AND EXISTS (" + _AUDITED + ") "
+                    "AND units = ? AND use_before > ? AND EXISTS (" + AUDITED_SQL + ") "
                     "ORDER BY decided_at LIMIT 1",
                     (requester_key_id, target, login, units_text, now),
                 ) as cur
@@ -460,50 +446,7 @@ class ApprovalBroker:
     # -- internals -------------------------------------------------------------------------------
 
     async def _load(self, conn: aiosqlite.Connection, request_id: str) -> ApprovalRequest | None:
-        async with conn.execute(
-            f"SELECT {_COLUMNS} FROM approval_requests WHERE id = ?",  # noqa: S608
-            (request_id,),
-        ) as cur:
-            row = await cur.fetchone()
-        if row is None:
-            return None
-        async with conn.execute(
-            "SELECT operator, approve, reason, via, at FROM approval_decisions "
-            "WHERE request_id = ? ORDER BY at, rowid",
-            (request_id,),
-        ) as cur:
-            decisions = tuple(
-                DecisionRecord(str(d[0]), bool(d[1]), str(d[2]), str(d[3]), float(d[4]))
-                for d in await cur.fetchall()
-            )
-        r = tuple(row)
-        return ApprovalRequest(
-            id=str(r[0]),
-            state=_state(r[1]),
-            mode=str(r[2]),
-            session_id=None if r[3] is None else str(r[3]),
-            requester_key_id=str(r[4]),
-            requester_serial=int(r[5]),
-            principals=tuple(orjson.loads(r[6])),
-            target=str(r[7]),
-            login=str(r[8]),
-            channel_kind=str(r[9]),
-            command=str(r[10]),
-            command_escaped=str(r[11]),
-            units=tuple(tuple(u) for u in orjson.loads(r[12])),
-            rules=tuple(orjson.loads(r[13])),
-            approvers=tuple(orjson.loads(r[14])),
-            approvals_required=int(r[15]),
-            created_at=float(r[16]),
-            expires_at=float(r[17]),
-            decided_at=None if r[18] is None else float(r[18]),
-            decided_by=tuple(orjson.loads(r[19])),
-            reason=str(r[20]),
-            use_before=None if r[21] is None else float(r[21]),
-            used_at=None if r[22] is None else float(r[22]),
-            approve_url=self.config.approve_url(str(r[0])),
-            decisions=decisions,
-        )
+        return await load_request(conn, request_id, self.config.approve_url)
 
     async def _transition(
         self,
@@ -553,7 +496,7 @@ class ApprovalBroker:
     async def _audited(self, request: ApprovalRequest) -> bool:
         """True when the audit log holds this request's "approved" row."""
         async with self.db.conn.execute(
-            "SELECT 1 FROM approval_requests WHERE id = ? AND EXISTS (" + _AUDITED + ")",  # noqa: S608
+            "SELECT 1 FROM approval_requests WHERE id = ? AND EXISTS (" + AUDITED_SQL + ")",  # noqa: S608
             (request.id,),
         ) as cur:
             return await cur.fetchone() is not None
@@ -596,14 +539,3 @@ class ApprovalBroker:
             )
         except AuditError as exc:  # the refusal stands either way
             log.error("audit.failed", extra={"ctx": {"request": request_id, "error": str(exc)}})
-
-
-_STATES: dict[object, State] = {
-    s: s for s in ("pending", "approved", "denied", "expired", "abandoned")
-}
-
-
-def _state(value: object) -> State:
-    if value in _STATES:
-        return _STATES[value]
-    raise BastionError(f"unknown approval state {value!r} in the database")
