@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 import re
 import secrets
 import string
@@ -19,6 +20,8 @@ from approval_env import Env
 from bastion.approval.web import add_routes
 
 DOCS_IMG = Path(__file__).resolve().parents[2] / "docs" / "img"
+# Screenshots go to docs/img only when asked, so a test run does not dirty the tree.
+UPDATE_SCREENSHOTS = os.environ.get("BASTION_UPDATE_SCREENSHOTS") == "1"
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -133,7 +136,7 @@ async def test_post_without_csrf_token_is_forbidden(served: tuple[Env, str]) -> 
 
 
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian chromium not installed")
-async def test_browser_approves_and_wait_returns(served: tuple[Env, str]) -> None:
+async def test_browser_approves_and_wait_returns(served: tuple[Env, str], tmp_path: Path) -> None:
     """In Chromium: open the link, type name and code, Approve; the page and wait() say approved."""
     from playwright.async_api import async_playwright
 
@@ -147,7 +150,8 @@ async def test_browser_approves_and_wait_returns(served: tuple[Env, str]) -> Non
         timeout=900,
     )
     waiter = asyncio.create_task(env.broker.wait(req.id))
-    DOCS_IMG.mkdir(parents=True, exist_ok=True)
+    shots = DOCS_IMG if UPDATE_SCREENSHOTS else tmp_path
+    shots.mkdir(parents=True, exist_ok=True)
     async with async_playwright() as p:
         browser = await p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
@@ -163,7 +167,7 @@ async def test_browser_approves_and_wait_returns(served: tuple[Env, str]) -> Non
             await page.wait_for_function(
                 "t => document.getElementById('countdown').textContent !== t", arg=first
             )
-            await page.screenshot(path=str(DOCS_IMG / "approval-pending.png"), full_page=True)
+            await page.screenshot(path=str(shots / "approval-pending.png"), full_page=True)
             await page.get_by_label("Operator name").fill("alice")
             await page.get_by_label("Authenticator code (TOTP)").fill(pyotp.TOTP(secret).now())
             await page.get_by_label("Reason (optional)").fill("change CHG-1234, rg is empty")
@@ -171,9 +175,10 @@ async def test_browser_approves_and_wait_returns(served: tuple[Env, str]) -> Non
                 await page.get_by_role("button", name="Approve").click()
             assert "approved" in (await page.locator("h1").inner_text())
             assert "alice approved via web" in await page.content()
-            await page.screenshot(path=str(DOCS_IMG / "approval-approved.png"), full_page=True)
+            await page.screenshot(path=str(shots / "approval-approved.png"), full_page=True)
             assert not [m for m in console if "Content Security Policy" in m], console
         finally:
             await browser.close()
+    assert (shots / "approval-approved.png").read_bytes().startswith(b"\x89PNG")
     outcome = await asyncio.wait_for(waiter, 2)
     assert outcome.state == "approved" and outcome.decided_by == ("alice",)
