@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 import tomllib
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -51,8 +52,7 @@ def _load(path: Path | None) -> MaskingConfig:
 def run(args: argparse.Namespace) -> int:
     cfg = _load(args.config)
     if args.engine is not None:
-        cfg = MaskingConfig(**{**cfg.__dict__, "engine": None if args.engine == "auto"
-                               else args.engine})
+        cfg = replace(cfg, engine=None if args.engine == "auto" else args.engine)
     masker = cfg.new_masker(pty=args.pty)
     inp, out = sys.stdin.buffer, sys.stdout.buffer
     try:

@@ -43,6 +43,15 @@ def test_pty_streams_are_always_same_length(tmp_path: Path) -> None:
     assert _mask(cfg, b"t " + tok + b"\n", pty=True) == b"t " + b"*" * len(tok) + b"\n"
 
 
+def test_mask_input_and_timing_keys_are_parsed(tmp_path: Path) -> None:
+    """mask_input, hold_timeout_ms, max_hold_bytes and engine reach the config and maskers."""
+    cfg = load_masking_config({"mask_input": False, "hold_timeout_ms": 20,
+                               "max_hold_bytes": 4096, "engine": "python"}, tmp_path)
+    assert cfg.mask_input is False
+    m = cfg.new_masker(pty=False)
+    assert (m.hold_timeout, m.engine) == (0.02, "python")
+
+
 def test_disabled_masking_passes_secrets(tmp_path: Path) -> None:
     """enabled = false turns masking off (documented as discouraged)."""
     cfg = load_masking_config({"enabled": False}, tmp_path)

@@ -13,8 +13,10 @@ from masking_corpus import B62, B64, Gen, build_corpus, leaked
 
 from bastion.errors import BastionError
 from bastion.masking import StreamMasker
+from bastion.masking.engine import hyperscan_available
 
 CORPUS = build_corpus(99)
+ENGINES = ["python", *(["hyperscan"] if hyperscan_available() else [])]
 
 
 def _github_token(seed: int = 1) -> bytes:
@@ -42,9 +44,32 @@ def test_any_chunking_gives_identical_output(picks: list[int], cuts: list[int],
     """Feeding any split of a corpus stream (no idle releases) yields the same bytes, both
     engines."""
     data = b"".join(CORPUS[i].text for i in picks)
-    for engine in ("python", "hyperscan"):
+    for engine in ENGINES:
         whole = _run(StreamMasker(pty=pty, engine=engine), [data])
         assert _run(StreamMasker(pty=pty, engine=engine), _split(data, cuts)) == whole
+
+
+_ATOMS = [b"\x1b", b"[", b"]", b"0;", b"52;", b"8;;", b"\x07", b"\x1b\\", b"m", b"\n", b"\r",
+          b"ghp_", b"==", b"AccountKey=", b"password=", b"-----BEGIN RSA PRIVATE KEY-----",
+          b"-----END ", b"data:", b"  ", b"\xff\xfe", b"\xe2\x82\xac", b"x" * 30, b"+ASt",
+          b"AbCdEf0123456789+/", b"eyJ", b".", b"Q~", b"://u:", b"@h", b"\t", b"\"value\": \""]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    parts=st.lists(st.one_of(st.sampled_from(_ATOMS), st.binary(max_size=12)), max_size=60),
+    cuts=st.lists(st.integers(0, 1 << 16), max_size=30),
+    pty=st.booleans(),
+)
+def test_any_chunking_of_hostile_bytes_gives_identical_output(parts: list[bytes],
+                                                              cuts: list[int], pty: bool) -> None:
+    """Escape fragments, invalid UTF-8, keyword pieces and long lines (small max_hold): any
+    split gives the same output as one feed."""
+    data = b"".join(parts)
+    for engine in ENGINES:
+        whole = _run(StreamMasker(pty=pty, engine=engine, max_hold=256), [data])
+        split = _run(StreamMasker(pty=pty, engine=engine, max_hold=256), _split(data, cuts))
+        assert split == whole
 
 
 def test_one_byte_chunks_match_whole_feed(engine: str) -> None:
