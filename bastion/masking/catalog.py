@@ -111,7 +111,7 @@ _GENERIC_KEY = (
 )
 # a quoted value (JSON escapes allowed) or an unquoted token
 _VALUE = (
-    rb"""(?:"(?P<s>(?:[^"\\\r\n]|\\.){1,512})"|'(?P<s2>[^'\r\n]{1,512})'"""
+    rb"""(?:"(?P<s>(?:[^"\\\r\n]|\\[^\r\n]){1,512})"|'(?P<s2>[^'\r\n]{1,512})'"""
     rb"""|(?P<s3>[^\s"',;{}\[\]()<>]{1,512}))"""
 )
 
@@ -236,7 +236,7 @@ DEFAULT_RULES: tuple[Rule, ...] = (
     _prefix("gcp-api-key", "Google API key", LW + rb"AIza[0-9A-Za-z_-]{35}(?![0-9A-Za-z_-])",
             b"AIza"),
     Rule("gcp-service-account-private-key", "GCP service-account JSON private_key value",
-         rb"\"private_key\"[ \t]*:[ \t]*\"(?P<s>(?:[^\"\\\r\n]|\\.){16,})\"",
+         rb"\"private_key\"[ \t]*:[ \t]*\"(?P<s>(?:[^\"\\\r\n]|\\[^\r\n]){16,})\"",
          (b"\"private_key\"",), check=not_placeholder),
     _prefix("google-oauth-access-token", "Google OAuth access token",
             LW + rb"ya29\.[0-9A-Za-z_-]{20,}", b"ya29."),

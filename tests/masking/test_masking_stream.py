@@ -52,7 +52,8 @@ def test_any_chunking_gives_identical_output(picks: list[int], cuts: list[int],
 _ATOMS = [b"\x1b", b"[", b"]", b"0;", b"52;", b"8;;", b"\x07", b"\x1b\\", b"m", b"\n", b"\r",
           b"ghp_", b"==", b"AccountKey=", b"password=", b"-----BEGIN RSA PRIVATE KEY-----",
           b"-----END ", b"data:", b"  ", b"\xff\xfe", b"\xe2\x82\xac", b"x" * 30, b"+ASt",
-          b"AbCdEf0123456789+/", b"eyJ", b".", b"Q~", b"://u:", b"@h", b"\t", b"\"value\": \""]
+          b"AbCdEf0123456789+/", b"eyJ", b".", b"Q~", b"://u:", b"@h", b"\t", b"\"value\": \"",
+          b"\\", b"password: \"", b"\"private_key\": \""]
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
