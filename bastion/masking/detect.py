@@ -186,16 +186,21 @@ class Detector:
 
     # --- hold-back decisions ------------------------------------------------------------------
 
-    def hold_point(self, st: StructState, text: bytes, released: int) -> int:
-        """First position of a partial line that must stay held (bytes before it are safe)."""
+    def hold_point(self, st: StructState, text: bytes, released: int, memo: list[int]) -> int:
+        """First position of a partial line that must stay held (bytes before it are safe).
+
+        ``memo`` = [scanned length, earliest keyword start minus look-back] for this line, so a
+        line fed byte by byte is scanned once, not once per byte."""
         n = len(text)
         if st.mode or self.always or n <= released:
             return released
-        k = n
-        for kidx, p in self.prefilter.first_hits(text).items():
+        start = max(0, memo[0] - self._max_kw + 1)
+        for kidx, p in self.prefilter.first_hits(text[start:] if start else text).items():
             lb = self._kw_lookback[kidx] or 0  # structural keywords hold from themselves
-            if p - lb < k:
-                k = p - lb
+            if start + p - lb < memo[1]:
+                memo[1] = start + p - lb
+        memo[0] = n
+        k = min(n, memo[1])
         if self._max_kw > 1:
             tail = text[-(self._max_kw - 1):].lower()
             for ln in range(len(tail), 0, -1):

@@ -136,6 +136,7 @@ class StreamMasker:
         self._max_raw = 4 * self._max_line + MAX_SEQUENCE
         self._raw = b""
         self._ctx = b""  # visible text of the current line already released
+        self._memo = [0, 1 << 62]  # keyword scan of the current partial line (see hold_point)
         self._held_visible = False
         # rule id of a mask that an idle release ended mid-token: the rest of that token is
         # masked too when it arrives (fail closed)
@@ -208,7 +209,8 @@ class StreamMasker:
                 self._ctx = b"" if final else text
                 pos = n
             else:
-                k = len(ctx) if self._carry else self._det.hold_point(self._st, text, len(ctx))
+                k = len(ctx) if self._carry else self._det.hold_point(self._st, text, len(ctx),
+                                                                      self._memo)
                 if k > len(ctx):
                     r.emit(pos, pos + k - len(ctx), [])
                     self._ctx = text[:k]
@@ -244,6 +246,7 @@ class StreamMasker:
         if c <= half:
             c = self._max_line
         if c <= len(ctx):  # already released past the cut: the rest stays line context
+            self._memo = [0, 1 << 62]
             self._unit_spans_only(head[:c])
             self._ctx = ctx[c:]
             return pos
@@ -262,6 +265,8 @@ class StreamMasker:
               idle: bool = False, final: bool = False) -> None:
         """Scan ``text`` (= line context + vis[pos:end]) and release vis[pos:end] masked."""
         det = self._det
+        if not idle:
+            self._memo = [0, 1 << 62]  # the line (or line piece) ends here
         if idle:
             raw_spans = det.idle_spans(self._st, text)
         elif final:

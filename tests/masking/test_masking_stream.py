@@ -284,3 +284,31 @@ def test_idle_releases_between_chunks_rarely_leak(engine: str) -> None:
         out += m.flush()
         leaks += any(leaked(s, bytes(out)) for s in rec.secrets)
     assert leaks <= 0.005 * len(positives)
+
+
+class _CountingPrefilter:
+    """Wraps a prefilter and counts the bytes it is asked to scan."""
+
+    def __init__(self, inner: object) -> None:
+        self.inner, self.scanned, self.name = inner, 0, "counting"
+
+    def first_hits(self, text: bytes) -> dict[int, int]:
+        self.scanned += len(text)
+        return self.inner.first_hits(text)  # type: ignore[attr-defined,no-any-return]
+
+    def all_hits(self, text: bytes) -> list[tuple[int, int]]:
+        self.scanned += len(text)
+        return self.inner.all_hits(text)  # type: ignore[attr-defined,no-any-return]
+
+
+def test_byte_wise_feed_of_long_line_scans_linearly(engine: str,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Feeding a 16 KiB keyword-dense line one byte at a time scans O(n) bytes, not O(n^2)."""
+    m = StreamMasker(engine=engine)
+    counter = _CountingPrefilter(m._det.prefilter)
+    monkeypatch.setattr(m._det, "prefilter", counter)
+    data = b"== " * 5000 + b"\n"
+    for i in range(len(data)):
+        m.feed(data[i:i + 1])
+    m.flush()
+    assert counter.scanned < 50 * len(data)
