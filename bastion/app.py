@@ -12,13 +12,15 @@ import logging
 import os
 import signal
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import asyncssh
 from aiohttp import web
 
+from bastion.approval import ApprovalBroker, parse_approvals_config
+from bastion.approval.web import add_routes as add_approval_routes
 from bastion.audit import AuditError, AuditStore
 from bastion.config import Config
 from bastion.errors import BastionError
@@ -101,6 +103,7 @@ class Runtime:
     revocations: RevocationList | None = None
     http: HttpServer | None = None
     issuer: CertificateIssuer | None = None
+    approvals: ApprovalBroker | None = None
 
     async def start(self) -> None:
         """Open the required sinks; the bastion does not listen without them."""
@@ -115,6 +118,10 @@ class Runtime:
             await self.recordings.start()
             self.sinks = RecordingSinkFactory(self.recordings, self.audit, self.input_masking)
         if self.audit_path is not None:  # the full bastion, not a bare relay under test
+            assert self.audit is not None
+            approvals_config = parse_approvals_config(self.config.raw, self.config.base_dir)
+            self.approvals = await ApprovalBroker.open(self.audit.db, self.audit, approvals_config)
+            await self.approvals.abandon_orphans()  # their sessions died with the last process
             await self._start_identity_and_http()
 
     async def _start_identity_and_http(self) -> None:
@@ -136,8 +143,18 @@ class Runtime:
                 identity, config.state_dir, self.audit, targets=granted_targets(config)
             )
             add_certificate_routes(app, self.issuer)
-        self.http = HttpServer(app, http_settings(config))
+        if self.approvals is not None:
+            add_approval_routes(app, self.approvals)
+        settings = http_settings(config)
+        self.http = HttpServer(app, settings)
         await self.http.start()
+        if self.approvals is not None and not settings.public_url_configured:
+            # Links must name the port actually bound (``listen = "...:0"``).
+            host, port = self.http.address
+            scheme = "https" if settings.tls_cert else "http"
+            self.approvals.config = replace(
+                self.approvals.config, public_url=f"{scheme}://{host}:{port}"
+            )
         log.info(
             "http.listening", extra=ctx(address=f"{self.http.address[0]}:{self.http.address[1]}")
         )

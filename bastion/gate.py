@@ -89,13 +89,18 @@ class PolicyGate:
                 exit_status=EXIT_DENIED,
                 details={"decision": decision.to_log()},
             )
+        review = decision.review
         return GateVerdict(
             "review",
-            f"held for review: {reason}; approvals are not enabled on this bastion,"
-            " so the command was not run",
+            reason,
             rules=rules,
             exit_status=EXIT_REVIEW_REFUSED,
             details={"decision": decision.to_log()},
+            units=tuple(tuple(u.argv) for u in decision.units),
+            approvers=tuple(review.approvers) if review else (),
+            approvals_required=review.approvals if review else 1,
+            hold_timeout=review.timeout if review else None,
+            hold_mode=review.mode if review else None,
         )
 
 

@@ -34,6 +34,12 @@ class GateVerdict:
     # The command that may run (None: unchanged). Lets a gate pin exactly what was approved.
     command: str | None = None
     details: dict[str, object] = field(default_factory=dict)
+    # For review: what an approval binds to, and what it requires.
+    units: tuple[tuple[str, ...], ...] = ()
+    approvers: tuple[str, ...] = ()
+    approvals_required: int = 1
+    hold_timeout: float | None = None
+    hold_mode: str | None = None
 
 
 class CommandGate(Protocol):

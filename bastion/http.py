@@ -26,6 +26,7 @@ class HttpSettings:
     public_url: str
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    public_url_configured: bool = False
 
     def ssl_context(self) -> ssl.SSLContext | None:
         if self.tls_cert is None or self.tls_key is None:
@@ -58,6 +59,7 @@ def http_settings(config: Config) -> HttpSettings:
         public_url=public.rstrip("/"),
         tls_cert=config.resolve(cert) if isinstance(cert, str) else None,
         tls_key=config.resolve(key) if isinstance(key, str) else None,
+        public_url_configured="public_url" in section,
     )
 
 

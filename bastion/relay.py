@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, cast
 
 import asyncssh
 
+from bastion.approval import EXIT_DEFERRED, EXIT_DENIED_BY_OPERATOR, EXIT_EXPIRED
 from bastion.audit import AuditError
 from bastion.hooks import (
     EXIT_BASTION_ERROR,
@@ -44,6 +46,10 @@ log = logging.getLogger("bastion.relay")
 _ENV_ALLOWED = {"LANG", "TERM"}
 _MAX_TERM = 10_000  # columns/rows beyond this are nonsense and refused
 EXIT_SUBSYSTEM_REFUSED = 1
+
+
+def _minutes(seconds: float) -> str:
+    return f"{max(1, round(seconds / 60))} min" if seconds >= 90 else f"{max(0, int(seconds))} s"
 
 
 def filter_env(env: dict[str, str]) -> dict[str, str]:
@@ -215,6 +221,8 @@ class ChannelRelay:
         self._idle_timer: asyncio.TimerHandle | None = None
         self._setup: asyncio.Task[None] | None = None
         self.controller: ShellController | None = None  # owns the line of a gated PTY shell
+        self.pending_approval: str | None = None  # request id while the command waits
+        self._hold_marker = ""
 
     # -- set-up -------------------------------------------------------------------------------
     def begin(self) -> None:
@@ -253,14 +261,14 @@ class ChannelRelay:
         if verdict.action == "deny":
             self.refuse(verdict.message or "command denied by policy", EXIT_DENIED)
             return
-        if verdict.action == "review":
-            status = verdict.exit_status or EXIT_REVIEW_REFUSED
-            self.refuse(verdict.message or "command needs review", status)
+        if verdict.action == "review" and not await self._hold(verdict):
             return
         command = verdict.command if verdict.command is not None else req.command
         self.sink = await self.runtime.sinks.open(self.session, self.agent.channel_no, req)
         rules = ",".join(verdict.rules) or "-"
         if not self._record(lambda s: s.marker(f"gate: {verdict.action} rules={rules}")):
+            return
+        if self._hold_marker and not self._record(lambda s: s.marker(self._hold_marker or "")):
             return
         conn = await self.server.upstream()
         if self._finished:  # the agent went away while we were connecting
@@ -291,6 +299,81 @@ class ChannelRelay:
         if self._agent_eof_pending:
             chan.write_eof()
         self._update_agent_reading()
+
+    async def _hold(self, verdict: GateVerdict) -> bool:
+        """Hold a reviewed command for an operator; True once approved (it may run now)."""
+        broker = self.runtime.approvals
+        rules = ", ".join(verdict.rules) or "-"
+        if broker is None:
+            self.refuse(
+                f"held for review ({rules}): {verdict.message}; approvals are not enabled on"
+                " this bastion, so the command was not run",
+                EXIT_REVIEW_REFUSED,
+            )
+            return False
+        ident = self.session.identity
+        mode = verdict.hold_mode or broker.config.mode
+        if mode == "defer":
+            used = await broker.consume_deferred(
+                requester_key_id=ident.key_id,
+                target=self.session.target,
+                login=self.session.login,
+                units=verdict.units,
+            )
+            if used is not None:
+                self._hold_marker = f"approval: {used} (deferred, used once)"
+                return True
+        request = await broker.submit(
+            session_id=self.session.session_id,
+            requester_key_id=ident.key_id,
+            requester_serial=ident.serial,
+            principals=ident.principals,
+            target=self.session.target,
+            login=self.session.login,
+            channel_kind=self.request.kind,
+            command=self.request.command or "",
+            units=verdict.units,
+            rules=verdict.rules,
+            approvers=verdict.approvers,
+            approvals_required=verdict.approvals_required,
+            timeout=verdict.hold_timeout,
+            mode=mode,
+        )
+        where = (
+            request.approve_url
+            if self.runtime.http is not None
+            else (f"the bastion host: bastion approvals approve {request.id}")
+        )
+        if mode == "defer":
+            valid = _minutes(broker.config.defer_validity)
+            self.refuse(
+                f"held for review as {request.id} ({rules}): {verdict.message}; an operator"
+                f" approves at {where}; then run the same command again within {valid}",
+                EXIT_DEFERRED,
+            )
+            return False
+        wait = _minutes(request.expires_at - time.time())
+        self.chan.write_stderr(
+            f"bastion: held for review as {request.id} ({rules}): {verdict.message};"
+            f" waiting up to {wait} for an operator at {where}\r\n".encode()
+        )
+        self.pending_approval = request.id
+        try:
+            outcome = await broker.wait(request.id)  # cancelled (-> abandoned) if the agent leaves
+        finally:
+            self.pending_approval = None
+        who = ", ".join(outcome.decided_by) or "an operator"
+        if outcome.state == "approved":
+            self._hold_marker = f"approval: {request.id} approved by {who}"
+            return True
+        if outcome.state == "expired":
+            self.refuse(f"request {request.id} expired without a decision", EXIT_EXPIRED)
+        else:
+            why = f": {outcome.reason}" if outcome.reason else ""
+            self.refuse(
+                f"request {request.id} was {outcome.state} by {who}{why}", EXIT_DENIED_BY_OPERATOR
+            )
+        return False
 
     def refuse(self, message: str, status: int) -> None:
         """Explain on stderr in one line and end the channel; the target never saw anything."""

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -43,14 +45,26 @@ def trace_dir() -> Iterator[Path]:
 def test_destructive_az_is_held_before_the_target_sees_it(
     gated: RunningBastion, agent: Agent, trace_dir: Path
 ) -> None:
-    """`az group delete` is held for review: one stderr line, exit 77, nothing runs there."""
+    """`az group delete` is held for review: one stderr line with the request id, nothing runs
+    on the target while it waits (approval itself: tests/approval)."""
     marker = trace_dir / "ran"
-    result = gated.ssh(agent, "web-01", f"az group delete -n rg --yes; touch {marker}")
-    assert result.returncode == 77
-    assert result.stderr.count(b"\n") == 1
-    assert b"bastion: held for review" in result.stderr
-    assert b"az-group-delete" in result.stderr
-    assert not marker.exists()
+    proc = subprocess.Popen(
+        [*gated.ssh_args(agent, "web-01"), f"az group delete -n rg --yes; touch {marker}"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        assert line.startswith(b"bastion: held for review as ")
+        assert b"az-group-delete" in line
+        assert b"waiting up to 15 min" in line
+        time.sleep(0.5)
+        assert proc.poll() is None
+        assert not marker.exists()
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 def test_readonly_az_passes_to_the_target(gated: RunningBastion, agent: Agent) -> None:
