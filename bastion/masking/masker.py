@@ -14,6 +14,7 @@ Without idle releases, the output depends only on the input bytes, not on how th
 
 from __future__ import annotations
 
+import re
 from bisect import bisect_right
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -27,6 +28,13 @@ from bastion.masking.rules import Rule
 from bastion.masking.structure import StructState
 
 DEFAULT_HOLD_TIMEOUT = 0.005
+# String sequences (OSC, DCS, SOS, PM, APC) need the full tokenizer; CSI and 2-byte escapes of
+# bounded length can be stripped in one pass (see StreamMasker._coloured_lines).
+_STRING_SEQ = re.compile(rb"\x1b[\]PX^_]")
+_SIMPLE_SEQ = re.compile(
+    rb"\x1b(?:\[[\x30-\x3f]{0,256}[\x20-\x2f]{0,16}[\x40-\x7e]"
+    rb"|[\x20-\x2f]{0,16}[\x30-\x4f\x51-\x57\x59\x5a\x5c\x60-\x7e])"
+)
 DEFAULT_MAX_HOLD = 16384
 
 
@@ -183,6 +191,10 @@ class StreamMasker:
     # --- internals ----------------------------------------------------------------------------
 
     def _run(self, raw: bytes, final: bool, idle: bool) -> bytes:
+        if not (final or idle) and self._carry is None and b"\x1b" in raw:
+            head = self._coloured_lines(raw)
+            if head is not None:
+                return head[0] + self._run(raw[head[1]:], final, idle)
         tok = tokenize(raw, final, self._mask_payload) if b"\x1b" in raw else None
         vis = tok.vis if tok is not None else raw
         r = _Render(self, raw, tok, vis)
@@ -220,6 +232,30 @@ class StreamMasker:
         self._held_visible = pos < n
         self._raw = raw[r.finish():]
         return bytes(r.out)
+
+    def _coloured_lines(self, raw: bytes) -> tuple[bytes, int] | None:
+        """Fast path for the complete lines of output whose only escapes are CSI/2-byte
+        sequences (colours): strip them with one regex and, when nothing matches, release the
+        raw bytes as they are. Gives the same result as the general path, or declines."""
+        end = max(raw.rfind(b"\n"), raw.rfind(b"\r")) + 1
+        if end == 0:
+            return None
+        head = raw[:end] if end < len(raw) else raw
+        if _STRING_SEQ.search(head):
+            return None
+        vis = _SIMPLE_SEQ.sub(b"", head)
+        ctx = self._ctx
+        if b"\x1b" in vis or len(ctx) + len(vis) > self._max_line:
+            return None
+        text = ctx + vis if ctx else vis
+        raw_spans = self._det.spans(self._st, text)
+        self._memo, self._ctx = [0, 1 << 62], b""
+        if not raw_spans:
+            return head, end
+        tok = tokenize(head, False, self._mask_payload)
+        r = _Render(self, head, tok, tok.vis)
+        self._emit_spans(r, 0, len(tok.vis), text, raw_spans)
+        return bytes(r.out), end
 
     def _block_end(self, vis: bytes, pos: int, end: int) -> int:
         """Largest prefix of the complete lines [pos, end) with no line over the limit."""
@@ -281,6 +317,11 @@ class StreamMasker:
             self._carry = None
         if idle and end == len(vis) and any(e >= len(text) for _, e, _ in raw_spans):
             self._carry = next(rid for _, e, rid in raw_spans if e >= len(text))
+        self._emit_spans(r, pos, end, text, raw_spans)
+
+    def _emit_spans(self, r: _Render, pos: int, end: int, text: bytes,
+                    raw_spans: list[Span]) -> None:
+        """Release vis[pos:end]; ``raw_spans`` are in ``text`` coordinates (text ends at end)."""
         if not raw_spans:
             r.emit(pos, end, [])
             return
