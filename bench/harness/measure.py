@@ -1,0 +1,280 @@
+"""One function per figure. Each runs one bounded measurement on one path and returns numbers.
+
+CPU figures are for the process in the middle of the path: the bastion process, the jump
+host's sshd (master plus the per-connection processes it has reaped) or, for ``direct``, the
+target's sshd. Every subprocess and every wait has a timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import statistics
+import subprocess
+import time
+from pathlib import Path
+
+import asyncssh
+
+from bench.harness.clients import Clients, Opened
+from bench.harness.env import BenchEnv
+from bench.harness.procs import rss_kib, tree_pss_kib
+
+_F_SETPIPE_SZ = 1031  # fcntl.F_SETPIPE_SZ (Linux)
+REAP_WAIT = 0.3  # let sshd's per-connection processes finish their last work
+
+
+class BenchError(RuntimeError):
+    """A measurement could not be made (a command failed, a path refused)."""
+
+
+def _middle_cpu(env: BenchEnv, path: str) -> float:
+    return env.cpu_seconds(path)
+
+
+def _run_ssh(args: list[str], timeout: float) -> None:
+    done = subprocess.run(
+        args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        timeout=timeout,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise BenchError(f"{args[-1]!r} exited {done.returncode}: {done.stderr.decode()[-500:]}")
+
+
+def check_output(env: BenchEnv, path: str, file: Path) -> None:
+    """The path delivers the file byte for byte (masking must not touch secret-free data)."""
+    out = subprocess.run(env.ssh_args(path, f"cat {file}"), capture_output=True, timeout=120)
+    if out.returncode != 0 or out.stdout != file.read_bytes():
+        raise BenchError(
+            f"{path}: cat {file} returned {len(out.stdout)} bytes (want {file.stat().st_size}),"
+            f" exit {out.returncode}: {out.stderr.decode()[-300:]}"
+        )
+
+
+def _drain(args: list[str], timeout: float) -> tuple[int, float, float]:
+    """Run ssh and read its stdout into one reused buffer (as cheap as /dev/null).
+
+    Returns bytes read, seconds from start to the first byte, and seconds to EOF.
+    """
+    buf = bytearray(1 << 20)
+    view = memoryview(buf)
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(
+        args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    deadline = t0 + timeout
+    total, first = 0, 0.0
+    try:
+        with contextlib.suppress(OSError):
+            fcntl.fcntl(proc.stdout.fileno(), _F_SETPIPE_SZ, 1 << 20)
+        while True:
+            n = proc.stdout.readinto(view)  # type: ignore[attr-defined]
+            if not n:
+                break
+            if not total:
+                first = time.perf_counter() - t0
+            total += n
+            if time.perf_counter() > deadline:
+                raise BenchError(f"{args[-1]!r} took longer than {timeout:g}s")
+        end = time.perf_counter() - t0
+        err = proc.stderr.read()
+        status = proc.wait(max(1.0, deadline - time.perf_counter()))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
+    if status != 0:
+        raise BenchError(f"{args[-1]!r} exited {status}: {err.decode()[-500:]}")
+    return total, first, end
+
+
+def bulk(env: BenchEnv, path: str, cipher: str, file: Path) -> dict[str, float]:
+    """One ``ssh PATH cat FILE``: MB/s from the first byte to EOF (``mb_s``) and including
+    connection set-up (``mb_s_end_to_end``), and the middle's CPU seconds per GB."""
+    size = file.stat().st_size
+    cpu0 = _middle_cpu(env, path)
+    got, first, end = _drain(env.ssh_args(path, f"cat {file}", cipher), timeout=600)
+    time.sleep(REAP_WAIT)
+    cpu = _middle_cpu(env, path) - cpu0
+    if got != size:
+        raise BenchError(f"{path}: received {got} of {size} bytes")
+    return {
+        "mb_s": size / max(end - first, 1e-9) / 1e6,
+        "mb_s_end_to_end": size / end / 1e6,
+        "cpu_s_per_gb": cpu / (size / 1e9),
+        "seconds": end,
+    }
+
+
+def streams(env: BenchEnv, path: str, count: int, file: Path) -> dict[str, float]:
+    """``count`` concurrent ``ssh PATH cat FILE``: aggregate MB/s from first start to last end."""
+    size = file.stat().st_size
+    cpu0 = _middle_cpu(env, path)
+    t0 = time.perf_counter()
+    procs = [
+        subprocess.Popen(
+            env.ssh_args(path, f"cat {file}"), stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )
+        for _ in range(count)
+    ]
+    failed = []
+    deadline = time.monotonic() + 600
+    for p in procs:
+        try:
+            _, err = p.communicate(timeout=max(1.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            _, err = p.communicate()
+        if p.returncode != 0:
+            failed.append(err.decode()[-300:])
+    wall = time.perf_counter() - t0
+    if failed:
+        raise BenchError(f"{path}: {len(failed)} of {count} streams failed: {failed[0]}")
+    time.sleep(REAP_WAIT)
+    cpu = _middle_cpu(env, path) - cpu0
+    total = size * count
+    return {"mb_s": total / wall / 1e6, "cpu_s_per_gb": cpu / (total / 1e9), "seconds": wall}
+
+
+def connection_setup(env: BenchEnv, path: str, count: int) -> dict[str, float]:
+    """``count`` sequential ``ssh PATH true``: wall ms and the middle's CPU ms per connection."""
+    cpu0 = _middle_cpu(env, path)
+    t0 = time.perf_counter()
+    for _ in range(count):
+        _run_ssh(env.ssh_args(path, "true"), timeout=60)
+    wall = time.perf_counter() - t0
+    time.sleep(REAP_WAIT)
+    cpu = _middle_cpu(env, path) - cpu0
+    return {"wall_ms": wall / count * 1e3, "cpu_ms": cpu / count * 1e3}
+
+
+# -- asyncssh clients ------------------------------------------------------------------------
+async def _echo_once(proc: asyncssh.SSHClientProcess[bytes], line: bytes, want: int) -> None:
+    got = 0
+    while got < want:
+        chunk = await proc.stdout.read(65536)
+        if not chunk:
+            raise BenchError("the echo channel closed")
+        got += len(chunk)
+
+
+async def echo_rtt(clients: Clients, path: str, pty: bool, samples: int) -> dict[str, float]:
+    """Round trips of one short line through ``cat`` on one channel (with or without a PTY).
+
+    In a PTY the line comes back twice (the terminal's echo, then cat's copy): the round trip
+    ends when cat's copy has arrived.
+    """
+    opened = await clients.open(path)
+    try:
+        proc = await opened.conn.create_process(
+            "cat", encoding=None, term_type="xterm" if pty else None,
+            term_size=(80, 24) if pty else None,
+        )  # fmt: skip
+        line = b"ping 0123456789\n"
+        want = 2 * (len(line) + 1) if pty else len(line)  # the PTY turns \n into \r\n
+        times: list[float] = []
+        for i in range(samples + 5):
+            t0 = time.perf_counter()
+            proc.stdin.write(line)
+            await asyncio.wait_for(_echo_once(proc, line, want), 10)
+            if i >= 5:  # the first few warm caches and the gate's set-up
+                times.append(time.perf_counter() - t0)
+        proc.stdin.write_eof()
+        proc.close()
+    finally:
+        await opened.close()
+    q = statistics.quantiles(times, n=100)
+    return {"p50_us": q[49] * 1e6, "p99_us": q[98] * 1e6}
+
+
+async def commands_per_second(
+    clients: Clients, path: str, count: int, concurrency: int
+) -> dict[str, float]:
+    """``count`` exec channels of ``true`` on one connection, ``concurrency`` at a time."""
+    opened = await clients.open(path)
+    try:
+        todo = iter(range(count))
+        statuses: list[int | None] = []
+
+        async def worker() -> None:
+            for _ in todo:
+                done = await asyncio.wait_for(opened.conn.run("true"), 30)
+                statuses.append(done.exit_status)
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        wall = time.perf_counter() - t0
+    finally:
+        await opened.close()
+    bad = [s for s in statuses if s != 0]
+    if bad:
+        raise BenchError(f"{path}: {len(bad)} of {count} `true` commands failed (status {bad[0]})")
+    return {"per_s": count / wall}
+
+
+async def _idle_session(clients: Clients, path: str) -> tuple[Opened, object]:
+    opened = await clients.open(path)
+    try:
+        if path == "jump":  # the jump host holds a forwarded TCP connection, nothing more
+            return opened, None
+        proc = await opened.conn.create_process("cat", encoding=None)
+        proc.stdin.write(b"up\n")  # one round trip: the upstream channel is really open
+        await asyncio.wait_for(_echo_once(proc, b"up\n", 3), 30)
+        return opened, proc
+    except BaseException:
+        await opened.close()
+        raise
+
+
+def _memory_kib(env: BenchEnv, path: str) -> int:
+    if path == "bastion":
+        return rss_kib(env.bastion.pid)
+    return tree_pss_kib(env.server_pid(path))  # per-connection sshd processes (PSS)
+
+
+async def idle_sessions(
+    clients: Clients, path: str, steps: list[int], parallel: int = 20
+) -> dict[str, dict[str, float]]:
+    """Hold 0 -> steps[0] -> steps[1] ... idle sessions; memory of the middle per session.
+
+    A bastion session is an authenticated connection with an exec channel running ``cat``
+    (upstream connection, recorder and masker live); the jump host's is a forwarded TCP
+    connection. The bastion's figure is VmRSS growth, the jump host's the PSS of its
+    per-connection processes.
+    """
+    env = clients.env
+    held: list[tuple[Opened, object]] = []
+    gate = asyncio.Semaphore(parallel)
+    out: dict[str, dict[str, float]] = {}
+
+    async def one() -> None:
+        async with gate:
+            held.append(await _idle_session(clients, path))
+
+    await asyncio.sleep(1.0)
+    base = _memory_kib(env, path)
+    try:
+        for n in steps:
+            t0 = time.perf_counter()
+            results = await asyncio.gather(
+                *(one() for _ in range(n - len(held))), return_exceptions=True
+            )
+            errors = [r for r in results if isinstance(r, BaseException)]
+            if errors:
+                raise BenchError(f"{path}: {len(errors)} sessions failed to open: {errors[0]!r}")
+            opened_s = time.perf_counter() - t0
+            await asyncio.sleep(1.0)
+            mem = _memory_kib(env, path)
+            out[str(n)] = {
+                "kib_per_session": (mem - base) / n,
+                "total_mib": mem / 1024,
+                "open_seconds": opened_s,
+            }
+    finally:
+        await asyncio.gather(*(o.close() for o, _ in held), return_exceptions=True)
+    return out
