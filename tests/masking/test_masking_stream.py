@@ -312,3 +312,19 @@ def test_byte_wise_feed_of_long_line_scans_linearly(engine: str,
         m.feed(data[i:i + 1])
     m.flush()
     assert counter.scanned < 50 * len(data)
+
+
+def test_colour_fast_path_matches_general_path(engine: str) -> None:
+    """Coloured output masked via the one-pass colour strip equals the full tokenizer path."""
+    from masking_corpus import terminal_traffic
+
+    data = terminal_traffic(4, 200_000, secret_every=7, color=True)
+    outs = []
+    for disable in (False, True):
+        m = StreamMasker(engine=engine)
+        if disable:
+            m._coloured_lines = lambda raw: None  # type: ignore[method-assign]
+        out = b"".join(m.feed(data[i:i + 4096]) for i in range(0, len(data), 4096)) + m.flush()
+        outs.append((out, m.counts))
+    assert outs[0] == outs[1]
+    assert outs[0][1]  # the traffic did contain secrets
