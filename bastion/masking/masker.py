@@ -28,6 +28,7 @@ from bastion.masking.rules import Rule
 from bastion.masking.structure import StructState
 
 DEFAULT_HOLD_TIMEOUT = 0.005
+DEFAULT_MAX_HOLD = 16384
 # String sequences (OSC, DCS, SOS, PM, APC) need the full tokenizer; CSI and 2-byte escapes of
 # bounded length can be stripped in one pass (see StreamMasker._coloured_lines).
 _STRING_SEQ = re.compile(rb"\x1b[\]PX^_]")
@@ -35,7 +36,6 @@ _SIMPLE_SEQ = re.compile(
     rb"\x1b(?:\[[\x30-\x3f]{0,256}[\x20-\x2f]{0,16}[\x40-\x7e]"
     rb"|[\x20-\x2f]{0,16}[\x30-\x4f\x51-\x57\x59\x5a\x5c\x60-\x7e])"
 )
-DEFAULT_MAX_HOLD = 16384
 
 
 def _merge(spans: Iterable[Span], order: Mapping[str, int]) -> list[Span]:
@@ -186,6 +186,7 @@ class StreamMasker:
     def flush(self) -> bytes:
         out = self._run(self._raw, final=True, idle=True) if self._raw else b""
         self._ctx, self._st, self._held_visible, self._carry = b"", StructState(), False, None
+        self._memo = [0, 1 << 62]
         return out
 
     # --- internals ----------------------------------------------------------------------------

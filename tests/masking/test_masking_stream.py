@@ -328,3 +328,13 @@ def test_colour_fast_path_matches_general_path(engine: str) -> None:
         outs.append((out, m.counts))
     assert outs[0] == outs[1]
     assert outs[0][1]  # the traffic did contain secrets
+
+
+def test_flush_after_early_release_resets_hold_state(engine: str) -> None:
+    """A masker flushed mid-line behaves like a new one for the next stream."""
+    data = b"plain words then more\n"
+    m = StreamMasker(engine=engine)
+    m.feed(b"x password= y")
+    m.flush()
+    fresh = StreamMasker(engine=engine)
+    assert m.feed(data[:10]) == fresh.feed(data[:10])
