@@ -22,7 +22,7 @@ from aiohttp import web
 from bastion.approval import ApprovalBroker, parse_approvals_config
 from bastion.approval.web import add_routes as add_approval_routes
 from bastion.audit import AuditError, AuditStore
-from bastion.config import Config
+from bastion.config import Config, load_config
 from bastion.errors import BastionError
 from bastion.hooks import (
     ChannelSink,
@@ -158,6 +158,29 @@ class Runtime:
         log.info(
             "http.listening", extra=ctx(address=f"{self.http.address[0]}:{self.http.address[1]}")
         )
+
+    async def reload(self) -> bool:
+        """Re-read the config file (SIGHUP). A broken file is refused and the old config stays."""
+        path = self.config.path
+        try:
+            parts = await asyncio.to_thread(build_reloadable, load_config(path))
+        except BastionError as exc:
+            log.error("config.reload_refused", extra=ctx(path=str(path), reason=str(exc)))
+            self.audit_later("config_reload", None, ok=False, reason=str(exc))
+            return False
+        stale = [k for k in _RESTART_ONLY if parts.config.raw.get(k) != self.config.raw.get(k)]
+        self.config = parts.config
+        self.gate = parts.gate
+        self.output_filter_factory = parts.output_filter_factory
+        self.input_masking = parts.input_masking
+        if isinstance(self.sinks, RecordingSinkFactory):
+            self.sinks.input_masking = parts.input_masking
+        log.info(
+            "config.reloaded",
+            extra=ctx(path=str(path), needs_restart=",".join(stale) or "-"),
+        )
+        self.audit_later("config_reload", None, ok=True, needs_restart=stale)
+        return True
 
     async def stop(self) -> None:
         if self.http is not None:
@@ -327,24 +350,49 @@ def ensure_host_key(path: Path) -> asyncssh.SSHKey:
         raise BastionError(f"cannot read host key {path}: {exc}") from None
 
 
-def build_runtime(config: Config) -> Runtime:
-    """Wire the components the config asks for. Gate, recording and audit are mandatory."""
+@dataclass(frozen=True)
+class Reloadable:
+    """What a SIGHUP may replace: it applies to new commands; running sessions continue."""
+
+    config: Config
+    gate: CommandGate
+    output_filter_factory: OutputFilterFactory
+    input_masking: MaskingConfig | None
+
+
+def build_reloadable(config: Config) -> Reloadable:
+    """Everything that depends on the config file alone; raises BastionError if any part is bad."""
     from bastion.gate import build_gate
 
-    rec_section = config.raw.get("recording", {})
-    rec_config = parse_recording_config(rec_section, config.base_dir, config.state_dir)
     masking = load_masking_config(config.raw.get("masking", {}), config.base_dir)
 
     def output_filter(*, pty: bool) -> OutputFilter:
         return masking.new_masker(pty)
 
-    return Runtime(
+    return Reloadable(
         config=config,
         gate=build_gate(config),
         output_filter_factory=output_filter,
+        input_masking=masking if masking.mask_input else None,
+    )
+
+
+# Settings bound at start (sockets, keys, files); a reload that changes them says so in the log.
+_RESTART_ONLY = ("server", "http", "recording", "ca")
+
+
+def build_runtime(config: Config) -> Runtime:
+    """Wire the components the config asks for. Gate, recording and audit are mandatory."""
+    parts = build_reloadable(config)
+    rec_section = config.raw.get("recording", {})
+    rec_config = parse_recording_config(rec_section, config.base_dir, config.state_dir)
+    return Runtime(
+        config=config,
+        gate=parts.gate,
+        output_filter_factory=parts.output_filter_factory,
         recordings=RecordingStore.from_config(rec_config),
         audit_path=config.state_dir / "bastion.db",
-        input_masking=masking if masking.mask_input else None,
+        input_masking=parts.input_masking,
     )
 
 
@@ -367,12 +415,17 @@ async def serve(
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     installed = []
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    handlers: dict[signal.Signals, Callable[[], object]] = {
+        signal.SIGTERM: stop.set,
+        signal.SIGINT: stop.set,
+        signal.SIGHUP: lambda: spawn(runtime.reload(), name="reload"),
+    }
+    for sig, handler in handlers.items():
         try:
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, handler)
             installed.append(sig)
-        except (NotImplementedError, RuntimeError):
-            pass
+        except (NotImplementedError, RuntimeError, ValueError):
+            pass  # not the main thread (tests) or no signals on this platform
     address = listener.address
     log.info("listening", extra=ctx(address=f"{address[0]}:{address[1]}"))
     if ready is not None:

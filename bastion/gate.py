@@ -1,9 +1,11 @@
 """The command gate the relay calls: the policy engine, adapted to the relay's seam.
 
-Exec commands are decided by the policy before the upstream channel opens. Interactive shells
-cannot be inspected line by line yet, so they are refused unless the config explicitly says
-``[gate] shells = "allow"`` (fail closed: a shell the gate cannot see is never let through
-by default).
+Exec commands are decided by the policy before the upstream channel opens. Interactive shells:
+``[gate] shells = "gate"`` (default) lets a PTY shell through only when a line-owning controller
+(bastion.interactive) was wired for this config, and then decides every unit typed into it with
+the policy (channel "shell") plus the PTY floors of ``bastion.interactive.programs``;
+``"refuse"`` refuses shells; ``"allow"`` lets them through unseen (fail closed: a shell the gate
+cannot see is never let through by default).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ log = logging.getLogger("bastion.gate")
 @dataclass(frozen=True)
 class GateSettings:
     policy_file: Path
-    shells: str  # "refuse" | "allow"
+    shells: str  # "gate" | "refuse" | "allow"
 
 
 def gate_settings(config: Config) -> GateSettings:
@@ -38,9 +40,9 @@ def gate_settings(config: Config) -> GateSettings:
     file = policy.get("file", "policy.toml")
     if not isinstance(file, str) or not file:
         raise ConfigError(f"{config.path}: policy.file", "expected a path")
-    shells = gate.get("shells", "refuse")
-    if shells not in ("refuse", "allow"):
-        raise ConfigError(f"{config.path}: gate.shells", "expected 'refuse' or 'allow'")
+    shells = gate.get("shells", "gate")
+    if shells not in ("gate", "refuse", "allow"):
+        raise ConfigError(f"{config.path}: gate.shells", "expected 'gate', 'refuse' or 'allow'")
     return GateSettings(policy_file=config.resolve(file), shells=shells)
 
 
@@ -55,28 +57,48 @@ class PolicyGate:
     async def check(self, session: SessionInfo, request: ChannelRequest) -> GateVerdict:
         from bastion.policy import Context
 
-        if request.kind == "shell":
-            if self.settings.shells == "allow":
-                return GateVerdict("allow", rules=("gate-shell-allowed",))
-            return GateVerdict(
-                "deny",
-                "interactive shells are not allowed on this bastion (every command must be"
-                " inspected): run commands with ssh TARGET 'COMMAND'",
-                rules=("gate-shell-refused",),
-                exit_status=EXIT_DENIED,
-            )
+        if request.kind == "shell" and request.command is None:
+            return self._shell_channel(request)
+        from bastion.interactive.programs import SHELL_STATE, shell_floor
+
+        shell = request.kind == "shell"  # a unit typed into a line-gated PTY shell
+        state = SHELL_STATE.get() if shell else None
         command = request.command or ""
-        target = self.config.targets[session.target]
+        target = self.config.targets.get(session.target)
         ctx = Context(
             principals=session.identity.principals,
             target=session.target,
-            target_labels=dict(target.labels),
+            target_labels=dict(target.labels) if target else {},
             login=session.login,
-            channel="exec",
-            cwd=None,
+            channel="shell" if shell else "exec",
+            cwd=state.cwd if state is not None else None,
         )
         decision = self.policy.decide(command, ctx)
         rules = tuple(decision.rules)
+        if shell:
+            floor = shell_floor(command, [u.argv for u in decision.units], state)
+            interactive = None
+            if floor is None and decision.action == "allow" and state is not None:
+                from bastion.interactive.programs import interactive_program
+
+                interactive = interactive_program(
+                    [u.argv for u in decision.units], state.extra_interactive
+                )
+            if floor is not None and decision.action != "deny":
+                return GateVerdict(
+                    "review",
+                    f"held for review: {floor.reason} [{floor.rule}]; approvals are not"
+                    " enabled on this bastion, so the command was not run",
+                    rules=(*rules, floor.rule),
+                    exit_status=EXIT_REVIEW_REFUSED,
+                    details={"decision": decision.to_log(), "floor": floor.rule},
+                )
+            if interactive is not None:
+                return GateVerdict(
+                    "allow",
+                    rules=rules,
+                    details={"decision": decision.to_log(), "interactive": interactive},
+                )
         # The engine's reason reads "review: <why> [rule-id] in `<unit>`"; drop the verdict word.
         reason = decision.reason.split(": ", 1)[-1]
         if decision.action == "allow":
@@ -101,6 +123,32 @@ class PolicyGate:
             approvals_required=review.approvals if review else 1,
             hold_timeout=review.timeout if review else None,
             hold_mode=review.mode if review else None,
+        )
+
+    def _shell_channel(self, request: ChannelRequest) -> GateVerdict:
+        """Channel-level decision for an interactive shell (before any line is typed)."""
+        mode = self.settings.shells
+        if mode == "allow":
+            return GateVerdict("allow", rules=("gate-shell-allowed",))
+        if mode == "gate":
+            from bastion.interactive import is_wired
+
+            if request.has_pty and is_wired(self.config):
+                return GateVerdict("allow", rules=("gate-shell-line-owned",))
+            if not request.has_pty:
+                return GateVerdict(
+                    "deny",
+                    "interactive shells are not allowed without a terminal (lines cannot be"
+                    " gated): request a PTY (ssh -t) or run ssh TARGET 'COMMAND'",
+                    rules=("gate-shell-no-pty",),
+                    exit_status=EXIT_DENIED,
+                )
+        return GateVerdict(
+            "deny",
+            "interactive shells are not allowed on this bastion (every command must be"
+            " inspected): run commands with ssh TARGET 'COMMAND'",
+            rules=("gate-shell-refused",),
+            exit_status=EXIT_DENIED,
         )
 
 

@@ -238,6 +238,11 @@ class ChannelRelay:
             self.refuse(f"the target refused the channel: {exc.reason}", EXIT_BASTION_ERROR)
         except (OSError, asyncssh.Error) as exc:
             self.refuse(f"lost the connection to the target: {exc}", EXIT_BASTION_ERROR)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # fail closed: never leave a channel half set up
+            log.exception("relay.setup_failed", extra={"ctx": self.server.log_context()})
+            self.refuse("internal error; the command was not run", EXIT_BASTION_ERROR)
 
     async def _open(self) -> None:
         req = self.request

@@ -22,6 +22,7 @@ from asyncssh.public_key import decode_ssh_certificate
 
 from bastion.model import Identity, SessionInfo
 from bastion.ssh.certcheck import CertificateRefused, check_certificate, decode_certificate
+from bastion.ssh.upstream import UpstreamError
 
 if TYPE_CHECKING:
     from bastion.app import Runtime
@@ -246,7 +247,9 @@ class AgentServer(asyncssh.SSHServer):
         assert self.session is not None
         async with self._upstream_lock:
             if self._upstream is None:
-                target = self.runtime.config.targets[self.session.target]
+                target = self.runtime.config.targets.get(self.session.target)
+                if target is None:  # removed by a reload since this agent logged in
+                    raise UpstreamError(f"target {self.session.target!r} is no longer configured")
                 self._upstream = await self.runtime.connector.connect(target, self.session.login)
             return self._upstream
 
