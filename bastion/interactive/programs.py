@@ -1,0 +1,105 @@
+"""Floors the gate applies to lines typed into a PTY shell (never lower a policy verdict).
+
+- interactive programs (editors, pagers, REPLs, DB shells, monitors) take over the terminal,
+  so what the agent types next is not a shell line: review, unless the config lets them run
+  with input passed through;
+- a line that mentions the names the shell integration relies on (prompt, history, pager
+  variables, ``__bst*``) could switch verification off: review;
+- names defined as functions or aliases in this session mean something the gate cannot see:
+  review.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+
+# Programs that own the terminal whatever their arguments.
+FULL_SCREEN = frozenset({
+    "less", "more", "most", "pg", "man", "info", "vi", "vim", "nvim", "view", "vimdiff", "rvim",
+    "nano", "pico", "emacs", "emacsclient", "ed", "ex", "joe", "micro", "mcedit", "mc", "top",
+    "htop", "btop", "atop", "iotop", "nmon", "glances", "watch", "tmux", "screen", "tig",
+    "lazygit", "fzf", "ranger", "nnn", "dialog", "whiptail", "vipw", "vigr", "visudo",
+    "sudoedit", "crontab", "passwd", "su", "ftp", "telnet", "minicom", "irssi", "weechat",
+})
+# Programs that are interactive when started without arguments (a REPL or a client prompt).
+BARE_REPL = frozenset({
+    "python", "python2", "python3", "ipython", "node", "nodejs", "irb", "ghci", "lua", "php",
+    "psql", "mysql", "mariadb", "sqlite3", "mongo", "mongosh", "redis-cli", "sqlcmd", "bc",
+    "dc", "bash", "sh", "zsh", "dash", "ksh", "fish", "ssh", "ftp",
+})
+RESERVED = re.compile(
+    r"__bst|\b(?:PS[0-4]|PROMPT_COMMAND|PROMPT_DIRTRIM|HIST[A-Z]*|BASH_ENV|ENV|INPUTRC|"
+    r"PAGER|GIT_PAGER|MANPAGER|SYSTEMD_PAGER|LESS[A-Z]*|EDITOR|VISUAL|BASH_COMMAND|IGNOREEOF|"
+    r"TMOUT)\b"
+)
+_FUNC = re.compile(r"(?:^|[\s;&|(){}])(?:function\s+([^\s(){};&|]+)|([^\s(){};&|=]+)\s*\(\s*\))")
+_ALIAS = re.compile(r"\balias\s+(?:-p\s+)?([^\s=]+)=")
+
+
+@dataclass
+class ShellState:
+    """What the controller knows about one shell session, for the gate to use."""
+
+    cwd: str | None = None
+    defined: set[str] = field(default_factory=set)
+    passthrough: tuple[str, ...] = ()
+    extra_interactive: tuple[str, ...] = ()
+
+    def learn(self, unit: str) -> None:
+        """After a unit ran: remember the functions and aliases it may have defined."""
+        for m in _FUNC.finditer(unit):
+            self.defined.add(m.group(1) or m.group(2))
+        for m in _ALIAS.finditer(unit):
+            self.defined.add(m.group(1))
+
+
+# Set by the controller around ``host.decide`` (same task), read by the gate.
+SHELL_STATE: ContextVar[ShellState | None] = ContextVar("bastion_shell_state", default=None)
+
+
+@dataclass(frozen=True)
+class Floor:
+    rule: str
+    reason: str
+    interactive: bool = False  # the unit starts a program that takes over the terminal
+
+
+def _base(word: str) -> str:
+    return word.rsplit("/", 1)[-1]
+
+
+def interactive_program(argvs: Iterable[Sequence[str]], extra: Iterable[str] = ()) -> str | None:
+    extra_set = set(extra)
+    for argv in argvs:
+        if not argv:
+            continue
+        name = _base(argv[0])
+        if name in FULL_SCREEN or name in extra_set or (name in BARE_REPL and len(argv) == 1):
+            return name
+    return None
+
+
+def shell_floor(
+    line: str, argvs: Sequence[Sequence[str]], state: ShellState | None
+) -> Floor | None:
+    """The most severe floor for a PTY line, or None (the policy verdict stands)."""
+    if RESERVED.search(line):
+        return Floor("shell-integration-names",
+                     "mentions a prompt, history or pager setting the bastion's shell"
+                     " integration relies on")
+    if state is not None:
+        for argv in argvs:
+            if argv and argv[0] in state.defined:
+                return Floor("shell-defined-name",
+                             f"{argv[0]!r} was defined as a function or alias in this session")
+    program = interactive_program(argvs, state.extra_interactive if state else ())
+    if program is not None:
+        if state is not None and program in state.passthrough:
+            return None
+        return Floor("interactive-program",
+                     f"{program} is an interactive program (it would read the terminal, not"
+                     " the shell)", interactive=True)
+    return None
