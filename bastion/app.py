@@ -445,10 +445,16 @@ async def serve(
 
 
 async def shutdown_sessions(runtime: Runtime) -> None:
+    """Tell every open channel, let those notices reach the agents, then close connections."""
+    closing = []
     for server in list(runtime.servers):
         for agent in list(server.channels):
-            if agent.relay is not None:
+            if agent.relay is not None and agent.chan is not None:
                 agent.relay.abort("the bastion is shutting down; this session was closed")
+                closing.append(spawn(agent.chan.wait_closed(), name="channel-close"))
+    if closing:
+        await asyncio.wait(closing, timeout=2.0)
+    for server in list(runtime.servers):
         if server.conn is not None:
             server.conn.close()
     if runtime.servers:

@@ -141,7 +141,10 @@ def _demo(args: argparse.Namespace) -> int:
             "\nThe bastion is running in front of a local demo target. Try:\n\n"
             f"  ssh -p {address[1]} -i {rel}/agent -o CertificateFile={rel}/agent-cert.pub"
             f" -o UserKnownHostsFile={rel}/known_hosts web-01@127.0.0.1 'echo hi; exit 3'\n\n"
-            "(and 'az group delete -n rg --yes' to see the gate refuse it). Ctrl-C stops.\n",
+            "Try 'az group delete -n rg --yes' too: the gate holds it for an operator. To approve:\n"
+            f"  bastion operators add alice --group sre --config {rel}/bastion.toml\n"
+            f"  bastion approvals approve ID --operator alice --totp CODE --config {rel}/bastion.toml\n"
+            "Ctrl-C stops.\n",
             file=sys.stderr,
             flush=True,
         )
