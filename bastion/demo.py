@@ -137,13 +137,15 @@ def _demo(args: argparse.Namespace) -> int:
         known = directory / "known_hosts"
         known.write_text(f"[127.0.0.1]:{address[1]} {host_pub}\n")
         rel = os.path.relpath(directory)
+        cfg = f"{rel}/bastion.toml"
         print(
             "\nThe bastion is running in front of a local demo target. Try:\n\n"
             f"  ssh -p {address[1]} -i {rel}/agent -o CertificateFile={rel}/agent-cert.pub"
             f" -o UserKnownHostsFile={rel}/known_hosts web-01@127.0.0.1 'echo hi; exit 3'\n\n"
-            "Try 'az group delete -n rg --yes' too: the gate holds it for an operator. To approve:\n"
-            f"  bastion operators add alice --group sre --config {rel}/bastion.toml\n"
-            f"  bastion approvals approve ID --operator alice --totp CODE --config {rel}/bastion.toml\n"
+            "Try 'az group delete -n rg --yes' too: the gate holds it for an operator.\n"
+            "To approve it (CODE from the authenticator app that scanned the QR code):\n"
+            f"  bastion operators add alice --group sre --config {cfg}\n"
+            f"  bastion approvals approve ID --operator alice --totp CODE --config {cfg}\n"
             "Ctrl-C stops.\n",
             file=sys.stderr,
             flush=True,
