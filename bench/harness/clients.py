@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import asyncssh
 
-from bench.harness.env import CIPHERS, BenchEnv
+from bench.harness.env import CIPHERS, KEX, BenchEnv
 
 
 @dataclass
@@ -40,6 +40,7 @@ class Clients:
         return {
             "known_hosts": str(self.env.known_hosts),
             "encryption_algs": [self.cipher],
+            "kex_algs": [KEX],
             "config": [],
             "agent_path": None,
             "connect_timeout": 30,
