@@ -11,6 +11,7 @@ import contextlib
 import logging
 import os
 import signal
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -43,6 +44,11 @@ from bastion.identity.store import StoreError
 from bastion.logs import ctx
 from bastion.masking import MaskingConfig, load_masking_config
 from bastion.model import ChannelRequest, SessionInfo
+from bastion.ops.health import add_routes as add_health_routes
+from bastion.ops.health import standard_readiness
+from bastion.ops.limits import AuthFailureLimiter, ConnectionLimiter, Limits, parse_limits
+from bastion.ops.metrics import Metrics
+from bastion.ops.sdnotify import Notifier, watchdog_loop
 from bastion.recording import RecordingStore, parse_recording_config
 from bastion.sinks import RecordingSinkFactory
 from bastion.ssh.certcheck import TrustedCA
@@ -104,6 +110,15 @@ class Runtime:
     http: HttpServer | None = None
     issuer: CertificateIssuer | None = None
     approvals: ApprovalBroker | None = None
+    limits: Limits = field(default_factory=Limits)
+    metrics: Metrics = field(default_factory=Metrics)
+    notifier: Notifier = field(default_factory=Notifier)
+    listening: bool = False
+
+    def __post_init__(self) -> None:
+        self.metrics.set_targets(self.config.targets)
+        self.connections = ConnectionLimiter.from_limits(self.limits)
+        self.auth_limiter = AuthFailureLimiter.from_limits(self.limits)
 
     async def start(self) -> None:
         """Open the required sinks; the bastion does not listen without them."""
@@ -145,6 +160,14 @@ class Runtime:
             add_certificate_routes(app, self.issuer)
         if self.approvals is not None:
             add_approval_routes(app, self.approvals)
+        recordings_dir = self.recordings.root if self.recordings else config.state_dir
+        add_health_routes(
+            app,
+            self.metrics,
+            standard_readiness(
+                lambda: self.listening, config.state_dir / "bastion.db", recordings_dir
+            ),
+        )
         settings = http_settings(config)
         self.http = HttpServer(app, settings)
         await self.http.start()
@@ -162,11 +185,13 @@ class Runtime:
     async def reload(self) -> bool:
         """Re-read the config file (SIGHUP). A broken file is refused and the old config stays."""
         path = self.config.path
+        self.notifier.reloading()
         try:
             parts = await asyncio.to_thread(build_reloadable, load_config(path))
         except BastionError as exc:
-            log.error("config.reload_refused", extra=ctx(path=str(path), reason=str(exc)))
+            log.error("config.reload_failed", extra=ctx(path=str(path), reason=str(exc)))
             self.audit_later("config_reload", None, ok=False, reason=str(exc))
+            self.notifier.ready(f"reload refused: {exc}")
             return False
         stale = [k for k in _RESTART_ONLY if parts.config.raw.get(k) != self.config.raw.get(k)]
         self.config = parts.config
@@ -179,7 +204,9 @@ class Runtime:
             "config.reloaded",
             extra=ctx(path=str(path), needs_restart=",".join(stale) or "-"),
         )
+        self.metrics.set_targets(parts.config.targets)
         self.audit_later("config_reload", None, ok=True, needs_restart=stale)
+        self.notifier.ready("configuration reloaded")
         return True
 
     async def stop(self) -> None:
@@ -230,12 +257,29 @@ class Runtime:
 
     # -- events from connections and channels (logs now; audit rows once the store exists) --
     def connection_opened(self, server: AgentServer) -> None:
+        if not self.connections.open_connection():
+            log.warning("connection.refused", extra=ctx(**server.log_context(), reason="max"))
+            if server.conn is not None:
+                server.conn.close()
+            return
+        server.counted = True
         self.servers.add(server)
         log.info("connection.open", extra=ctx(**server.log_context()))
 
     def connection_closed(self, server: AgentServer, exc: Exception | None) -> None:
+        if not server.counted:
+            return
+        server.counted = False
+        self.connections.close_connection()
         self.servers.discard(server)
         server.close_upstream()
+        if server.session is None and server.refusals:
+            # One failed login per connection that never authenticated: an agent whose client
+            # offers a plain key before its certificate is not punished for it.
+            self.auth_limiter.failed(server.peer_ip, time.monotonic())
+        if server.session is not None:
+            self.connections.close_session(server.session.identity.key_id)
+            self.metrics.session_closed(server.session.target)
         if server.session is not None:
             self.audit_later(
                 "session_end",
@@ -249,9 +293,18 @@ class Runtime:
             self.drained.set()
         log.info("connection.close", extra=ctx(**server.log_context()))
 
+    def admit_session(self, server: AgentServer, key_id: str) -> bool:
+        """Per-identity session cap, checked when a signed login would succeed."""
+        return self.connections.open_session(key_id)
+
+    def auth_allowed(self, server: AgentServer) -> bool:
+        """False while this source address is locked out after too many failed logins."""
+        return self.auth_limiter.allow(server.peer_ip, time.monotonic())
+
     def auth_succeeded(self, server: AgentServer) -> None:
         assert server.session is not None
         ident = server.session.identity
+        self.metrics.session_opened(server.session.target)
         log.info(
             "auth.ok", extra=ctx(**server.log_context(), principals=",".join(ident.principals))
         )
@@ -267,6 +320,7 @@ class Runtime:
 
     def auth_failed(self, server: AgentServer, reason: str) -> None:
         log.warning("auth.refused", extra=ctx(**server.log_context(), reason=reason))
+        self.metrics.auth_failed(reason)
         requested = server.requested[1] if server.requested else None
         self.audit_later(
             "auth_failure",
@@ -285,6 +339,7 @@ class Runtime:
         self, server: AgentServer, channel_no: int, request: ChannelRequest, verdict: GateVerdict
     ) -> None:
         """Log and durably audit a decision before anything reaches the target."""
+        self.metrics.decision(verdict.action, verdict.rules[0] if verdict.rules else None)
         await self.audit_row(
             "command",
             server,
@@ -309,6 +364,10 @@ class Runtime:
         server = relay.server
         server.bytes_in += relay.bytes_in
         server.bytes_out += relay.bytes_out
+        self.metrics.bytes_relayed("in", relay.bytes_in)
+        self.metrics.bytes_relayed("out", relay.bytes_out)
+        for rule, hits in relay.masking_counts().items():
+            self.metrics.masked(rule, hits)
         server.last_exit_status = status
         if relay.upstream is not None:  # the command ran: record how it ended
             self.audit_later(
@@ -393,6 +452,7 @@ def build_runtime(config: Config) -> Runtime:
         recordings=RecordingStore.from_config(rec_config),
         audit_path=config.state_dir / "bastion.db",
         input_masking=parts.input_masking,
+        limits=parse_limits(config.raw.get("limits", {}), f"{config.path}: limits"),
     )
 
 
@@ -427,7 +487,10 @@ async def serve(
         except (NotImplementedError, RuntimeError, ValueError):
             pass  # not the main thread (tests) or no signals on this platform
     address = listener.address
+    runtime.listening = True
     log.info("listening", extra=ctx(address=f"{address[0]}:{address[1]}"))
+    runtime.notifier.ready(f"listening on {address[0]}:{address[1]}")
+    watchdog = spawn(watchdog_loop(runtime.notifier), name="watchdog")
     if ready is not None:
         ready(address)
     try:
@@ -436,6 +499,9 @@ async def serve(
         for sig in installed:
             loop.remove_signal_handler(sig)
         log.info("shutdown.begin", extra=ctx(sessions=len(runtime.servers)))
+        runtime.notifier.stopping()
+        runtime.listening = False
+        watchdog.cancel()
         listener.close()
         await shutdown_sessions(runtime)
         await asyncio.sleep(0)  # let channel-close tasks (sealing, audit) start

@@ -24,6 +24,7 @@ _COMMAND_MODULES = (
     "bastion.audit.cli",
     "bastion.identity.cli",
     "bastion.approval.cli",
+    "bastion.ops.cli",
 )
 
 

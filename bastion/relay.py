@@ -222,6 +222,8 @@ class ChannelRelay:
         self._setup: asyncio.Task[None] | None = None
         self.controller: ShellController | None = None  # owns the line of a gated PTY shell
         self.pending_approval: str | None = None  # request id while the command waits
+        self.last_activity = time.monotonic()
+        self._idle_check: asyncio.TimerHandle | None = None
         self._hold_marker = ""
 
     # -- set-up -------------------------------------------------------------------------------
@@ -232,7 +234,10 @@ class ChannelRelay:
     async def _start(self) -> None:
         try:
             await self._open()
-        except (UpstreamError, SinkError) as exc:
+        except SinkError as exc:
+            self.runtime.metrics.recorder_error()
+            self.refuse(str(exc), EXIT_BASTION_ERROR)
+        except UpstreamError as exc:
             self.refuse(str(exc), EXIT_BASTION_ERROR)
         except asyncssh.ChannelOpenError as exc:
             self.refuse(f"the target refused the channel: {exc.reason}", EXIT_BASTION_ERROR)
@@ -256,6 +261,10 @@ class ChannelRelay:
                 " command inspection",
                 EXIT_SUBSYSTEM_REFUSED,
             )
+            return
+        limit = self.runtime.limits.max_command_length
+        if req.command is not None and len(req.command.encode()) > limit:
+            self.refuse(f"the command is longer than {limit} bytes; refusing", EXIT_DENIED)
             return
         verdict = await self.runtime.gate.check(self.session, req)
         try:
@@ -296,6 +305,7 @@ class ChannelRelay:
             self.controller = factory(self, req)
             self.controller.start()
         self._ready = True
+        self._arm_idle_timeout()
         if self._early_size is not None:
             self.agent_resize(*self._early_size)
         early, self._early_input = self._early_input, []
@@ -391,6 +401,21 @@ class ChannelRelay:
             self.chan.close()
         self._finish(status, message)
 
+    def _arm_idle_timeout(self) -> None:
+        timeout = self.runtime.limits.idle_timeout
+        if timeout > 0 and not self._finished:
+            loop = asyncio.get_running_loop()
+            self._idle_check = loop.call_later(timeout, self._check_idle, timeout)
+
+    def _check_idle(self, timeout: float) -> None:
+        """End a channel with no bytes either way for ``timeout`` (never while on hold)."""
+        idle = time.monotonic() - self.last_activity
+        if idle >= timeout and self.pending_approval is None:
+            self.abort(f"no activity for {int(timeout)} s; the session was closed")
+            return
+        loop = asyncio.get_running_loop()
+        self._idle_check = loop.call_later(max(timeout - idle, 1.0), self._check_idle, timeout)
+
     # -- agent -> target ----------------------------------------------------------------------
     def agent_data(self, data: bytes) -> None:
         if self.upstream is None or not self._ready:
@@ -398,6 +423,7 @@ class ChannelRelay:
             self._early_input.append(data)
             return
         self.bytes_in += len(data)
+        self.last_activity = time.monotonic()
         if self.controller is not None:
             self.controller.agent_input(data)
             return
@@ -466,6 +492,7 @@ class ChannelRelay:
         if not data or self._finished:
             return
         self.bytes_out += len(data)
+        self.last_activity = time.monotonic()
         if not self._record(lambda s: s.output(data, stderr)):
             return
         if stderr:
@@ -530,6 +557,7 @@ class ChannelRelay:
         try:
             action(self.sink)  # type: ignore[operator]
         except SinkError as exc:
+            self.runtime.metrics.recorder_error()
             self.abort(str(exc))
             return False
         return True
@@ -578,6 +606,8 @@ class ChannelRelay:
         if self._finished:
             return
         self._finished = True
+        if self._idle_check is not None:
+            self._idle_check.cancel()
         if self.controller is not None:
             self.controller.close()
         if self._idle_timer is not None:

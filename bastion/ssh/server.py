@@ -67,7 +67,7 @@ class BastionConnection(asyncssh.SSHServerConnection):
         except (asyncssh.KeyImportError, ValueError):
             ok = False
         if ok:
-            owner.authenticated(identity)
+            ok = owner.authenticated(identity)
         else:
             owner.refuse_auth("signature does not match the certificate key")
         return ok
@@ -100,7 +100,9 @@ class AgentServer(asyncssh.SSHServer):
         self.bytes_in = 0
         self.bytes_out = 0
         self.last_exit_status: int | None = None
-        self.notices: list[str] = []  # told to the agent on stderr when its next channel starts
+        self.notices: list[str] = []
+        self.counted = False  # holds a slot in the connection limiter
+        self.refusals = 0  # told to the agent on stderr when its next channel starts
         self._upstream: asyncssh.SSHClientConnection | None = None
         self._upstream_lock = asyncio.Lock()
 
@@ -134,6 +136,8 @@ class AgentServer(asyncssh.SSHServer):
     def check_userauth_key(self, username: str, key_data: bytes) -> Identity | None:
         """Decide on the key offered in userauth; log and explain every refusal."""
         try:
+            if not self.runtime.auth_allowed(self):
+                raise CertificateRefused("too many failed logins from this address; try later")
             alg_len = int.from_bytes(key_data[:4], "big")
             alg = key_data[4 : 4 + alg_len]
             if not alg.endswith(_CERT_SUFFIX):
@@ -161,20 +165,25 @@ class AgentServer(asyncssh.SSHServer):
             raise CertificateRefused(
                 "the user name must be TARGET or LOGIN@TARGET (e.g. azureuser@web-01)"
             )
-        login, target_name = self.requested
+        asked_login, target_name = self.requested
         target = self.runtime.config.targets.get(target_name)
-        login = login or (target.login if target else "")
-        # One message for "no such target" and "not granted" so names cannot be enumerated.
+        login = asked_login or (target.login if target else "")
+        # One message for "no such target" and "not granted" so names cannot be enumerated:
+        # it names only what the agent itself sent (never a target's default login).
         if target is None or not self.runtime.config.is_granted(
             identity.principals, target_name, login
         ):
+            for_login = f" for login {asked_login!r}" if asked_login else ""
             raise CertificateRefused(
                 f"target {target_name!r} does not exist or is not granted to your principals"
-                f" for login {login or '?'!r}"
+                + for_login
             )
 
-    def authenticated(self, identity: Identity) -> None:
+    def authenticated(self, identity: Identity) -> bool:
         assert self.requested is not None
+        if not self.runtime.admit_session(self, identity.key_id):
+            self.refuse_auth("too many concurrent sessions for this identity")
+            return False
         login, target_name = self.requested
         target = self.runtime.config.targets[target_name]
         self.session = SessionInfo(
@@ -185,8 +194,10 @@ class AgentServer(asyncssh.SSHServer):
             source_address=self.peer_ip,
         )
         self.runtime.auth_succeeded(self)
+        return True
 
     def refuse_auth(self, reason: str) -> None:
+        self.refusals += 1
         self.runtime.auth_failed(self, reason)
         if reason not in self._banner_sent and self.conn is not None:
             self._banner_sent.add(reason)

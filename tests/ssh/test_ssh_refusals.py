@@ -9,7 +9,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from support.bastion import RunningBastion, start_bastion, target_block, write_config
+from support.bastion import (
+    TEST_LIMITS,
+    RunningBastion,
+    start_bastion,
+    target_block,
+    write_config,
+)
 
 from bastion.app import Runtime
 from bastion.config import Config
@@ -38,7 +44,7 @@ def guarded(
     config = write_config(directory, ca, targets, access=access)
 
     def runtime(cfg: Config) -> Runtime:
-        return Runtime(config=cfg, gate=AllowAllGate())
+        return Runtime(config=cfg, gate=AllowAllGate(), limits=TEST_LIMITS)
 
     running = start_bastion(config, runtime)
     yield running

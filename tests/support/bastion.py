@@ -14,14 +14,20 @@ from bastion.app import Runtime, serve
 from bastion.config import Config, load_config
 from bastion.hooks import AllowAllGate, OutputFilter
 from bastion.masking import load_masking_config
+from bastion.ops.limits import Limits
 from bastion.recording import RecordingStore, parse_recording_config
 from bastion.testing.certs import Agent, CertificateAuthority
 from bastion.testing.sshd import SshdTarget
 
+# Every test agent connects from 127.0.0.1, and refusal tests fail logins on purpose: the
+# harness raises the per-address failed-login rate so one test cannot lock out the next
+# (tests/security/test_auth_abuse.py exercises the real limit).
+TEST_LIMITS = Limits(auth_failures_per_minute=1000, max_sessions_per_identity=1000)
+
 
 def bare_runtime(config: Config) -> Runtime:
     """The relay alone: the gate allows everything, nothing is recorded (data-path tests)."""
-    return Runtime(config=config, gate=AllowAllGate())
+    return Runtime(config=config, gate=AllowAllGate(), limits=TEST_LIMITS)
 
 
 def recorded_runtime(config: Config) -> Runtime:
@@ -43,6 +49,7 @@ def recorded_runtime(config: Config) -> Runtime:
         audit_path=config.state_dir / "bastion.db",
         output_filter_factory=output_filter,
         input_masking=masking,
+        limits=TEST_LIMITS,
     )
 
 
