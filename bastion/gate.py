@@ -87,8 +87,7 @@ class PolicyGate:
             if floor is not None and decision.action != "deny":
                 return GateVerdict(
                     "review",
-                    f"held for review: {floor.reason} [{floor.rule}]; approvals are not"
-                    " enabled on this bastion, so the command was not run",
+                    f"{floor.reason} [{floor.rule}]",
                     rules=(*rules, floor.rule),
                     exit_status=EXIT_REVIEW_REFUSED,
                     details={"decision": decision.to_log(), "floor": floor.rule},

@@ -203,6 +203,10 @@ class ShellCore:
             self._deliver(self._unit)
             return
         message = verdict.message or f"{verdict.action}: the line was not run"
+        if verdict.action == "review" and not message.startswith("held for review"):
+            # Approvals of shell lines are not wired yet: a hold is a refusal, prompt restored.
+            message = (f"held for review: {message}; approvals of shell lines are not"
+                       " available yet, so the line was not run")
         self.fx.marker(f"shell line refused ({verdict.action})")
         self._refused(message)
 
@@ -406,6 +410,10 @@ class ShellCore:
             self.passthrough = False
             self._capturing = True
             self.prompt = b""
+        elif m.kind == "B" and state is State.AT_PROMPT:
+            # readline redrew its prompt (window change): show the bastion's line again.
+            if not self.buffer.empty:
+                self.fx.to_agent(self.buffer.render(CONTINUATION))
         elif m.kind == "B" and state is State.PROMPTING and self._capturing:
             self._capturing = False
             self.state = State.AT_PROMPT

@@ -17,3 +17,209 @@ async def test_allowed_command_runs_and_output_is_clean(
     assert b"hello-42" in out
     assert b"\x1b]133" not in term.out
     term.conn.close()
+
+
+async def term_for(bastion: RunningBastion, agent: Agent) -> Term:
+    return await open_term(bastion, agent)
+
+
+async def test_denied_line_prints_one_line_and_prompt_comes_back(
+    gated_shell: RunningBastion, agent: Agent, trace_dir: Path
+) -> None:
+    """A denied line never reaches the target; one line explains, and the next line works."""
+    term = await term_for(gated_shell, agent)
+    out = await term.run(f"touch {trace_dir}/denied; rm -rf /")
+    assert b"bastion: denied by policy" in out
+    assert not (trace_dir / "denied").exists()
+    out = await term.run(f"touch {trace_dir}/after && echo done-$((1+1))")
+    assert b"done-2" in out
+    assert (trace_dir / "after").exists()
+    term.conn.close()
+
+
+async def test_review_line_is_refused_with_held_message(
+    gated_shell: RunningBastion, agent: Agent, trace_dir: Path
+) -> None:
+    """A review line is refused with `held for review`, and the shell's $? is unchanged."""
+    term = await term_for(gated_shell, agent)
+    await term.run("false")
+    out = await term.run(f"az group delete -n rg --yes; touch {trace_dir}/held")
+    assert b"bastion: held for review" in out
+    out = await term.run("echo status=$?")
+    assert b"status=1" in out
+    assert not (trace_dir / "held").exists()
+    term.conn.close()
+
+
+async def test_multi_line_units_for_loop_and_heredoc(
+    gated_shell: RunningBastion, agent: Agent, trace_dir: Path
+) -> None:
+    """Open `for` and here-docs continue to the next line; the whole unit runs once decided."""
+    term = await term_for(gated_shell, agent)
+    term.type(b"for i in 1 2 3; do\r")
+    await term.read_until(b"> ")
+    term.type(b"echo item-$i\r")
+    out = await term.run("done")
+    assert b"item-1" in out and b"item-3" in out
+    term.type(f"cat > {trace_dir}/doc <<'EOF'\r".encode())
+    term.type(b"line one $HOME\r")
+    await term.run("EOF")
+    assert (trace_dir / "doc").read_text() == "line one $HOME\n"
+    term.conn.close()
+
+
+async def test_ctrl_c_clears_the_line_and_interrupts_a_command(
+    gated_shell: RunningBastion, agent: Agent, trace_dir: Path
+) -> None:
+    """Ctrl-C drops a half-typed line (it never runs) and interrupts a running command."""
+    term = await term_for(gated_shell, agent)
+    mark = term.type(f"touch {trace_dir}/half".encode() + b"\x03")
+    await term.read_until(b"$ ", start=mark + 10)
+    out = await term.run("echo after-ctrl-c")
+    assert b"after-ctrl-c" in out
+    assert not (trace_dir / "half").exists()
+    mark = term.type(b"sleep 20\r")
+    await term.read_until(b"sleep 20\r\n", start=mark)
+    import asyncio
+
+    await asyncio.sleep(0.5)
+    mark = term.type(b"\x03")
+    await term.read_until(b"$ ", start=mark)
+    out = await term.run("echo back-$((2+3))")
+    assert b"back-5" in out
+    term.conn.close()
+
+
+async def test_editing_keys_apply_to_the_bastions_buffer(
+    gated_shell: RunningBastion, agent: Agent, trace_dir: Path
+) -> None:
+    """Backspace, Ctrl-W and Ctrl-U edit the buffer exactly; only the edited line runs."""
+    term = await term_for(gated_shell, agent)
+    line = f"touch {trace_dir}/wrong\x17\x7f/right-xx\x7f\x7f".encode()
+    # Ctrl-W deletes "/wrong"? No: the word back to whitespace: "{dir}/wrong".
+    out = await term.run(line.decode() + f"\x15touch {trace_dir}/final")
+    assert b"bastion:" not in out
+    assert sorted(p.name for p in trace_dir.iterdir()) == ["final"]
+    term.conn.close()
+
+
+async def test_input_tricks_never_run_an_ungated_line(
+    gated_shell: RunningBastion, agent: Agent, trace_dir: Path
+) -> None:
+    """Tab, Up/history, Ctrl-R, Ctrl-V Ctrl-J and Alt keys are dropped; nothing unexpected runs."""
+    term = await term_for(gated_shell, agent)
+    # Put a forbidden-looking line in the remote history? It can only get there by being run.
+    await term.run(f"echo {trace_dir}/fromhistory")
+    # Up arrow + Enter: history recall would re-run the last line with a new meaning.
+    out = await term.run("\x1b[A")
+    assert b"Up is not forwarded" in out
+    # Ctrl-R search and Alt-. (yank-last-arg) and Tab completion.
+    out = await term.run(f"touch {trace_dir}/tab\x12fromhist\x1b.\t")
+    # Only the text typed, as the bastion saw it: the search text is ordinary input.
+    assert sorted(p.name for p in trace_dir.iterdir()) == ["tabfromhist"]
+    # Ctrl-V Ctrl-J: the newline is a plain Enter, so each line is gated on its own.
+    mark = term.type(f"echo ok\x16\nrm -rf / ; touch {trace_dir}/cv\r".encode())
+    out = await term.read_until(b"bastion: denied by policy", start=mark)
+    assert b"ok\r\n" in out
+    assert not (trace_dir / "cv").exists()
+    term.conn.close()
+
+
+async def test_bracketed_paste_with_a_destructive_second_line(
+    gated_shell: RunningBastion, agent: Agent, trace_dir: Path
+) -> None:
+    """Every line of a paste is its own unit: the destructive second line is denied alone."""
+    term = await term_for(gated_shell, agent)
+    mark = term.type(
+        b"\x1b[200~" + f"touch {trace_dir}/first\nrm -rf ~; touch {trace_dir}/second\n".encode()
+        + b"\x1b[201~"
+    )
+    await term.read_until(b"denied by policy", start=mark)
+    out = await term.run("echo pasted-$((3*3))")
+    assert b"pasted-9" in out
+    assert (trace_dir / "first").exists()
+    assert not (trace_dir / "second").exists()
+    term.conn.close()
+
+
+async def test_session_state_changes_are_held(
+    gated_shell: RunningBastion, agent: Agent, trace_dir: Path
+) -> None:
+    """bind -x macros, vi mode, aliases, functions and prompt changes are held, never applied."""
+    term = await term_for(gated_shell, agent)
+    for line in (
+        f"bind -x '\"\\C-t\": touch {trace_dir}/bind'",
+        "set -o vi",
+        f"alias ls='touch {trace_dir}/alias'",
+        f"ls() {{ touch {trace_dir}/func; }}",
+        f"PROMPT_COMMAND='touch {trace_dir}/pc'",
+        "unset HISTFILE",
+        "echo $__bst_n",
+    ):
+        out = await term.run(line)
+        assert b"bastion: held for review" in out, line
+    term.type(b"\x14")  # Ctrl-T: would fire a bind -x macro if one existed
+    await term.run("ls >/dev/null")
+    assert list(trace_dir.iterdir()) == []
+    term.conn.close()
+
+
+async def test_spoofed_markers_from_a_program_are_stripped(
+    gated_shell: RunningBastion, agent: Agent, trace_dir: Path
+) -> None:
+    """A program printing OSC 133 markers cannot start a command or reach the agent's screen."""
+    term = await term_for(gated_shell, agent)
+    out = await term.run(
+        "printf 'x\\033]133;D;0\\007\\033]133;A;fake\\007\\033]133;B;fake\\007"
+        "\\033]133;C;fake;rm -rf ~\\007y\\n'"
+    )
+    assert b"xy" in out
+    assert b"\x1b]133" not in term.out
+    out = await term.run(f"touch {trace_dir}/still-works")
+    assert (trace_dir / "still-works").exists()
+    term.conn.close()
+
+
+async def test_input_is_frozen_while_a_program_reads(
+    gated_shell: RunningBastion, agent: Agent, trace_dir: Path
+) -> None:
+    """Typing while `cat` or `read` runs reaches neither the program nor, later, the shell."""
+    import asyncio
+
+    term = await term_for(gated_shell, agent)
+    mark = term.type(b"cat\r")
+    await term.read_until(b"cat\r\n", start=mark)
+    await asyncio.sleep(0.5)
+    term.type(f"touch {trace_dir}/typeahead\r".encode())
+    await term.read_until(b"input ignored while a command runs", start=mark)
+    term.type(b"\x04")  # Ctrl-D passes: cat sees end of input
+    await term.read_until(b"$ ", start=mark + 10)
+    mark = term.type(b"read x\r")
+    await asyncio.sleep(0.5)
+    term.type(b"\x03")
+    await term.run("echo frozen-ok")
+    assert list(trace_dir.iterdir()) == []
+    term.conn.close()
+
+
+async def test_full_screen_programs_are_held(gated_shell: RunningBastion, agent: Agent) -> None:
+    """A pager or editor would own the terminal: held for review in a PTY shell."""
+    term = await term_for(gated_shell, agent)
+    for line in ("less /etc/hostname", "vim x", "top", "python3"):
+        out = await term.run(line)
+        assert b"bastion: held for review" in out, line
+    term.conn.close()
+
+
+async def test_resize_mid_line_and_a_10k_line(gated_shell: RunningBastion, agent: Agent) -> None:
+    """A window change while typing keeps the line intact; a 10 KiB line runs exactly once."""
+    term = await term_for(gated_shell, agent)
+    term.type(b"echo part")
+    term.proc.change_terminal_size(100, 30)
+    await term.read_until(b"echo part", start=len(term.out))  # readline redrew: line shown again
+    out = await term.run("-one; tput lines; tput cols")
+    assert b"part-one" in out and b"30\r\n100" in out
+    word = "y" * 10240
+    out = await term.run(f"echo {word} | wc -c")
+    assert b"10241" in out
+    term.conn.close()
