@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
+
 from interactive.ishell import Term, open_term
 from support.bastion import RunningBastion
 
@@ -17,6 +20,10 @@ async def test_allowed_command_runs_and_output_is_clean(
     assert b"hello-42" in out
     assert b"\x1b]133" not in term.out
     term.conn.close()
+
+
+def files(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir())
 
 
 async def term_for(bastion: RunningBastion, agent: Agent) -> Term:
@@ -80,8 +87,6 @@ async def test_ctrl_c_clears_the_line_and_interrupts_a_command(
     assert not (trace_dir / "half").exists()
     mark = term.type(b"sleep 20\r")
     await term.read_until(b"sleep 20\r\n", start=mark)
-    import asyncio
-
     await asyncio.sleep(0.5)
     mark = term.type(b"\x03")
     await term.read_until(b"$ ", start=mark)
@@ -95,18 +100,18 @@ async def test_editing_keys_apply_to_the_bastions_buffer(
 ) -> None:
     """Backspace, Ctrl-W and Ctrl-U edit the buffer exactly; only the edited line runs."""
     term = await term_for(gated_shell, agent)
-    line = f"touch {trace_dir}/wrong\x17\x7f/right-xx\x7f\x7f".encode()
-    # Ctrl-W deletes "/wrong"? No: the word back to whitespace: "{dir}/wrong".
-    out = await term.run(line.decode() + f"\x15touch {trace_dir}/final")
+    # Ctrl-W removes the whole word back to the space, Ctrl-U the line; then the real line.
+    line = f"touch {trace_dir}/wrong\x17\x7f/right-xx\x7f\x7f\x15touch {trace_dir}/fin\x7fnal"
+    out = await term.run(line)
     assert b"bastion:" not in out
-    assert sorted(p.name for p in trace_dir.iterdir()) == ["final"]
+    assert files(trace_dir) == ["final"]
     term.conn.close()
 
 
 async def test_input_tricks_never_run_an_ungated_line(
     gated_shell: RunningBastion, agent: Agent, trace_dir: Path
 ) -> None:
-    """Tab, Up/history, Ctrl-R, Ctrl-V Ctrl-J and Alt keys are dropped; nothing unexpected runs."""
+    """Tab, Up, Ctrl-R, Ctrl-V Ctrl-J and Alt keys are dropped; nothing unexpected runs."""
     term = await term_for(gated_shell, agent)
     # Put a forbidden-looking line in the remote history? It can only get there by being run.
     await term.run(f"echo {trace_dir}/fromhistory")
@@ -116,7 +121,7 @@ async def test_input_tricks_never_run_an_ungated_line(
     # Ctrl-R search and Alt-. (yank-last-arg) and Tab completion.
     out = await term.run(f"touch {trace_dir}/tab\x12fromhist\x1b.\t")
     # Only the text typed, as the bastion saw it: the search text is ordinary input.
-    assert sorted(p.name for p in trace_dir.iterdir()) == ["tabfromhist"]
+    assert files(trace_dir) == ["tabfromhist"]
     # Ctrl-V Ctrl-J: the newline is a plain Enter, so each line is gated on its own.
     mark = term.type(f"echo ok\x16\nrm -rf / ; touch {trace_dir}/cv\r".encode())
     out = await term.read_until(b"bastion: denied by policy", start=mark)
@@ -145,7 +150,7 @@ async def test_bracketed_paste_with_a_destructive_second_line(
 async def test_session_state_changes_are_held(
     gated_shell: RunningBastion, agent: Agent, trace_dir: Path
 ) -> None:
-    """bind -x macros, vi mode, aliases, functions and prompt changes are held, never applied."""
+    """bind -x, vi mode, aliases, functions and prompt changes are held, never applied."""
     term = await term_for(gated_shell, agent)
     for line in (
         f"bind -x '\"\\C-t\": touch {trace_dir}/bind'",
@@ -160,14 +165,14 @@ async def test_session_state_changes_are_held(
         assert b"bastion: held for review" in out, line
     term.type(b"\x14")  # Ctrl-T: would fire a bind -x macro if one existed
     await term.run("ls >/dev/null")
-    assert list(trace_dir.iterdir()) == []
+    assert files(trace_dir) == []
     term.conn.close()
 
 
 async def test_spoofed_markers_from_a_program_are_stripped(
     gated_shell: RunningBastion, agent: Agent, trace_dir: Path
 ) -> None:
-    """A program printing OSC 133 markers cannot start a command or reach the agent's screen."""
+    """A program printing OSC 133 markers cannot start a command or reach the agent's view."""
     term = await term_for(gated_shell, agent)
     out = await term.run(
         "printf 'x\\033]133;D;0\\007\\033]133;A;fake\\007\\033]133;B;fake\\007"
@@ -184,8 +189,6 @@ async def test_input_is_frozen_while_a_program_reads(
     gated_shell: RunningBastion, agent: Agent, trace_dir: Path
 ) -> None:
     """Typing while `cat` or `read` runs reaches neither the program nor, later, the shell."""
-    import asyncio
-
     term = await term_for(gated_shell, agent)
     mark = term.type(b"cat\r")
     await term.read_until(b"cat\r\n", start=mark)
@@ -198,7 +201,7 @@ async def test_input_is_frozen_while_a_program_reads(
     await asyncio.sleep(0.5)
     term.type(b"\x03")
     await term.run("echo frozen-ok")
-    assert list(trace_dir.iterdir()) == []
+    assert files(trace_dir) == []
     term.conn.close()
 
 
@@ -223,3 +226,45 @@ async def test_resize_mid_line_and_a_10k_line(gated_shell: RunningBastion, agent
     out = await term.run(f"echo {word} | wc -c")
     assert b"10241" in out
     term.conn.close()
+
+
+def test_real_openssh_client_under_a_pty(gated_shell: RunningBastion, agent: Agent,
+                                         trace_dir: Path) -> None:
+    """The real ssh client (-tt, driven through a pseudo-terminal) gets a working gated shell."""
+    import os
+    import pty
+    import select
+    import time
+
+    args = gated_shell.ssh_args(agent, "web-01", "-tt")
+    pid, fd = pty.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.execvp(args[0], args)
+    out = b""
+
+    def read_until(token: bytes, limit: float = 20) -> None:
+        nonlocal out
+        end = time.monotonic() + limit
+        while token not in out and time.monotonic() < end:
+            ready, _, _ = select.select([fd], [], [], 0.1)
+            if ready:
+                try:
+                    out += os.read(fd, 65536)
+                except OSError:
+                    break
+        assert token in out, out[-600:]
+
+    try:
+        read_until(b"$ ")
+        os.write(fd, f"touch {trace_dir}/ok; echo real-$((6*7))\r".encode())
+        read_until(b"real-42")
+        os.write(fd, f"rm -rf ~; touch {trace_dir}/bad\r".encode())
+        read_until(b"denied by policy")
+        os.write(fd, b"\t\x1b[A\x12exit\r")
+        read_until(b"logout")
+    finally:
+        os.close(fd)
+        os.waitpid(pid, 0)
+    assert (trace_dir / "ok").exists()
+    assert not (trace_dir / "bad").exists()
+    assert b"\x1b]133" not in out
