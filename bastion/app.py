@@ -130,6 +130,12 @@ class Runtime:
         if self.recordings is not None:
             if self.audit is None:
                 raise BastionError("recordings need the audit database")
+            try:
+                self.recordings.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+            except OSError as exc:
+                raise BastionError(
+                    f"cannot create the recordings folder {self.recordings.root}: {exc.strerror}"
+                ) from None
             await self.recordings.start()
             self.sinks = RecordingSinkFactory(self.recordings, self.audit, self.input_masking)
         if self.audit_path is not None:  # the full bastion, not a bare relay under test

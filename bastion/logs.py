@@ -13,6 +13,8 @@ from typing import Any
 
 import orjson
 
+_RESERVED = frozenset({"ts", "level", "logger", "event", "exc"})
+
 
 class _JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
@@ -24,7 +26,8 @@ class _JsonFormatter(logging.Formatter):
         }
         ctx = getattr(record, "ctx", None)
         if isinstance(ctx, dict):
-            doc.update(ctx)
+            for key, value in ctx.items():  # context never overwrites the record's own fields
+                doc[f"ctx_{key}" if key in _RESERVED else key] = value
         if record.exc_info and record.levelno >= logging.ERROR:
             doc["exc"] = self.formatException(record.exc_info).splitlines()[-1]
         return orjson.dumps(doc, default=str).decode()
@@ -36,8 +39,17 @@ class _TextFormatter(logging.Formatter):
         parts = [stamp, record.levelname.lower().ljust(7), record.getMessage()]
         ctx = getattr(record, "ctx", None)
         if isinstance(ctx, dict):
-            parts.extend(f"{k}={v}" for k, v in ctx.items())
+            parts.extend(f"{k}={_text_value(v)}" for k, v in ctx.items())
         return " ".join(parts)
+
+
+def _text_value(value: object) -> str:
+    """Quote values with spaces or control characters (a user name could otherwise forge a
+    log line on the terminal)."""
+    text = str(value)
+    if text and all(c.isprintable() and not c.isspace() for c in text):
+        return text
+    return repr(text)
 
 
 def setup_logging(level: str = "info", json: bool | None = None) -> None:
