@@ -268,3 +268,13 @@ def test_real_openssh_client_under_a_pty(gated_shell: RunningBastion, agent: Age
     assert (trace_dir / "ok").exists()
     assert not (trace_dir / "bad").exists()
     assert b"\x1b]133" not in out
+
+
+def test_shell_without_a_terminal_is_refused(gated_shell: RunningBastion, agent: Agent,
+                                             trace_dir: Path) -> None:
+    """No PTY means no controller: the shell is refused and piped lines never run."""
+    result = gated_shell.ssh(agent, "web-01", None, "-T",
+                             input=f"touch {trace_dir}/nopty\n".encode())
+    assert result.returncode == 126
+    assert b"not allowed without a terminal" in result.stderr
+    assert not (trace_dir / "nopty").exists()
