@@ -175,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     raise_nofile()
     started = time.time()
     log(f"mode {settings.mode}: setting up target sshd, jump sshd and the bastion on 127.0.0.1")
+    load_start = Path("/proc/loadavg").read_text().split()[:3]
     env = BenchEnv.create()
     try:
         cpu_exact = all(m.exact for m in env.meters.values())
@@ -191,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
         "settings": {**asdict(settings), "cpu_exact": cpu_exact},
         "figures": figures,
         "seconds": round(time.time() - started, 1),
+        # Other work on the machine skews every figure: say how busy it was.
+        "loadavg": {"start": load_start, "end": Path("/proc/loadavg").read_text().split()[:3]},
     }
     result["goals"] = report.goals(figures, list(settings.idle_steps))
     out.mkdir(parents=True, exist_ok=True)

@@ -85,6 +85,9 @@ def markdown(result: dict[str, Any]) -> str:
         f"{m['nproc']} cores, {m['cpu']}, Linux {m['kernel']}, Python {m['python']}, "
         f"{m['openssh']}, asyncssh {m['asyncssh']}. Medians of {s['runs']} interleaved runs; "
         f"CPU measured {'per cgroup (exact)' if s['cpu_exact'] else 'from /proc (lower bound for sshd)'}.",  # noqa: E501
+        f"Load average (1/5/15 min) at start {' '.join(result['loadavg']['start'])}, "
+        f"at end {' '.join(result['loadavg']['end'])}: anything well above 0 means other work "
+        "shared the cores and the figures are pessimistic and noisy.",
         "",
         "| figure | direct | ProxyJump | bastion | bastion/direct | bastion/ProxyJump "
         "| ProxyJump/direct |",

@@ -47,6 +47,7 @@ def test_bench_tiny_run_reports_every_figure(tmp_path: Path) -> None:
     assert len(result["goals"]) == 8
     assert all(g["pass"] in (True, False, None) for g in result["goals"])
     assert result["settings"]["mode"] == "quick+tiny"
+    assert len(result["loadavg"]["start"]) == 3
     md = (tmp_path / "results.md").read_text()
     assert "| echo round trip pty, p50 µs |" in md and "## Goals" in md
 
