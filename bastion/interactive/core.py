@@ -178,16 +178,14 @@ class ShellCore:
                 self._output(seg)
             if self.ended:
                 return
-        if self.parser.holding:
-            self.fx.set_timer("output", 0.2)
+        # A partial marker stays held until its end arrives (never flushed by time: a marker
+        # split across packets under load must not leak out as output).
 
     def timer(self, name: str) -> None:
         if self.state is State.ENDED:
             return
         if name == "keys":
             self._keys_in(self.keys.flush())
-        elif name == "output":
-            self._output(self.parser.flush())
         elif name == "integration" and self.state is State.STARTING:
             self._integration_failed("no shell-integration marker appeared (is the login shell"
                                      " bash 4.4 or later?)")
@@ -318,22 +316,24 @@ class ShellCore:
         self.fx.decide(self._unit_id, text)
 
     def _ctrl_c(self) -> None:
+        """Ctrl-C clears the bastion's line; it reaches the target only when something runs
+        there (at an idle prompt the remote line is empty, and readline's answer to a SIGINT
+        is not a reliable new prompt, so the bastion redraws its own)."""
         self.queue.clear()
         self.queued = 0
         state = self.state
-        if state is State.STARTING:
+        if state in (State.DELIVERED, State.RUNNING):
+            self.fx.to_target(b"\x03")
+            if state is State.DELIVERED:
+                self._interrupted = True  # readline may drop the line: no C marker is fine
             return
-        if state is State.FALLBACK:
-            self.buffer.clear()
-            self.fx.to_agent(b"^C\r\n" + self.prompt)
-            return
-        self.fx.to_target(b"\x03")
-        if state is State.DELIVERED:
-            self._interrupted = True  # readline may drop the line: no C marker is then fine
-        if state in (State.AT_PROMPT, State.DECIDING):
+        if state in (State.AT_PROMPT, State.DECIDING, State.FALLBACK):
             self.buffer.clear()
             self._unit_id += 1  # a verdict still on its way is now stale
-            self.state = State.PROMPTING  # the shell answers with ^C and a fresh prompt
+            self.fx.to_agent(b"^C\r\n" + self.prompt)
+            if state is State.DECIDING:
+                self.state = State.AT_PROMPT
+        # STARTING/PROMPTING: the queue is cleared; the prompt being drawn is the fresh one.
 
     def _notice(self, key: str, text: str) -> None:
         if key in self._noticed:

@@ -258,6 +258,8 @@ def test_real_openssh_client_under_a_pty(gated_shell: RunningBastion, agent: Age
         read_until(b"$ ")
         os.write(fd, f"touch {trace_dir}/ok; echo real-$((6*7))\r".encode())
         read_until(b"real-42")
+        out = out[out.index(b"real-42"):]
+        read_until(b"$ ")
         os.write(fd, f"rm -rf ~; touch {trace_dir}/bad\r".encode())
         read_until(b"denied by policy")
         os.write(fd, b"\t\x1b[A\x12exit\r")
