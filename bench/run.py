@@ -5,7 +5,7 @@
 Sets up on 127.0.0.1 a private OpenSSH target, an OpenSSH jump host and ``bastion serve`` with
 the shipped policy, masking and recording on; measures (a) direct, (b) ProxyJump and (c) the
 bastion interleaved in the same run; writes ``results.json`` and ``results.md`` to ``--out``;
-stops everything by PID. Default ~6-10 minutes on 2 cores; ``--quick`` ~1-2 minutes;
+stops everything by PID. Default ~5 minutes on 2 cores; ``--quick`` ~1 minute;
 ``--full`` uses the issue's sizes; ``--tiny`` shrinks everything (smoke test).
 """
 
@@ -147,7 +147,7 @@ def measure_all(env: BenchEnv, s: Settings) -> dict[str, Any]:
 def parse(argv: list[str] | None) -> tuple[Settings, Path, bool]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     mode = ap.add_mutually_exclusive_group()
-    mode.add_argument("--quick", action="store_true", help="one run, small sizes (~1-2 min)")
+    mode.add_argument("--quick", action="store_true", help="one run, small sizes (~1 min)")
     mode.add_argument("--full", action="store_true", help="the issue's sizes, 5 runs")
     ap.add_argument("--tiny", action="store_true", help="tiny sizes (smoke test of the harness)")
     ap.add_argument("--runs", type=int, help="interleaved runs (medians are taken over them)")
