@@ -60,6 +60,9 @@ VIAS = ("cli", "web", "slack")
 AUDIT_GRACE = 10.0  # seconds an approval may wait for its audit row when decided near the deadline
 
 
+Listener = Callable[[str, ApprovalRequest], None]
+
+
 @dataclass(frozen=True)
 class _Change:
     """What a transaction did, audited after it commits."""
@@ -85,6 +88,16 @@ class ApprovalBroker:
         self.clock = clock
         self.operators = OperatorStore(db, clock)
         self._wakeups: dict[str, asyncio.Event] = {}
+        self._listeners: list[Listener] = []
+
+    def add_listener(self, callback: Listener) -> None:
+        """Call ``callback(event, request)`` after each audited change made by this process.
+
+        ``event`` is the audit event (submitted, approval_added, approved, denied, expired,
+        abandoned, used). Callbacks run synchronously and must not block (notifiers queue);
+        an exception in one is logged and never affects the request.
+        """
+        self._listeners.append(callback)
 
     @classmethod
     async def open(
@@ -526,6 +539,11 @@ class ApprovalBroker:
             change.event,
             extra={"ctx": {"request": r.id, "state": r.state, "session": r.session_id}},
         )
+        for listener in self._listeners:
+            try:
+                listener(change.event, r)
+            except Exception as exc:  # a listener must never break the state machine
+                log.error("approval.listener_failed", extra={"ctx": {"error": repr(exc)}})
 
     async def _audit_refusal(self, request_id: str, operator: str, via: str, why: str) -> None:
         try:

@@ -179,6 +179,15 @@ def _details(r: ApprovalRequest) -> str:
     return text
 
 
+async def _notifications(broker: ApprovalBroker, request_id: str) -> list[dict[str, Any]]:
+    """Chat/webhook delivery status of a request (bastion.notify), if notifications exist."""
+    try:
+        from bastion.notify.store import load_deliveries
+    except ImportError:
+        return []
+    return [d.to_json() for d in await load_deliveries(broker.db.conn, request_id)]
+
+
 def _approvals_list(args: argparse.Namespace) -> int:
     async def body(broker: ApprovalBroker) -> int:
         requests = await broker.list(states=() if args.all else ("pending",), limit=args.limit)
@@ -200,10 +209,24 @@ def _approvals_show(args: argparse.Namespace) -> int:
         r = await broker.get(args.id)
         if r is None:
             raise BastionError(f"no approval request {args.id}")
+        notes = await _notifications(broker, r.id)
         if args.json:
-            sys.stdout.write(orjson.dumps(r.to_json()).decode() + "\n")
+            data = r.to_json()
+            data["notifications"] = notes
+            sys.stdout.write(orjson.dumps(data).decode() + "\n")
         else:
             sys.stdout.write(_details(r))
+            if notes:
+                sys.stdout.write(
+                    "notifications:\n"
+                    + "".join(
+                        f"  - {n['notifier']} {n['event']}: {n['state']} after "
+                        f"{n['attempts']} attempt(s)"
+                        + (f" ({n['error']})" if n["error"] else "")
+                        + f" at {n['updated_at']}\n"
+                        for n in notes
+                    )
+                )
         return 0
 
     return _with_broker(args, body)

@@ -176,6 +176,14 @@ class OperatorStore:
     async def get(self, name: str) -> Operator | None:
         return await load_operator(self.db.conn, name)
 
+    async def by_slack_id(self, slack_id: str) -> Operator | None:
+        """The operator enrolled with ``--slack-id``; None when nobody (or several) match."""
+        rows = await self.db.fetchall(
+            f"SELECT {_COLUMNS} FROM approval_operators WHERE slack_id = ? LIMIT 2",  # noqa: S608
+            (slack_id,),
+        )
+        return _row(tuple(rows[0])) if len(rows) == 1 else None
+
     async def list(self) -> list[Operator]:
         rows = await self.db.fetchall(
             f"SELECT {_COLUMNS} FROM approval_operators ORDER BY name"  # noqa: S608
