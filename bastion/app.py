@@ -41,6 +41,7 @@ from bastion.identity.http import add_routes as add_certificate_routes
 from bastion.identity.issuer import CertificateIssuer, granted_targets
 from bastion.identity.revocation import RevocationList
 from bastion.identity.store import StoreError
+from bastion.interactive import controller_factory
 from bastion.logs import ctx
 from bastion.masking import MaskingConfig, load_masking_config
 from bastion.model import ChannelRequest, SessionInfo
@@ -204,6 +205,7 @@ class Runtime:
         self.gate = parts.gate
         self.output_filter_factory = parts.output_filter_factory
         self.input_masking = parts.input_masking
+        self.shell_controller_factory = parts.shell_controller_factory
         if isinstance(self.sinks, RecordingSinkFactory):
             self.sinks.input_masking = parts.input_masking
         log.info(
@@ -423,6 +425,7 @@ class Reloadable:
     gate: CommandGate
     output_filter_factory: OutputFilterFactory
     input_masking: MaskingConfig | None
+    shell_controller_factory: ShellControllerFactory | None
 
 
 def build_reloadable(config: Config) -> Reloadable:
@@ -434,11 +437,15 @@ def build_reloadable(config: Config) -> Reloadable:
     def output_filter(*, pty: bool) -> OutputFilter:
         return masking.new_masker(pty)
 
+    # Built together with the gate: the gate lets PTY shells through only for a config whose
+    # line-owning controller exists, so both must come from the same (re)load.
+    shells = controller_factory(config)
     return Reloadable(
         config=config,
         gate=build_gate(config),
         output_filter_factory=output_filter,
         input_masking=masking if masking.mask_input else None,
+        shell_controller_factory=shells,
     )
 
 
@@ -459,6 +466,7 @@ def build_runtime(config: Config) -> Runtime:
         audit_path=config.state_dir / "bastion.db",
         input_masking=parts.input_masking,
         limits=parse_limits(config.raw.get("limits", {}), f"{config.path}: limits"),
+        shell_controller_factory=parts.shell_controller_factory,
     )
 
 

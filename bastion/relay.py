@@ -48,6 +48,9 @@ _MAX_TERM = 10_000  # columns/rows beyond this are nonsense and refused
 EXIT_SUBSYSTEM_REFUSED = 1
 
 
+_DEADLINE_SLACK = 2.0  # seconds past the deadline before the monotonic bound steps in
+
+
 def _minutes(seconds: float) -> str:
     return f"{max(1, round(seconds / 60))} min" if seconds >= 90 else f"{max(0, int(seconds))} s"
 
@@ -312,7 +315,7 @@ class ChannelRelay:
         for data in early:
             self.agent_data(data)
         if self._agent_eof_pending:
-            chan.write_eof()
+            self.agent_eof()
         self._update_agent_reading()
 
     async def _hold(self, verdict: GateVerdict) -> bool:
@@ -373,8 +376,14 @@ class ChannelRelay:
             f" waiting up to {wait} for an operator at {where}\r\n".encode()
         )
         self.pending_approval = request.id
+        # The deadline is wall-clock time (shared with other processes); bound the wait by the
+        # monotonic clock too, so a wall clock set back cannot stretch it.
+        budget = max(request.expires_at - time.time(), 0.0) + _DEADLINE_SLACK
         try:
-            outcome = await broker.wait(request.id)  # cancelled (-> abandoned) if the agent leaves
+            outcome = await asyncio.wait_for(broker.wait(request.id), budget)
+        except TimeoutError:  # wait() was cancelled, which abandons the request
+            self.refuse(f"request {request.id} expired without a decision", EXIT_EXPIRED)
+            return False
         finally:
             self.pending_approval = None
         who = ", ".join(outcome.decided_by) or "an operator"
@@ -432,6 +441,11 @@ class ChannelRelay:
         self.upstream.write(data)
 
     def agent_eof(self) -> None:
+        if self.controller is not None:
+            # On a terminal, end of input is Ctrl-D, typed after everything before it; the
+            # controller delivers it in order (a raw EOF would overtake lines still being gated).
+            self.controller.agent_input(b"\x04")
+            return
         if self.upstream is not None and self._ready:
             self.upstream.write_eof()
         else:
@@ -572,8 +586,12 @@ class ChannelRelay:
 
     # -- ShellHost: what a shell controller may do ----------------------------------------------
     def send_to_target(self, data: bytes) -> None:
-        if self.upstream is not None and not self._finished:
+        if self.upstream is None or self._finished:
+            return
+        try:
             self.upstream.write(data)
+        except (BrokenPipeError, asyncssh.Error):
+            self.abort("the connection to the target was lost")
 
     def record_input(self, data: bytes) -> None:
         self._record(lambda s: s.input(data))

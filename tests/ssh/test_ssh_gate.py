@@ -94,8 +94,27 @@ def test_allowed_command_with_stdin(gated: RunningBastion, agent: Agent) -> None
     assert result.stdout == b"line one\nline two\n"
 
 
-def test_interactive_shell_refused_by_default(gated: RunningBastion, agent: Agent) -> None:
-    """Without line gating, a shell cannot be inspected, so it is refused with a clear line."""
+def test_interactive_shell_refused_when_configured(
+    tmp_path: Path, sshd: SshdTarget, ca: CertificateAuthority, agent: Agent
+) -> None:
+    """With `[gate] shells = "refuse"`, a shell is refused with a clear line."""
+    extra = f'[policy]\nfile = "{POLICY}"\n[gate]\nshells = "refuse"\n'
+    config = write_config(tmp_path, ca, target_block(sshd), extra=extra)
+    gated = start_bastion(config, build_runtime)
+    try:
+        _refused_shell(gated, agent)
+    finally:
+        gated.stop()
+
+
+def test_interactive_shell_is_line_gated_by_default(gated: RunningBastion, agent: Agent) -> None:
+    """By default a PTY shell runs with the bastion owning the line: allowed lines run, a
+    denied one never reaches the target (details: tests/interactive)."""
+    result = gated.ssh(agent, "web-01", None, "-tt", input=b"echo $((20+22))\nexit\n")
+    assert b"42" in result.stdout, result.stderr
+
+
+def _refused_shell(gated: RunningBastion, agent: Agent) -> None:
     result = gated.ssh(agent, "web-01", None, "-tt", input=b"echo should-not-run\nexit\n")
     assert result.returncode == 126
     assert b"interactive shells are not allowed on this bastion" in result.stderr

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import asyncssh
 import orjson
+import pytest
 from support.bastion import recorded_runtime, start_bastion, target_block, write_config
 
 from bastion.testing.certs import Agent, CertificateAuthority
@@ -97,14 +99,25 @@ async def test_pty_resize_is_recorded(
 def test_session_refused_when_recording_cannot_be_written(
     tmp_path: Path, sshd: SshdTarget, ca: CertificateAuthority, agent: Agent
 ) -> None:
-    """If the recorder cannot create its file, the channel is refused: nothing runs unrecorded."""
+    """A bastion that cannot create its recordings folder does not start; if the folder breaks
+    while it runs, new channels are refused: nothing runs unrecorded."""
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("a file where the recordings folder should be")
-    extra = f'[recording]\ndir = "{blocker}/recordings"\n'
+    bad_dir = tmp_path / "bad"
+    bad_dir.mkdir()
+    extra_bad = f'[recording]\ndir = "{blocker}/r"\n'
+    bad = write_config(bad_dir, ca, target_block(sshd), extra=extra_bad)
+    with pytest.raises(RuntimeError, match="cannot create the recordings folder"):
+        start_bastion(bad, recorded_runtime)
+
+    recordings = tmp_path / "recordings"
+    extra = f'[recording]\ndir = "{recordings}"\n'
     config = write_config(tmp_path, ca, target_block(sshd), extra=extra)
     marker = tmp_path / "ran"
     running = start_bastion(config, recorded_runtime)
     try:
+        shutil.rmtree(recordings)
+        recordings.write_text("the folder was replaced by a file")
         result = running.ssh(agent, "web-01", f"touch {marker}")
     finally:
         running.stop()
