@@ -59,6 +59,16 @@ def _known_hosts(
     return str(target.known_hosts)
 
 
+UPSTREAM_CIPHERS = [
+    "aes128-gcm@openssh.com",
+    "aes256-gcm@openssh.com",
+    "chacha20-poly1305@openssh.com",
+    "aes128-ctr",
+    "aes256-ctr",
+]
+UPSTREAM_WINDOW = 8 * 1024 * 1024
+UPSTREAM_PACKET = 256 * 1024
+
 Connector = Callable[[TargetConfig, str], Awaitable[asyncssh.SSHClientConnection]]
 
 
@@ -83,6 +93,12 @@ class UpstreamConnector:
                 preferred_auth=["publickey"],
                 keepalive_interval=30,
                 x509_trusted_certs=None,
+                # AES-GCM first: hardware-accelerated, cheaper per byte than asyncssh's default
+                # chacha20-poly1305 on the bastion's busiest hop (measured in bench/).
+                encryption_algs=UPSTREAM_CIPHERS,
+                # Larger windows and packets: fewer round trips and per-packet Python calls.
+                window=UPSTREAM_WINDOW,
+                max_pktsize=UPSTREAM_PACKET,
             )
         except asyncssh.HostKeyNotVerifiable:
             raise UpstreamError(
