@@ -259,18 +259,30 @@ class StreamMasker:
         return bytes(r.out), end
 
     def _block_end(self, vis: bytes, pos: int, end: int) -> int:
-        """Largest prefix of the complete lines [pos, end) with no line over the limit."""
+        """Largest prefix of the complete lines [pos, end) with no line over the limit.
+
+        A line longer than ``limit`` covers at least one multiple of ``limit`` (relative to the
+        first line end), so only the lines at those few sample points are measured: O(1)
+        Python work per block instead of a loop over every line.
+        """
         limit = self._max_line
         if len(self._ctx) + end - pos <= limit:
             return end
         first = next_line_end(vis, pos)
         if len(self._ctx) + first - pos > limit:
             return pos
-        p = first + 1
-        for line in vis[p:end].splitlines(keepends=True):
-            if len(line.rstrip(b"\r\n")) > limit:
-                return p
-            p += len(line)
+        # lines after the first start after vis[first] (a line end); end - 1 is a line end
+        q = first + limit
+        while q < end:
+            c = vis[q]
+            if c != 10 and c != 13:  # inside a line: measure it
+                start = max(vis.rfind(b"\n", first, q), vis.rfind(b"\r", first, q)) + 1
+                a = vis.find(b"\n", q, end)
+                b = vis.find(b"\r", q, end)
+                stop = b if a == -1 else a if b == -1 or a < b else b
+                if stop - start > limit:
+                    return start
+            q += limit
         return end
 
     def _cut(self, r: _Render, vis: bytes, pos: int) -> int:

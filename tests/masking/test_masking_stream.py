@@ -338,3 +338,32 @@ def test_flush_after_early_release_resets_hold_state(engine: str) -> None:
     m.flush()
     fresh = StreamMasker(engine=engine)
     assert m.feed(data[:10]) == fresh.feed(data[:10])
+
+
+def _block_end_reference(ctx_len: int, limit: int, vis: bytes, pos: int, end: int) -> int:
+    """The straightforward line-by-line definition of StreamMasker._block_end."""
+    p = pos
+    for i, line in enumerate(vis[pos:end].splitlines(keepends=True)):
+        if (ctx_len if i == 0 else 0) + len(line.rstrip(b"\r\n")) > limit:
+            return p
+        p += len(line)
+    return end
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    lines=st.lists(st.tuples(st.integers(0, 700), st.sampled_from([b"\n", b"\r", b"\r\n"])),
+                   min_size=1, max_size=12),
+    ctx_len=st.integers(0, 300),
+    lead=st.integers(0, 5),
+    tail=st.binary(max_size=40),
+)
+def test_block_end_matches_line_by_line(lines: list[tuple[int, bytes]], ctx_len: int,
+                                        lead: int, tail: bytes) -> None:
+    """The sampled long-line check in _block_end agrees with measuring every line."""
+    m = StreamMasker(engine="python", max_hold=256)
+    m._ctx = b"c" * ctx_len
+    body = b"".join(b"x" * n + nl for n, nl in lines)
+    vis = b"\n" * lead + body + tail.replace(b"\n", b"").replace(b"\r", b"")
+    pos, end = lead, lead + len(body)
+    assert m._block_end(vis, pos, end) == _block_end_reference(ctx_len, 256, vis, pos, end)
