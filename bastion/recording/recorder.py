@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import hashlib
 import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from bastion.recording import layout
 from bastion.recording.codec import (
@@ -31,6 +34,12 @@ from bastion.recording.seal import encode_record, sign_record
 DEFAULT_BUFFER = 64 * 1024
 _OPEN_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _MAX_DIM = 10_000
+# Hot path (one call per relayed chunk): the same bytes as codec.encode_event/chain_next,
+# without the intermediate calls and copies.
+_sha256 = hashlib.sha256
+_dumps = orjson.dumps
+_NEWLINE = orjson.OPT_APPEND_NEWLINE
+_utf8_decode = codecs.utf_8_decode
 
 
 @dataclass(frozen=True)
@@ -102,6 +111,7 @@ class Recorder:
         self._seal_fd = seal_fd
         self._key = key
         self._t0 = time.monotonic()
+        self._t0_ns = time.monotonic_ns()
         self._buffer = bytearray()
         self._buffer_limit = buffer_limit
         self._digest = chain_start(header)
@@ -109,10 +119,8 @@ class Recorder:
         self._bytes = len(header)
         self._signed: _Snapshot = (0, len(header), self._digest)
         self._dir_synced = False
-        self._decoders = {
-            "o": codecs.getincrementaldecoder("utf-8")("replace"),
-            "i": codecs.getincrementaldecoder("utf-8")("replace"),
-        }
+        # undecoded tail per stream: a multi-byte character split across chunks is held back
+        self._pending: dict[EventCode, bytes] = {"o": b"", "i": b""}
         self._lock = asyncio.Lock()
         self._error: RecordingError | None = None
         self._seal: SealInfo | None = None
@@ -216,11 +224,32 @@ class Recorder:
         return self._seal is not None or self._closing
 
     def _emit_bytes(self, code: EventCode, data: bytes) -> None:
-        self._check()
-        # The incremental decoder holds back a multi-byte character split across chunks.
-        text = self._decoders[code].decode(bytes(data))
-        if text:
-            self._emit(code, text)
+        if self._error is not None or self._seal is not None or self._closing:
+            self._check()
+        # Incremental UTF-8 decoding ("replace"): an incomplete character at the end of the
+        # chunk is held back until the next chunk completes it (or close() flushes it).
+        pending = self._pending[code]
+        if pending:
+            data = pending + data
+        text, used = _utf8_decode(data, "replace", False)
+        if used != len(data):
+            self._pending[code] = bytes(data[used:])
+        elif pending:
+            self._pending[code] = b""
+        if not text:
+            return
+        # == codec.encode_event(t, code, text) with t rounded to the microsecond
+        t = (time.monotonic_ns() - self._t0_ns + 500) // 1000 / 1e6
+        line = _dumps([t, code, text], option=_NEWLINE)
+        h = _sha256(self._digest)  # == codec.chain_next, without copying the line
+        h.update(line)
+        self._digest = h.digest()
+        self._events += 1
+        self._bytes += len(line)
+        buffer = self._buffer
+        buffer += line
+        if len(buffer) >= self._buffer_limit:
+            self._flush()
 
     def _emit(self, code: EventCode, text: str) -> None:
         self._check()
@@ -309,10 +338,12 @@ class Recorder:
                 return self._seal
             try:
                 self._check()
-                for code, decoder in self._decoders.items():
-                    rest = decoder.decode(b"", final=True)
-                    if rest:
-                        self._emit("o" if code == "o" else "i", rest)
+                for code, pending in self._pending.items():
+                    if pending:
+                        self._pending[code] = b""
+                        rest = _utf8_decode(pending, "replace", True)[0]
+                        if rest:
+                            self._emit(code, rest)
                 self._closing = True
                 snap = self._flush()
                 duration = time.monotonic() - self._t0

@@ -144,3 +144,38 @@ def test_group_readable_key_is_refused(tmp_path: Path) -> None:
     os.chmod(tmp_path / "recording_key", 0o640)
     with pytest.raises(RecordingError, match="chmod 600"):
         RecordingKey.load_or_create(tmp_path)
+
+
+async def test_chunked_output_decodes_like_an_incremental_utf8_decoder(tmp_path: Path) -> None:
+    """Any split of the byte stream (bytes, bytearray or memoryview chunks, invalid bytes,
+    a character cut at the very end) yields the text of codecs' incremental decoder, one
+    event per chunk that completes any text, with microsecond-rounded times."""
+    import codecs
+    import random
+
+    key = RecordingKey.generate()
+    data = "héllo € 😀 ok\r\n".encode() * 20 + b"\xff\xfe bad \xc3" + "end é".encode()[:-1]
+    rnd = random.Random(7)
+    rec = Recorder.create(root=tmp_path, session_id="split", channel=0, key=key)
+    ref = codecs.getincrementaldecoder("utf-8")("replace")
+    expected: list[str] = []
+    i = 0
+    while i < len(data):
+        n = rnd.randint(1, 9)
+        chunk = data[i:i + n]
+        i += n
+        wrapped = (bytes, bytearray, memoryview)[rnd.randrange(3)](chunk)
+        rec.output(wrapped)  # type: ignore[arg-type]
+        text = ref.decode(chunk)
+        if text:
+            expected.append(text)
+    rest = ref.decode(b"", final=True)
+    if rest:
+        expected.append(rest)
+    seal = await rec.close()
+    events = _lines(seal.path)[1:]
+    assert [e[2] for e in events] == expected  # type: ignore[index]
+    for e in events:
+        t = e[0]  # type: ignore[index]
+        assert isinstance(t, float | int) and round(t, 6) == t
+    assert verify_recording(seal.path, [key.public]).status == "intact"
