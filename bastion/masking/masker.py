@@ -193,9 +193,18 @@ class StreamMasker:
 
     def _run(self, raw: bytes, final: bool, idle: bool) -> bytes:
         if not (final or idle) and self._carry is None and b"\x1b" in raw:
-            head = self._coloured_lines(raw)
-            if head is not None:
-                return head[0] + self._run(raw[head[1]:], final, idle)
+            done: list[bytes] = []
+            while True:  # a chunk longer than max_line is taken a few lines at a time
+                head = self._coloured_lines(raw)
+                if head is None:
+                    break
+                done.append(head[0])
+                raw = raw[head[1]:]
+                if b"\x1b" not in raw:
+                    break
+            if done:
+                done.append(self._run(raw, final, idle))
+                return b"".join(done)
         tok = tokenize(raw, final, self._mask_payload) if b"\x1b" in raw else None
         vis = tok.vis if tok is not None else raw
         r = _Render(self, raw, tok, vis)
@@ -241,6 +250,9 @@ class StreamMasker:
         end = max(raw.rfind(b"\n"), raw.rfind(b"\r")) + 1
         if end == 0:
             return None
+        room = self._max_line - len(self._ctx)
+        if end > room > 0:  # stop at a line end that keeps the visible text within max_line
+            end = max(raw.rfind(b"\n", 0, room), raw.rfind(b"\r", 0, room)) + 1 or end
         head = raw[:end] if end < len(raw) else raw
         if _STRING_SEQ.search(head):
             return None

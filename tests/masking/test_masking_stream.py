@@ -9,7 +9,7 @@ import string
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from masking_corpus import B62, B64, Gen, build_corpus, leaked
+from masking_corpus import B62, B64, Gen, build_corpus, leaked, terminal_traffic
 
 from bastion.errors import BastionError
 from bastion.masking import StreamMasker
@@ -367,3 +367,17 @@ def test_block_end_matches_line_by_line(lines: list[tuple[int, bytes]], ctx_len:
     vis = b"\n" * lead + body + tail.replace(b"\n", b"").replace(b"\r", b"")
     pos, end = lead, lead + len(body)
     assert m._block_end(vis, pos, end) == _block_end_reference(ctx_len, 256, vis, pos, end)
+
+
+@pytest.mark.parametrize("max_hold", [256, 4096])
+def test_coloured_chunks_longer_than_max_hold_match_small_chunks(engine: str,
+                                                                 max_hold: int) -> None:
+    """Coloured output fed in chunks of several times max_hold (taken a few lines at a time
+    by the colour fast path) gives the same bytes as small chunks, secrets masked."""
+    data = terminal_traffic(3, 96 * 1024, secret_every=15, color=True)
+    small = _run(StreamMasker(engine=engine, max_hold=max_hold),
+                 [data[i:i + 97] for i in range(0, len(data), 97)])
+    big = _run(StreamMasker(engine=engine, max_hold=max_hold),
+               [data[i:i + 32768] for i in range(0, len(data), 32768)])
+    assert big == small
+    assert big != data  # secrets were masked
