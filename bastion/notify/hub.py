@@ -87,12 +87,17 @@ class NotifierHub:
         log.info("notify.started", extra={"ctx": {"notifiers": ",".join(self._queues)}})
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks.clear()
+        """Stop the workers (undelivered events are dropped) and close the notifiers."""
+        tasks, self._tasks = self._tasks, []
+        for _ in range(3):  # bounded: a task that ignores cancellation is left behind, logged
+            pending = [t for t in tasks if not t.done()]
+            if not pending:
+                break
+            for task in pending:
+                task.cancel()
+            await asyncio.wait(pending, timeout=2.0)
+        if left := [t for t in tasks if not t.done()]:
+            log.error("notify.stop_incomplete", extra={"ctx": {"tasks": len(left)}})
         for n in self.notifiers:
             with contextlib.suppress(Exception):
                 await n.close()
@@ -146,9 +151,10 @@ class NotifierHub:
         attempts = n.retries + 1
         for attempt in range(1, attempts + 1):
             try:
-                await asyncio.wait_for(n.deliver(event), n.timeout)
-            except asyncio.CancelledError:
-                raise
+                # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation
+                # that races with completion, and stop() would wait forever.
+                async with asyncio.timeout(n.timeout):
+                    await n.deliver(event)
             except TimeoutError:
                 error = f"no answer within {n.timeout:g}s"
             except DeliveryError as exc:
