@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -95,6 +96,16 @@ class HyperscanPrefilter:
         self._lengths = [len(k) for k in keywords]
         self._db = self._compile(keywords, hyperscan.HS_FLAG_SINGLEMATCH)
         self._db_all = self._compile(keywords, 0)
+        # Hyperscan scratch space must never be used by two threads at once, and a database's
+        # built-in scratch is shared: each thread gets its own (allocated on first use).
+        self._local = threading.local()
+
+    def _scratch(self) -> tuple[Any, Any]:
+        pair: tuple[Any, Any] | None = getattr(self._local, "scratch", None)
+        if pair is None:
+            pair = (self._hs.Scratch(self._db), self._hs.Scratch(self._db_all))
+            self._local.scratch = pair
+        return pair
 
     def _compile(self, keywords: Sequence[bytes], extra: int) -> Any:
         hs = self._hs
@@ -115,7 +126,7 @@ class HyperscanPrefilter:
             hits[idx] = end - lengths[idx]
 
         if text:
-            self._db.scan(text, match_event_handler=on_match)
+            self._db.scan(text, match_event_handler=on_match, scratch=self._scratch()[0])
         return hits
 
     def all_hits(self, text: bytes) -> list[tuple[int, int]]:
@@ -126,7 +137,7 @@ class HyperscanPrefilter:
             out.append((idx, end - lengths[idx]))
 
         if text:
-            self._db_all.scan(text, match_event_handler=on_match)
+            self._db_all.scan(text, match_event_handler=on_match, scratch=self._scratch()[1])
         return out
 
 
