@@ -161,6 +161,7 @@ class Receiver(_Server):
         self.hang = hang
         self.posts: list[tuple[bytes, dict[str, str]]] = []
         self.arrived = asyncio.Event()
+        self.release = asyncio.Event()  # ends hanging handlers (bounded teardown)
         self.app.router.add_post("/hook", self._hook)
 
     async def _hook(self, request: web.Request) -> web.Response:
@@ -168,8 +169,13 @@ class Receiver(_Server):
         self.posts.append((body, dict(request.headers)))
         self.arrived.set()
         if self.hang:
-            await asyncio.sleep(3600)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.release.wait(), 60)
         return web.Response(status=self.status, text="ok")
+
+    async def stop(self) -> None:
+        self.release.set()
+        await super().stop()
 
     async def wait(self, count: int = 1, within: float = 10.0) -> None:
         deadline = time.monotonic() + within
