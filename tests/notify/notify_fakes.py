@@ -13,10 +13,12 @@ import hashlib
 import hmac
 import secrets
 import string
+import threading
 import time
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 import orjson
@@ -25,6 +27,8 @@ from aiohttp import WSMsgType, web
 
 from bastion.approval import ApprovalBroker, ApprovalRequest, ApprovalsConfig
 from bastion.audit import AuditStore
+
+T = TypeVar("T")
 
 
 def fake_token(prefix: str) -> str:
@@ -274,3 +278,27 @@ def submission(view: dict[str, Any], user: str, code: str, reason: str = "") -> 
             },
         },
     }
+
+
+class Threaded:
+    """Runs a fake server on its own event loop thread (for tests whose bastion is a thread)."""
+
+    def __init__(self, make: Callable[[], _Server]) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._thread.start()
+        self.server = self.call(self._build(make))
+
+    @staticmethod
+    async def _build(make: Callable[[], _Server]) -> _Server:
+        server = make()
+        await server.start()
+        return server
+
+    def call(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(30)
+
+    def close(self) -> None:
+        self.call(self.server.stop())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
