@@ -11,7 +11,7 @@ cannot see is never let through by default).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -30,6 +30,7 @@ log = logging.getLogger("bastion.gate")
 class GateSettings:
     policy_file: Path
     shells: str  # "gate" | "refuse" | "allow"
+    shell_reviews: str = "hold"  # a review line typed in a gated shell: "hold" | "refuse"
 
 
 def gate_settings(config: Config) -> GateSettings:
@@ -43,7 +44,12 @@ def gate_settings(config: Config) -> GateSettings:
     shells = gate.get("shells", "gate")
     if shells not in ("gate", "refuse", "allow"):
         raise ConfigError(f"{config.path}: gate.shells", "expected 'gate', 'refuse' or 'allow'")
-    return GateSettings(policy_file=config.resolve(file), shells=shells)
+    shell_reviews = gate.get("shell_reviews", "hold")
+    if shell_reviews not in ("hold", "refuse"):
+        raise ConfigError(f"{config.path}: gate.shell_reviews", "expected 'hold' or 'refuse'")
+    return GateSettings(
+        policy_file=config.resolve(file), shells=shells, shell_reviews=shell_reviews
+    )
 
 
 class PolicyGate:
@@ -55,6 +61,17 @@ class PolicyGate:
         self.settings = settings
 
     async def check(self, session: SessionInfo, request: ChannelRequest) -> GateVerdict:
+        verdict = await self._check(session, request)
+        if (
+            verdict.action == "review"
+            and request.kind == "shell"
+            and request.command is not None
+            and self.settings.shell_reviews == "refuse"
+        ):
+            return replace(verdict, hold_mode="refuse")  # shown at the prompt, not held
+        return verdict
+
+    async def _check(self, session: SessionInfo, request: ChannelRequest) -> GateVerdict:
         from bastion.policy import Context
 
         if request.kind == "shell" and request.command is None:

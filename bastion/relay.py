@@ -16,7 +16,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, cast
 
 import asyncssh
@@ -46,6 +47,16 @@ log = logging.getLogger("bastion.relay")
 _ENV_ALLOWED = {"LANG", "TERM"}
 _MAX_TERM = 10_000  # columns/rows beyond this are nonsense and refused
 EXIT_SUBSYSTEM_REFUSED = 1
+
+
+@dataclass(frozen=True)
+class HoldResult:
+    """How a hold ended: approved (``message`` is the recording marker) or not (``message`` is
+    the one line the agent sees, ``status`` the exec exit status)."""
+
+    approved: bool
+    message: str
+    status: int = 0
 
 
 _DEADLINE_SLACK = 2.0  # seconds past the deadline before the monotonic bound steps in
@@ -319,16 +330,36 @@ class ChannelRelay:
         self._update_agent_reading()
 
     async def _hold(self, verdict: GateVerdict) -> bool:
-        """Hold a reviewed command for an operator; True once approved (it may run now)."""
+        """Hold a reviewed exec command for an operator; True once approved (it may run now)."""
+        result = await self._hold_for_approval(
+            verdict,
+            self.request.command or "",
+            lambda line: self.chan.write_stderr(f"bastion: {line}\r\n".encode()),
+        )
+        if result.approved:
+            self._hold_marker = result.message
+            return True
+        self.refuse(result.message, result.status)
+        return False
+
+    async def _hold_for_approval(
+        self, verdict: GateVerdict, command: str, tell: Callable[[str], None]
+    ) -> HoldResult:
+        """Submit ``command`` for approval and wait (or, in defer mode, return at once).
+
+        ``tell`` shows the agent one line naming the request id, the rule, how long it may
+        wait and where operators approve. An approval binds to the exact units, identity,
+        target and login; the broker refuses to reuse it for anything else.
+        """
         broker = self.runtime.approvals
         rules = ", ".join(verdict.rules) or "-"
         if broker is None:
-            self.refuse(
+            return HoldResult(
+                False,
                 f"held for review ({rules}): {verdict.message}; approvals are not enabled on"
                 " this bastion, so the command was not run",
                 EXIT_REVIEW_REFUSED,
             )
-            return False
         ident = self.session.identity
         mode = verdict.hold_mode or broker.config.mode
         if mode == "defer":
@@ -339,8 +370,7 @@ class ChannelRelay:
                 units=verdict.units,
             )
             if used is not None:
-                self._hold_marker = f"approval: {used} (deferred, used once)"
-                return True
+                return HoldResult(True, f"approval: {used} (deferred, used once)")
         request = await broker.submit(
             session_id=self.session.session_id,
             requester_key_id=ident.key_id,
@@ -349,7 +379,7 @@ class ChannelRelay:
             target=self.session.target,
             login=self.session.login,
             channel_kind=self.request.kind,
-            command=self.request.command or "",
+            command=command,
             units=verdict.units,
             rules=verdict.rules,
             approvers=verdict.approvers,
@@ -360,44 +390,45 @@ class ChannelRelay:
         where = (
             request.approve_url
             if self.runtime.http is not None
-            else (f"the bastion host: bastion approvals approve {request.id}")
+            else f"the bastion host: bastion approvals approve {request.id}"
         )
         if mode == "defer":
             valid = _minutes(broker.config.defer_validity)
-            self.refuse(
+            return HoldResult(
+                False,
                 f"held for review as {request.id} ({rules}): {verdict.message}; an operator"
                 f" approves at {where}; then run the same command again within {valid}",
                 EXIT_DEFERRED,
             )
-            return False
         wait = _minutes(request.expires_at - time.time())
-        self.chan.write_stderr(
-            f"bastion: held for review as {request.id} ({rules}): {verdict.message};"
-            f" waiting up to {wait} for an operator at {where}\r\n".encode()
+        tell(
+            f"held for review as {request.id} ({rules}): {verdict.message};"
+            f" waiting up to {wait} for an operator at {where}"
         )
         self.pending_approval = request.id
         # The deadline is wall-clock time (shared with other processes); bound the wait by the
         # monotonic clock too, so a wall clock set back cannot stretch it.
         budget = max(request.expires_at - time.time(), 0.0) + _DEADLINE_SLACK
+        expired = HoldResult(
+            False, f"request {request.id} expired without a decision", EXIT_EXPIRED
+        )
         try:
             outcome = await asyncio.wait_for(broker.wait(request.id), budget)
         except TimeoutError:  # wait() was cancelled, which abandons the request
-            self.refuse(f"request {request.id} expired without a decision", EXIT_EXPIRED)
-            return False
+            return expired
         finally:
             self.pending_approval = None
         who = ", ".join(outcome.decided_by) or "an operator"
         if outcome.state == "approved":
-            self._hold_marker = f"approval: {request.id} approved by {who}"
-            return True
+            return HoldResult(True, f"approval: {request.id} approved by {who}")
         if outcome.state == "expired":
-            self.refuse(f"request {request.id} expired without a decision", EXIT_EXPIRED)
-        else:
-            why = f": {outcome.reason}" if outcome.reason else ""
-            self.refuse(
-                f"request {request.id} was {outcome.state} by {who}{why}", EXIT_DENIED_BY_OPERATOR
-            )
-        return False
+            return expired
+        why = f": {outcome.reason}" if outcome.reason else ""
+        return HoldResult(
+            False,
+            f"request {request.id} was {outcome.state} by {who}{why}",
+            EXIT_DENIED_BY_OPERATOR,
+        )
 
     def refuse(self, message: str, status: int) -> None:
         """Explain on stderr in one line and end the channel; the target never saw anything."""
@@ -605,7 +636,16 @@ class ChannelRelay:
         )
         verdict = await self.runtime.gate.check(self.session, request)
         await self.runtime.command_decided(self.server, self.agent.channel_no, request, verdict)
-        return verdict
+        if verdict.action != "review" or verdict.hold_mode == "refuse":
+            return verdict  # the controller shows the refusal and restores the prompt
+        # A held shell line waits like an exec command; the terminal shows the request line.
+        result = await self._hold_for_approval(
+            verdict, line, lambda text: self.output_to_agent(f"\r\nbastion: {text}\r\n".encode())
+        )
+        if result.approved:
+            self.marker(result.message)
+            return replace(verdict, action="allow")
+        return replace(verdict, action="deny", message=result.message)
 
     def end(self, message: str) -> None:
         self.abort(message)

@@ -7,52 +7,21 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support.bastion import RunningBastion, start_bastion, target_block, write_config
+from interactive.gated import start_line_gated
+from support.bastion import RunningBastion
 
-from bastion.app import Runtime
-from bastion.config import Config
-from bastion.gate import build_gate
-from bastion.hooks import OutputFilter
-from bastion.interactive import controller_factory
-from bastion.masking import load_masking_config
-from bastion.recording import RecordingStore, parse_recording_config
 from bastion.testing.certs import CertificateAuthority
 from bastion.testing.sshd import SshdTarget
-
-POLICY = Path(__file__).resolve().parents[2] / "config" / "policy.toml"
-
-
-def line_gated_runtime(config: Config) -> Runtime:
-    """What build_runtime builds, plus the line-owning shell controller."""
-    rec = parse_recording_config(config.raw.get("recording", {}), config.base_dir,
-                                 config.state_dir)
-    masking = load_masking_config(config.raw.get("masking", {}), config.base_dir)
-
-    def output_filter(*, pty: bool) -> OutputFilter:
-        return masking.new_masker(pty)
-
-    return Runtime(
-        config=config,
-        gate=build_gate(config),
-        output_filter_factory=output_filter,
-        recordings=RecordingStore.from_config(rec),
-        audit_path=config.state_dir / "bastion.db",
-        shell_controller_factory=controller_factory(config),
-    )
-
-
-def start_line_gated(directory: Path, sshd: SshdTarget, ca: CertificateAuthority,
-                     extra: str = "") -> RunningBastion:
-    config = write_config(directory, ca, target_block(sshd),
-                          extra=f'[policy]\nfile = "{POLICY}"\n{extra}')
-    return start_bastion(config, line_gated_runtime)
 
 
 @pytest.fixture(scope="module")
 def gated_shell(
     tmp_path_factory: pytest.TempPathFactory, sshd: SshdTarget, ca: CertificateAuthority
 ) -> Iterator[RunningBastion]:
-    running = start_line_gated(tmp_path_factory.mktemp("ishell"), sshd, ca)
+    # Review lines are refused here so input-trick tests get their prompt back at once; the
+    # hold itself is tested with its own bastion (test_review_line_is_held_then_denied).
+    extra = '[gate]\nshell_reviews = "refuse"\n'
+    running = start_line_gated(tmp_path_factory.mktemp("ishell"), sshd, ca, extra)
     yield running
     running.stop()
 
@@ -66,5 +35,3 @@ def trace_dir() -> Iterator[Path]:
     for child in path.iterdir():
         child.unlink()
     path.rmdir()
-
-

@@ -22,13 +22,13 @@ class Term:
         self.proc = proc
         self.out = b""
 
-    async def read_until(self, pattern: bytes | re.Pattern[bytes], limit: float = 15,
-                         start: int = 0) -> bytes:
+    async def read_until(
+        self, pattern: bytes | re.Pattern[bytes], limit: float = 15, start: int = 0
+    ) -> bytes:
         async def loop() -> bytes:
             while True:
                 seen = self.out[start:]
-                if (pattern.search(seen) if isinstance(pattern, re.Pattern)
-                        else pattern in seen):
+                if pattern.search(seen) if isinstance(pattern, re.Pattern) else pattern in seen:
                     return seen
                 chunk = await self.proc.stdout.read(65536)
                 if not chunk:
@@ -55,20 +55,28 @@ class Term:
 
     async def rest(self, limit: float = 10) -> bytes:
         """Everything until the channel closes."""
+
         async def drain() -> None:
             while chunk := await self.proc.stdout.read(65536):
                 self.out += chunk
+
         await asyncio.wait_for(drain(), limit)
         return self.out
 
 
-async def open_term(bastion: RunningBastion, agent: Agent, size: tuple[int, int] = (200, 50)
-                    ) -> Term:
+async def open_term(
+    bastion: RunningBastion, agent: Agent, size: tuple[int, int] = (200, 50)
+) -> Term:
     key = asyncssh.read_private_key(str(agent.key))
     cert = asyncssh.read_certificate(str(agent.cert))
     conn = await asyncssh.connect(
-        "127.0.0.1", bastion.port, username="web-01", client_keys=[(key, cert)],
-        known_hosts=str(bastion.known_hosts), config=[], agent_path=None,
+        "127.0.0.1",
+        bastion.port,
+        username="web-01",
+        client_keys=[(key, cert)],
+        known_hosts=str(bastion.known_hosts),
+        config=[],
+        agent_path=None,
     )
     proc = await conn.create_process(term_type="xterm", term_size=size, encoding=None)
     term = Term(conn, proc)

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import re
+import subprocess
+import sys
 from pathlib import Path
 
-from interactive.ishell import Term, open_term
+from interactive.gated import start_line_gated
+from interactive.ishell import PROMPT, Term, open_term
 from support.bastion import RunningBastion
 
-from bastion.testing.certs import Agent
+from bastion.testing.certs import Agent, CertificateAuthority
+from bastion.testing.sshd import SshdTarget
 
 
 async def test_allowed_command_runs_and_output_is_clean(
@@ -44,10 +49,46 @@ async def test_denied_line_prints_one_line_and_prompt_comes_back(
     term.conn.close()
 
 
-async def test_review_line_is_refused_with_held_message(
+async def test_review_line_is_held_then_denied(
+    tmp_path: Path, sshd: SshdTarget, ca: CertificateAuthority, agent: Agent, trace_dir: Path
+) -> None:
+    """A review line is held with its request id in the terminal; once an operator denies it,
+    one line says so, the prompt returns and the shell's $? is unchanged."""
+    import pyotp
+
+    gated_shell = await asyncio.to_thread(start_line_gated, tmp_path, sshd, ca)
+    config = str(gated_shell.config.path)
+
+    def bastion(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "bastion.cli", *args, "--config", config],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+
+    term = await term_for(gated_shell, agent)
+    await term.run("false")
+    mark = term.type(f"az group delete -n rg --yes; touch {trace_dir}/held\r".encode())
+    held = await term.read_until(re.compile(rb"held for review as (\S+) "), start=mark)
+    request_id = re.search(rb"held for review as (\S+) ", held).group(1).decode()  # type: ignore[union-attr]
+    enrolled = await asyncio.to_thread(bastion, "operators", "add", "ishell-op", "--group", "sre")
+    code = pyotp.parse_uri(enrolled.stdout.splitlines()[0]).now()
+    denied = await asyncio.to_thread(
+        bastion, "approvals", "deny", request_id, "--operator", "ishell-op", "--totp", code
+    )
+    assert denied.returncode == 0, denied.stderr
+    out = await term.read_until(PROMPT, start=mark + len(held) - 1)
+    assert f"request {request_id} was denied by ishell-op".encode() in out
+    out = await term.run("echo status=$?")
+    assert b"status=1" in out
+    assert not (trace_dir / "held").exists()
+    term.conn.close()
+    await asyncio.to_thread(gated_shell.stop)
+
+
+async def test_refused_review_line_keeps_status(
     gated_shell: RunningBastion, agent: Agent, trace_dir: Path
 ) -> None:
-    """A review line is refused with `held for review`, and the shell's $? is unchanged."""
+    """With shell_reviews = "refuse", a review line is refused at once and $? is unchanged."""
     term = await term_for(gated_shell, agent)
     await term.run("false")
     out = await term.run(f"az group delete -n rg --yes; touch {trace_dir}/held")
@@ -136,7 +177,8 @@ async def test_bracketed_paste_with_a_destructive_second_line(
     """Every line of a paste is its own unit: the destructive second line is denied alone."""
     term = await term_for(gated_shell, agent)
     mark = term.type(
-        b"\x1b[200~" + f"touch {trace_dir}/first\nrm -rf ~; touch {trace_dir}/second\n".encode()
+        b"\x1b[200~"
+        + f"touch {trace_dir}/first\nrm -rf ~; touch {trace_dir}/second\n".encode()
         + b"\x1b[201~"
     )
     await term.read_until(b"denied by policy", start=mark)
@@ -228,8 +270,9 @@ async def test_resize_mid_line_and_a_10k_line(gated_shell: RunningBastion, agent
     term.conn.close()
 
 
-def test_real_openssh_client_under_a_pty(gated_shell: RunningBastion, agent: Agent,
-                                         trace_dir: Path) -> None:
+def test_real_openssh_client_under_a_pty(
+    gated_shell: RunningBastion, agent: Agent, trace_dir: Path
+) -> None:
     """The real ssh client (-tt, driven through a pseudo-terminal) gets a working gated shell."""
     import os
     import pty
@@ -258,7 +301,7 @@ def test_real_openssh_client_under_a_pty(gated_shell: RunningBastion, agent: Age
         read_until(b"$ ")
         os.write(fd, f"touch {trace_dir}/ok; echo real-$((6*7))\r".encode())
         read_until(b"real-42")
-        out = out[out.index(b"real-42"):]
+        out = out[out.index(b"real-42") :]
         read_until(b"$ ")
         os.write(fd, f"rm -rf ~; touch {trace_dir}/bad\r".encode())
         read_until(b"denied by policy")
@@ -272,11 +315,13 @@ def test_real_openssh_client_under_a_pty(gated_shell: RunningBastion, agent: Age
     assert b"\x1b]133" not in out
 
 
-def test_shell_without_a_terminal_is_refused(gated_shell: RunningBastion, agent: Agent,
-                                             trace_dir: Path) -> None:
+def test_shell_without_a_terminal_is_refused(
+    gated_shell: RunningBastion, agent: Agent, trace_dir: Path
+) -> None:
     """No PTY means no controller: the shell is refused and piped lines never run."""
-    result = gated_shell.ssh(agent, "web-01", None, "-T",
-                             input=f"touch {trace_dir}/nopty\n".encode())
+    result = gated_shell.ssh(
+        agent, "web-01", None, "-T", input=f"touch {trace_dir}/nopty\n".encode()
+    )
     assert result.returncode == 126
     assert b"not allowed without a terminal" in result.stderr
     assert not (trace_dir / "nopty").exists()

@@ -35,17 +35,25 @@ def merged(keys: list[Key]) -> list[Key]:
     return out
 
 
-SAMPLE = ("ls é€😀\t\x1b[A\x1bOB\x1b[3~\x1b.\x7f\x15\x1b[200~a\nb\x1b[201~\x1b]0;t\x07x\r"
-          ).encode()
+SAMPLE = ("ls é€😀\t\x1b[A\x1bOB\x1b[3~\x1b.\x7f\x15\x1b[200~a\nb\x1b[201~\x1b]0;t\x07x\r").encode()
 
 
 def test_tokenizer_same_keys_at_every_split() -> None:
     """Keys are identical however the input is split (UTF-8, CSI, SS3, OSC, paste)."""
     whole = merged(tokenize_split(SAMPLE, len(SAMPLE)))
     assert whole == [
-        Text("ls é€😀"), Control(9), Escape(b"\x1b[A"), Escape(b"\x1bOB"), Escape(b"\x1b[3~"),
-        Escape(b"\x1b."), Control(0x7F), Control(0x15), Paste(b"a\nb"),
-        Escape(b"\x1b]0;t\x07"), Text("x"), Control(13),
+        Text("ls é€😀"),
+        Control(9),
+        Escape(b"\x1b[A"),
+        Escape(b"\x1bOB"),
+        Escape(b"\x1b[3~"),
+        Escape(b"\x1b."),
+        Control(0x7F),
+        Control(0x15),
+        Paste(b"a\nb"),
+        Escape(b"\x1b]0;t\x07"),
+        Text("x"),
+        Control(13),
     ]
     for at in range(1, len(SAMPLE)):
         assert merged(tokenize_split(SAMPLE, at)) == whole, at
@@ -89,10 +97,21 @@ def markers_split(data: bytes, at: int) -> list[Any]:
 def test_marker_parser_every_split() -> None:
     """Markers are found and removed at every split point; foreign ones are marked invalid."""
     cmd = "echo 'a\nb'\t\\x"
-    data = (b"out\x1b[1m\x1b]0;title\x07" + f"\x1b]133;C;{NONCE};{escape(cmd)}\x07".encode()
-            + b"mid\x1b]133;A;fake\x07" + f"\x1b]133;D;{NONCE};0\x1b\\".encode() + b"end\x1b")
-    expect = [b"out\x1b[1m\x1b]0;title\x07", Marker("C", True, cmd), b"mid",
-              Marker("A", False, ""), Marker("D", True, "0"), b"end\x1b"]
+    data = (
+        b"out\x1b[1m\x1b]0;title\x07"
+        + f"\x1b]133;C;{NONCE};{escape(cmd)}\x07".encode()
+        + b"mid\x1b]133;A;fake\x07"
+        + f"\x1b]133;D;{NONCE};0\x1b\\".encode()
+        + b"end\x1b"
+    )
+    expect = [
+        b"out\x1b[1m\x1b]0;title\x07",
+        Marker("C", True, cmd),
+        b"mid",
+        Marker("A", False, ""),
+        Marker("D", True, "0"),
+        b"end\x1b",
+    ]
     for at in range(len(data) + 1):
         assert markers_split(data, at) == expect, at
     assert unescape(escape("\\n\n\x1b")) == "\\n\n\x1b"
@@ -161,8 +180,9 @@ def ready_core(config: InteractiveConfig | None = None) -> tuple[ShellCore, Fake
     core = ShellCore(fx, config or InteractiveConfig(), NONCE, ShellState())
     core.start()
     assert NONCE.encode() in fx.target  # the snippet carries the nonce
-    core.target_output(b"banner " + NONCE.encode() + mk("D", "0") + mk("A", "/home/u")
-                       + b"u$ " + mk("B"))
+    core.target_output(
+        b"banner " + NONCE.encode() + mk("D", "0") + mk("A", "/home/u") + b"u$ " + mk("B")
+    )
     assert core.state is State.AT_PROMPT and bytes(fx.agent) == b"u$ "
     assert core.shell.cwd == "/home/u"
     fx.target.clear()
@@ -178,8 +198,15 @@ def test_core_allowed_line_is_delivered_and_verified() -> None:
     assert fx.target == b""  # nothing reaches the target before the verdict
     core.decided(1, V("allow"))
     assert fx.target == b"\x15\x1b[200~echo hi\x1b[201~\r"
-    core.target_output(b"echo hi redraw\r\n" + mk("C", "echo hi") + b"hi\r\n" + mk("D", "0")
-                       + mk("A", "/tmp") + b"u$ " + mk("B"))
+    core.target_output(
+        b"echo hi redraw\r\n"
+        + mk("C", "echo hi")
+        + b"hi\r\n"
+        + mk("D", "0")
+        + mk("A", "/tmp")
+        + b"u$ "
+        + mk("B")
+    )
     assert not fx.ended
     assert fx.agent.endswith(b"hi\r\nu$ ") and b"redraw" not in fx.agent
     assert ("shell_command_finished", {"exit_status": 0}) in fx.audits
@@ -288,8 +315,9 @@ def test_shell_floor_names_programs_and_definitions() -> None:
 
 def test_interactive_config_validation(tmp_path: Any) -> None:
     """The [interactive] section is validated; unknown keys and bad values are errors."""
-    cfg = parse_interactive_config({"fallback": "review", "integration_timeout": "5s",
-                                    "passthrough": ["psql"]}, tmp_path)
+    cfg = parse_interactive_config(
+        {"fallback": "review", "integration_timeout": "5s", "passthrough": ["psql"]}, tmp_path
+    )
     assert cfg.fallback == "review" and cfg.integration_timeout == 5.0
     for bad in ({"fallback": "allow"}, {"typo": 1}, {"max_unit": 0}, {"passthrough": "psql"}):
         with pytest.raises(ConfigError):
