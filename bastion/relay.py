@@ -228,6 +228,7 @@ class ChannelRelay:
         self.bytes_out = 0
         self._ready = False
         self._upstream_writable = True
+        self._agent_writable = True
         self._agent_eof_pending = False
         self._early_input: list[bytes] = []
         self._early_size: tuple[int, int, int, int] | None = None
@@ -500,12 +501,20 @@ class ChannelRelay:
                 self.controller.resize(width, height)
 
     def set_agent_writable(self, writable: bool) -> None:
+        self._agent_writable = writable
         if self.upstream is None:
             return
         if writable:
             self.upstream.resume_reading()
+            if self.out_filter.pending or self.err_filter.pending:
+                self._arm_idle_release()
         else:
             self.upstream.pause_reading()
+            # A gap caused by a slow agent is not idle output: releasing a held tail early
+            # (which masks any cut-off token, fail closed) would only alter bulk data.
+            if self._idle_timer is not None:
+                self._idle_timer.cancel()
+                self._idle_timer = None
 
     def set_upstream_writable(self, writable: bool) -> None:
         self._upstream_writable = writable
@@ -530,7 +539,7 @@ class ChannelRelay:
         """Target output on its way to the agent: mask, record, send."""
         filt = self.err_filter if stderr else self.out_filter
         self._emit(filt.feed(data), stderr)
-        if filt.pending:
+        if filt.pending and self._agent_writable:
             self._arm_idle_release()
 
     def _emit(self, data: bytes, stderr: bool) -> None:
