@@ -19,7 +19,8 @@ class JsonPoster:
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=self.timeout),
+                # a backstop only: the hub bounds each attempt at exactly ``timeout``
+                timeout=aiohttp.ClientTimeout(total=self.timeout + 5),
                 headers={"User-Agent": USER_AGENT},
             )
         return self._session
@@ -36,7 +37,7 @@ class JsonPoster:
                     raise DeliveryError(f"{what} answered HTTP {response.status}")
                 await response.read()
         except TimeoutError:
-            raise DeliveryError(f"{what} did not answer within {self.timeout:g}s") from None
+            raise DeliveryError(f"{what} did not answer in time") from None
         except aiohttp.ClientError as exc:
             raise DeliveryError(f"{what} unreachable: {type(exc).__name__}") from None
 
