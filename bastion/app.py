@@ -45,6 +45,8 @@ from bastion.interactive import controller_factory
 from bastion.logs import ctx
 from bastion.masking import MaskingConfig, load_masking_config
 from bastion.model import ChannelRequest, SessionInfo
+from bastion.notify import NotifierHub, build_notifiers
+from bastion.notify import add_routes as add_notify_routes
 from bastion.ops.health import add_routes as add_health_routes
 from bastion.ops.health import standard_readiness
 from bastion.ops.limits import AuthFailureLimiter, ConnectionLimiter, Limits, parse_limits
@@ -111,6 +113,7 @@ class Runtime:
     http: HttpServer | None = None
     issuer: CertificateIssuer | None = None
     approvals: ApprovalBroker | None = None
+    notify: NotifierHub | None = None
     limits: Limits = field(default_factory=Limits)
     metrics: Metrics = field(default_factory=Metrics)
     notifier: Notifier = field(default_factory=Notifier)
@@ -144,6 +147,8 @@ class Runtime:
             approvals_config = parse_approvals_config(self.config.raw, self.config.base_dir)
             self.approvals = await ApprovalBroker.open(self.audit.db, self.audit, approvals_config)
             await self.approvals.abandon_orphans()  # their sessions died with the last process
+            self.notify = build_notifiers(self.config)
+            await self.notify.start(self.approvals)
             await self._start_identity_and_http()
 
     async def _start_identity_and_http(self) -> None:
@@ -167,6 +172,8 @@ class Runtime:
             add_certificate_routes(app, self.issuer)
         if self.approvals is not None:
             add_approval_routes(app, self.approvals)
+        if self.notify:
+            add_notify_routes(app, self.notify)
         recordings_dir = self.recordings.root if self.recordings else config.state_dir
         add_health_routes(
             app,
@@ -218,6 +225,8 @@ class Runtime:
         return True
 
     async def stop(self) -> None:
+        if self.notify is not None:
+            await self.notify.stop()
         if self.http is not None:
             await self.http.stop()
         if self.issuer is not None:
@@ -450,7 +459,7 @@ def build_reloadable(config: Config) -> Reloadable:
 
 
 # Settings bound at start (sockets, keys, files); a reload that changes them says so in the log.
-_RESTART_ONLY = ("server", "http", "recording", "ca")
+_RESTART_ONLY = ("server", "http", "recording", "ca", "notify")
 
 
 def build_runtime(config: Config) -> Runtime:

@@ -65,7 +65,7 @@ def http_settings(config: Config) -> HttpSettings:
 
 def http_wanted(config: Config) -> bool:
     """The HTTP server runs when configured, or when a feature that needs it is configured."""
-    return any(name in config.raw for name in ("http", "oidc", "approvals"))
+    return any(name in config.raw for name in ("http", "oidc", "approvals", "notify"))
 
 
 class HttpServer:

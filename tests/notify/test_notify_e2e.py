@@ -17,9 +17,7 @@ import pytest
 from notify_fakes import FakeSlack, Receiver, Threaded, button, fake_token, submission, write_secret
 from support.bastion import RunningBastion, start_bastion, target_block, write_config
 
-from bastion.app import Runtime, build_runtime
-from bastion.config import Config
-from bastion.notify import NotifierHub, build_notifiers
+from bastion.app import build_runtime
 from bastion.testing.certs import Agent, CertificateAuthority
 from bastion.testing.sshd import SshdTarget
 
@@ -43,29 +41,6 @@ subcommand = ["group delete"]
 approvers = ["sre"]
 timeout = "60s"
 """
-
-
-class NotifyRuntime(Runtime):
-    """build_runtime's Runtime plus the notifier hub (what the lead's wiring in app.py adds)."""
-
-    hub: NotifierHub | None = None
-
-    async def start(self) -> None:
-        await super().start()
-        assert self.approvals is not None
-        self.hub = build_notifiers(self.config)
-        await self.hub.start(self.approvals)
-
-    async def stop(self) -> None:
-        if self.hub is not None:
-            await self.hub.stop()
-        await super().stop()
-
-
-def notify_runtime(config: Config) -> Runtime:
-    runtime = build_runtime(config)
-    runtime.__class__ = NotifyRuntime
-    return runtime
 
 
 def cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -113,7 +88,7 @@ retries = 0
         out = cli(config, "operators", "add", name, "--group", "sre", "--slack-id", f"U0{name}")
         assert out.returncode == 0, out.stderr
         totp[name] = pyotp.parse_uri(out.stdout.splitlines()[0])
-    running = start_bastion(config, notify_runtime)
+    running = start_bastion(config, build_runtime)  # wires the notifier hub
     yield running, fake, config, totp
     running.stop()
     hanging.close()
