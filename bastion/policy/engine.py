@@ -130,8 +130,9 @@ class Policy:
         classes: list[frozenset[str]] = [
             self._classes(unit.argv[i], unit.static[i], login) for i in f.positionals
         ]
+        positional_at = frozenset(f.positionals)  # a set: argv may hold thousands of words
         for i, a in enumerate(unit.argv[1:], 1):
-            if a.startswith("-") or i in f.positionals:
+            if a.startswith("-") or i in positional_at:
                 value = a.partition("=")[2]
             else:
                 value = a.partition("=")[2] if "=" in a else ""
