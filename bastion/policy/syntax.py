@@ -20,6 +20,9 @@ _LANGUAGE = Language(tree_sitter_bash.language())
 _LOCAL = threading.local()
 
 MAX_UNITS = 64
+# Deeper nesting ($( $( ... ) ), ( ( ... ) ), $(( (( ... )) ))) is held for review instead of
+# walked: the walker recurses per level and would otherwise hit Python's recursion limit.
+MAX_NESTING = 64
 
 _WORD_TYPES = frozenset(
     {
@@ -108,6 +111,7 @@ class Walker:
         self.units: list[RawUnit] = []
         self.findings: list[tuple[Finding, str]] = []
         self._function_depth = 0
+        self._depth = 0  # statement/expression nesting, bounded so Python's stack never is
 
     # -- findings --------------------------------------------------------------------------
     def flag(self, rule: str, reason: str, node: Node | None, action: str = "review") -> None:
@@ -130,6 +134,16 @@ class Walker:
         self, node: Node, stdin: str | None = None, payload: str | None = None
     ) -> RawUnit | None:
         """Walk one statement; returns the raw unit when it is a simple command."""
+        if self._depth >= MAX_NESTING:
+            self.flag("too-complex", f"nested more than {MAX_NESTING} levels deep", None)
+            return None
+        self._depth += 1
+        try:
+            return self._statement(node, stdin, payload)
+        finally:
+            self._depth -= 1
+
+    def _statement(self, node: Node, stdin: str | None, payload: str | None) -> RawUnit | None:
         t = node.type
         if node.is_error or node.is_missing or t == "ERROR":
             self.flag("parse-error", "the line does not parse as shell", node)
@@ -379,6 +393,16 @@ class Walker:
     def scan_expression(self, node: Node) -> None:
         """Arithmetic and test expressions: find substitutions; quoted substitution syntax is
         evaluated by these builtins (e.g. ``[[ -v 'a[$(cmd)]' ]]``)."""
+        if self._depth >= MAX_NESTING:
+            self.flag("too-complex", f"nested more than {MAX_NESTING} levels deep", None)
+            return
+        self._depth += 1
+        try:
+            self._scan_expression(node)
+        finally:
+            self._depth -= 1
+
+    def _scan_expression(self, node: Node) -> None:
         for child in node.named_children:
             t = child.type
             if t in ("command_substitution", "process_substitution"):
