@@ -218,6 +218,7 @@ class Walker:
                 producer = self.statement(child, "pipe", static_stdout(producer))
 
     def redirected(self, node: Node, stdin: str | None, payload: str | None) -> RawUnit | None:
+        outer = (stdin, payload)
         body: Node | None = None
         redirects: list[Node] = []
         for child in node.named_children:
@@ -238,7 +239,7 @@ class Walker:
             else:
                 stdin, payload, more = self.heredoc(r)
                 continuations.extend(more)
-        unit = self.statement(body, stdin, payload) if body is not None else None
+        unit = self.redirect_body(body, (stdin, payload), outer) if body is not None else None
         for cont in continuations:
             if cont.type == "pipeline" and cont.children and cont.children[0].type in ("|", "|&"):
                 producer = unit
@@ -247,6 +248,29 @@ class Walker:
             else:
                 self.statement(cont)
         return unit
+
+    def redirect_body(
+        self, body: Node, own: tuple[str | None, str | None], outer: tuple[str | None, str | None]
+    ) -> RawUnit | None:
+        """tree-sitter hangs a here-document (and the ``| next`` after it) on a whole list or
+        pipeline (``a && cat <<EOF | sh``) where bash binds it to the last command only: give
+        that command the redirected stdin and return it as the producer of the continuation."""
+        kids = [c for c in body.named_children if c.type != "comment"]
+        if own == outer or body.type not in ("list", "pipeline") or len(kids) < 2:
+            return self.statement(body, *own)
+        if self._depth >= MAX_NESTING:
+            return self.statement(body, *own)  # flags too-complex
+        self._depth += 1
+        try:
+            producer: RawUnit | None = None
+            for i, child in enumerate(kids[:-1]):
+                if body.type == "list" or i == 0:
+                    producer = self.statement(child, *outer)
+                else:
+                    producer = self.statement(child, "pipe", static_stdout(producer))
+            return self.redirect_body(kids[-1], own, outer)
+        finally:
+            self._depth -= 1
 
     def file_redirect(self, node: Node) -> str:
         op = ""
