@@ -13,6 +13,9 @@ import unicodedata
 from bastion.policy.model import Finding
 
 MAX_LINE_BYTES = 16 * 1024
+# Longer lines are held for review without being parsed at all: parsing and walking are linear
+# but cost ~4 s per MiB, and a gate call must stay short (the bastion allows up to 1 MiB lines).
+MAX_PARSE_BYTES = 4 * MAX_LINE_BYTES
 
 # C0 controls except TAB and LF, DEL, and C1 controls.
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\x80-\x9f]")

@@ -77,6 +77,11 @@ class Policy:
         results: list[tuple[UnitDecision, Rule | None]] = []
         for f in chars.line_findings(line):
             results.append((UnitDecision((), f.action, f.rule, f.reason, _render(line)), None))
+        if len(line.encode("utf-8", "surrogatepass")) > chars.MAX_PARSE_BYTES:
+            results.append((UnitDecision((), "review", "too-long",
+                                         f"longer than {chars.MAX_PARSE_BYTES} bytes: not parsed",
+                                         _render(line[:200])), None))
+            return _combine(results)
         parsed = parse(line)
         for f, text in parsed.findings:
             results.append((UnitDecision((), f.action, f.rule, f.reason, text), None))

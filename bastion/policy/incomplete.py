@@ -12,6 +12,7 @@ import re
 
 from tree_sitter import Node
 
+from bastion.policy.chars import MAX_PARSE_BYTES
 from bastion.policy.syntax import _parser
 
 _HEREDOC = re.compile(r"<<-?\s*(?:'([^']*)'|\"([^\"]*)\"|\\?([A-Za-z0-9_]+))")
@@ -35,6 +36,8 @@ def _clean(source: str) -> bool:
 
 def is_incomplete(text: str) -> bool:
     """True when ``text`` needs more lines before it can run."""
+    if len(text.encode("utf-8", "surrogatepass")) > MAX_PARSE_BYTES:
+        return False  # too long to parse: the gate holds it for review as it is
     stripped = text.rstrip(" \t")
     trailing = len(stripped) - len(stripped.rstrip("\\"))
     if trailing % 2 == 1:
