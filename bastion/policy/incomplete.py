@@ -16,6 +16,7 @@ from bastion.policy.chars import MAX_PARSE_BYTES
 from bastion.policy.syntax import _parser
 
 _HEREDOC = re.compile(r"<<-?\s*(?:'([^']*)'|\"([^\"]*)\"|\\?([A-Za-z0-9_]+))")
+_PARSE_BUDGET = 48 * 1024  # bytes parsed while looking for a closing suffix
 _CLOSERS = ("'", '"', "`", ")", "}", "]]", " x", "\nfi", "\ndone", "\nesac", "\n}", "\n:\n}",
             "\n:", "))")
 
@@ -52,13 +53,17 @@ def is_incomplete(text: str) -> bool:
     if not _errors_reach_end(tree.root_node, len(body.encode("utf-8", "surrogatepass"))):
         return False
     closers = (*_CLOSERS, *delims)
-    for first in closers:
-        if _clean(text + first):
+    attempts = list(closers) + [a + b for a in closers for b in closers]
+    # Each attempt re-parses the whole text, and error recovery costs up to ~10 us a byte: cap
+    # the bytes parsed so a long broken line answers fast. Past the cap the line counts as
+    # complete, so the gate judges it as it is (a parse error holds it for review).
+    budget = _PARSE_BUDGET
+    for suffix in attempts:
+        budget -= len(data) + len(suffix)
+        if budget < 0:
+            return False
+        if _clean(text + suffix):
             return True
-    for first in closers:
-        for second in closers:
-            if _clean(text + first + second):
-                return True
     return False
 
 
