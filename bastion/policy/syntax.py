@@ -40,6 +40,7 @@ _ANSI_ESCAPE = re.compile(
     r"\\(x[0-9a-fA-F]{1,2}|u[0-9a-fA-F]{1,4}|U[0-9a-fA-F]{1,8}|[0-7]{1,3}|c.|.)", re.S
 )
 _BACKSLASH = re.compile(r"\\(.)", re.S)
+_BACKTICK_ESCAPE = re.compile(r"\\([\\$`])")
 _DQ_BACKSLASH = re.compile(r"\\([\\$`\"\n])")
 _GLOB_CHARS = frozenset("*?[")
 _ECHO_OPTION = re.compile(r"^-[neE]+$")
@@ -441,6 +442,26 @@ class Walker:
             else:
                 self.scan_expression(child)
 
+    def backticks(self, raw: str) -> None:
+        """Old-style `...` with backslashes: bash drops the backslash before $ ` and \\ and then
+        parses the body, so `echo \\`cmd\\`` runs cmd. tree-sitter keeps the escaped backticks
+        as word text; walk the unescaped body as a nested line instead."""
+        body = raw[1:-1] if len(raw) >= 2 and raw.endswith("`") else raw[1:]
+        inner = _BACKTICK_ESCAPE.sub(r"\1", body)
+        if self._depth >= MAX_NESTING:
+            self.flag("too-complex", f"nested more than {MAX_NESTING} levels deep", None)
+            return
+        tree = _parser().parse(inner.encode("utf-8", "surrogatepass"))
+        nested = Walker(inner)
+        nested._depth = self._depth + 1
+        nested._function_depth = self._function_depth
+        if tree.root_node.has_error:
+            nested.flag("parse-error", "the `...` substitution does not parse as shell", None)
+        nested.statement(tree.root_node)
+        for unit in nested.units:
+            self.add(unit)
+        self.findings.extend(nested.findings)
+
     # -- words -----------------------------------------------------------------------------
     def word(self, node: Node) -> Word:
         t = node.type
@@ -502,8 +523,12 @@ class Walker:
             self.scan_expression(node)
             return Word(_text(node), static=False)
         if t in ("command_substitution", "process_substitution"):
-            self.statements(node)
-            return Word(_text(node), static=False)
+            raw = _text(node)
+            if raw.startswith("`") and "\\" in raw:
+                self.backticks(raw)
+            else:
+                self.statements(node)
+            return Word(raw, static=False)
         if t == "arithmetic_expansion":
             if _text(node).startswith("$["):
                 self.flag("deferred-expansion", "obsolete $[ ] arithmetic", node)
