@@ -13,7 +13,7 @@ import re
 from tree_sitter import Node
 
 from bastion.policy.chars import MAX_PARSE_BYTES
-from bastion.policy.syntax import _parser
+from bastion.policy.syntax import _parser, parser_safe
 
 _HEREDOC = re.compile(r"<<-?\s*(?:'([^']*)'|\"([^\"]*)\"|\\?([A-Za-z0-9_]+))")
 _PARSE_BUDGET = 48 * 1024  # bytes parsed while looking for a closing suffix
@@ -39,6 +39,8 @@ def is_incomplete(text: str) -> bool:
     """True when ``text`` needs more lines before it can run."""
     if len(text.encode("utf-8", "surrogatepass")) > MAX_PARSE_BYTES:
         return False  # too long to parse: the gate holds it for review as it is
+    if not parser_safe(text):
+        return False  # never parsed (it could crash tree-sitter): the gate holds it for review
     stripped = text.rstrip(" \t")
     trailing = len(stripped) - len(stripped.rstrip("\\"))
     if trailing % 2 == 1:
