@@ -43,6 +43,7 @@ _BACKSLASH = re.compile(r"\\(.)", re.S)
 _BACKTICK_ESCAPE = re.compile(r"\\([\\$`])")
 _DQ_BACKSLASH = re.compile(r"\\([\\$`\"\n])")
 _GLOB_CHARS = frozenset("*?[")
+_TRANSPARENT = frozenset({"sudo", "command", "nohup", "nice", "time"})  # with no options
 _ECHO_OPTION = re.compile(r"^-[neE]+$")
 
 
@@ -562,8 +563,10 @@ def static_stdout(unit: RawUnit | None) -> str | None:
         return None
     if not all(w.static for w in unit.words):
         return None
-    name = unit.words[0].text
-    args = [w.text for w in unit.words[1:]]
+    words = [w.text for w in unit.words]
+    while len(words) > 1 and words[0] in _TRANSPARENT and not words[1].startswith("-"):
+        words = words[1:]  # `sudo cat <<EOF | sh` feeds sh what cat would
+    name, args = words[0], words[1:]
     if name == "echo" and not any(_ECHO_OPTION.match(a) for a in args):
         return " ".join(args) + "\n"
     if name == "printf" and len(args) == 1 and "%" not in args[0] and "\\" not in args[0]:

@@ -256,6 +256,8 @@ def test_heredoc_after_list_or_pipeline_still_feeds_the_shell() -> None:
         decision = _policy().decide(prefix + "cat <<'EOF' | bash" + body, CTX)
         assert decision.action == "deny", (prefix, decision.rules)
     assert _policy().decide("echo | bash <<EOF\nrm -rf ~\nEOF", CTX).action == "deny"
+    line = "true && sudo cat <<'EOF' | bash" + body  # sudo before the producer, too
+    assert _policy().decide(line, CTX).action == "deny"
 
 
 def test_backticks_with_escaped_inner_backticks_are_walked() -> None:
