@@ -78,6 +78,9 @@ def _read_records(
         for key in ("events", "bytes"):
             if not isinstance(record.get(key), int):
                 return records, f"seal file line {n}: {key} is not an integer"
+        if records and (record["type"] == "open" or any(r.get("sig") == record.get("sig")
+                                                         for r in records)):
+            return records, f"seal file line {n}: repeats an earlier record"
         if records:
             prev = records[-1]
             if prev["type"] == "seal":
