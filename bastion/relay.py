@@ -505,8 +505,10 @@ class ChannelRelay:
         if self.upstream is None:
             return
         if writable:
+            # resume_reading() delivers buffered output at once, which may fill the agent's
+            # buffer again: arm the idle release only if the agent is still writable after it.
             self.upstream.resume_reading()
-            if self.out_filter.pending or self.err_filter.pending:
+            if self._agent_writable and (self.out_filter.pending or self.err_filter.pending):
                 self._arm_idle_release()
         else:
             self.upstream.pause_reading()
