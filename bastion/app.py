@@ -12,10 +12,10 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import asyncssh
 from aiohttp import web
@@ -55,10 +55,11 @@ from bastion.ops.sdnotify import Notifier, watchdog_loop
 from bastion.recording import RecordingStore, parse_recording_config
 from bastion.sinks import RecordingSinkFactory
 from bastion.ssh.certcheck import TrustedCA
-from bastion.ssh.listen import start_listener
+from bastion.ssh.listen import Listener, start_listener
 from bastion.ssh.server import AgentServer
 from bastion.ssh.upstream import UpstreamConnector
 from bastion.tasks import drain_tasks, spawn
+from bastion.workers.ipc import Link, LinkClosed
 
 if TYPE_CHECKING:
     from bastion.relay import ChannelRelay
@@ -66,6 +67,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("bastion")
 
 SHUTDOWN_GRACE = 5.0
+
+Role = Literal["single", "supervisor", "worker"]
 
 
 class NullSink:
@@ -118,6 +121,10 @@ class Runtime:
     metrics: Metrics = field(default_factory=Metrics)
     notifier: Notifier = field(default_factory=Notifier)
     listening: bool = False
+    # "single": one process does everything; "supervisor": HTTP, notifiers and the shared limits
+    # for its workers (bastion/workers); "worker": SSH sessions, asking the supervisor via ``link``.
+    role: Role = "single"
+    link: Link | None = None
 
     def __post_init__(self) -> None:
         self.metrics.set_targets(self.config.targets)
@@ -140,15 +147,24 @@ class Runtime:
                 raise BastionError(
                     f"cannot create the recordings folder {self.recordings.root}: {exc.strerror}"
                 ) from None
-            await self.recordings.start()
-            self.sinks = RecordingSinkFactory(self.recordings, self.audit, self.input_masking)
+            if self.role != "supervisor":  # a supervisor relays no channel
+                await self.recordings.start()
+                self.sinks = RecordingSinkFactory(self.recordings, self.audit, self.input_masking)
         if self.audit_path is not None:  # the full bastion, not a bare relay under test
             assert self.audit is not None
             approvals_config = parse_approvals_config(self.config.raw, self.config.base_dir)
             self.approvals = await ApprovalBroker.open(self.audit.db, self.audit, approvals_config)
-            await self.approvals.abandon_orphans()  # their sessions died with the last process
-            self.notify = build_notifiers(self.config)
-            await self.notify.start(self.approvals)
+            if self.role == "worker":
+                # The supervisor notifies operators and abandons what a dead worker held.
+                link = self.link
+                if link is not None:
+                    self.approvals.add_listener(
+                        lambda event, req: link.event("approval", event, req.id)
+                    )
+            else:
+                await self.approvals.abandon_orphans()  # their sessions died with the last process
+                self.notify = build_notifiers(self.config)
+                await self.notify.start(self.approvals)
             await self._start_identity_and_http()
 
     async def _start_identity_and_http(self) -> None:
@@ -158,7 +174,7 @@ class Runtime:
         except StoreError as exc:
             raise BastionError(f"cannot open the revocation list: {exc}") from None
         self.is_revoked = self.revocations.is_revoked
-        if not http_wanted(config):
+        if self.role == "worker" or not http_wanted(config):
             return
         app = web.Application()
         if "oidc" in config.raw:
@@ -204,7 +220,8 @@ class Runtime:
             parts = await asyncio.to_thread(build_reloadable, load_config(path))
         except BastionError as exc:
             log.error("config.reload_failed", extra=ctx(path=str(path), reason=str(exc)))
-            self.audit_later("config_reload", None, ok=False, reason=str(exc))
+            if self.role != "worker":  # the supervisor writes the one row for the whole bastion
+                self.audit_later("config_reload", None, ok=False, reason=str(exc))
             self.notifier.ready(f"reload refused: {exc}")
             return False
         stale = [k for k in _RESTART_ONLY if parts.config.raw.get(k) != self.config.raw.get(k)]
@@ -220,7 +237,8 @@ class Runtime:
             extra=ctx(path=str(path), needs_restart=",".join(stale) or "-"),
         )
         self.metrics.set_targets(parts.config.targets)
-        self.audit_later("config_reload", None, ok=True, needs_restart=stale)
+        if self.role != "worker":
+            self.audit_later("config_reload", None, ok=True, needs_restart=stale)
         self.notifier.ready("configuration reloaded")
         return True
 
@@ -293,9 +311,9 @@ class Runtime:
         if server.session is None and server.refusals:
             # One failed login per connection that never authenticated: an agent whose client
             # offers a plain key before its certificate is not punished for it.
-            self.auth_limiter.failed(server.peer_ip, time.monotonic())
+            self.login_failed(server.peer_ip)
         if server.session is not None:
-            self.connections.close_session(server.session.identity.key_id)
+            self.release_session(server.session.identity.key_id)
             self.metrics.session_closed(server.session.target)
         if server.session is not None:
             self.audit_later(
@@ -310,13 +328,39 @@ class Runtime:
             self.drained.set()
         log.info("connection.close", extra=ctx(**server.log_context()))
 
-    def admit_session(self, server: AgentServer, key_id: str) -> bool:
+    # Sessions per identity and failed logins per address are counted for the whole bastion: a
+    # worker asks its supervisor, which holds the one count (and the refusal, if it cannot ask).
+    async def admit_session(self, server: AgentServer, key_id: str) -> bool:
         """Per-identity session cap, checked when a signed login would succeed."""
-        return self.connections.open_session(key_id)
+        if self.link is None:
+            return self.connections.open_session(key_id)
+        return await self._ask("admit_session", key_id)
 
-    def auth_allowed(self, server: AgentServer) -> bool:
+    def release_session(self, key_id: str) -> None:
+        if self.link is None:
+            self.connections.close_session(key_id)
+        else:
+            self.link.event("release_session", key_id)
+
+    async def auth_allowed(self, server: AgentServer) -> bool:
         """False while this source address is locked out after too many failed logins."""
-        return self.auth_limiter.allow(server.peer_ip, time.monotonic())
+        if self.link is None:
+            return self.auth_limiter.allow(server.peer_ip, time.monotonic())
+        return await self._ask("auth_allowed", server.peer_ip)
+
+    def login_failed(self, source: str) -> None:
+        if self.link is None:
+            self.auth_limiter.failed(source, time.monotonic())
+        else:
+            self.link.event("auth_failed", source)
+
+    async def _ask(self, op: str, *args: object) -> bool:
+        assert self.link is not None
+        try:
+            return bool(await self.link.call(op, *args))
+        except LinkClosed as exc:
+            log.error("workers.supervisor_unreachable", extra=ctx(op=op, error=str(exc)))
+            return False  # fail closed: no login the supervisor did not count
 
     def auth_succeeded(self, server: AgentServer) -> None:
         assert server.session is not None
@@ -462,12 +506,13 @@ def build_reloadable(config: Config) -> Reloadable:
 _RESTART_ONLY = ("server", "http", "recording", "ca", "notify")
 
 
-def build_runtime(config: Config) -> Runtime:
+def build_runtime(config: Config, role: Role = "single") -> Runtime:
     """Wire the components the config asks for. Gate, recording and audit are mandatory."""
     parts = build_reloadable(config)
     rec_section = config.raw.get("recording", {})
     rec_config = parse_recording_config(rec_section, config.base_dir, config.state_dir)
     return Runtime(
+        role=role,
         config=config,
         gate=parts.gate,
         output_filter_factory=parts.output_filter_factory,
@@ -484,6 +529,7 @@ async def serve(
     *,
     ready: Callable[[tuple[str, int]], None] | None = None,
     stop: asyncio.Event | None = None,
+    reuse_port: bool = False,
 ) -> None:
     """Listen until SIGTERM/SIGINT (or ``stop``), then close sessions with a notice."""
     config = runtime.config
@@ -491,17 +537,47 @@ async def serve(
     host_key = ensure_host_key(config.server.host_key)
     await runtime.start()
     try:
-        listener = await start_listener(runtime, host_key)
+        listener = await start_listener(runtime, host_key, reuse_port=reuse_port)
     except BaseException:
         await runtime.stop()
         raise
     stop = stop or asyncio.Event()
+    with handle_signals(stop, lambda: spawn(runtime.reload(), name="reload")):
+        address = listener.address
+        runtime.listening = True
+        log.info("listening", extra=ctx(address=f"{address[0]}:{address[1]}"))
+        runtime.notifier.ready(f"listening on {address[0]}:{address[1]}")
+        watchdog = spawn(watchdog_loop(runtime.notifier), name="watchdog")
+        if ready is not None:
+            ready(address)
+        try:
+            await stop.wait()
+        finally:
+            await _shut_down(runtime, listener, watchdog)
+
+
+async def _shut_down(runtime: Runtime, listener: Listener, watchdog: asyncio.Task[None]) -> None:
+    log.info("shutdown.begin", extra=ctx(sessions=len(runtime.servers)))
+    runtime.notifier.stopping()
+    runtime.listening = False
+    watchdog.cancel()
+    listener.close()
+    await shutdown_sessions(runtime)
+    await asyncio.sleep(0)  # let channel-close tasks (sealing, audit) start
+    await drain_tasks(SHUTDOWN_GRACE)
+    await runtime.stop()
+    log.info("shutdown.done")
+
+
+@contextlib.contextmanager
+def handle_signals(stop: asyncio.Event, reload: Callable[[], object]) -> Iterator[None]:
+    """SIGTERM/SIGINT set ``stop``, SIGHUP calls ``reload``, while the block runs."""
     loop = asyncio.get_running_loop()
     installed = []
     handlers: dict[signal.Signals, Callable[[], object]] = {
         signal.SIGTERM: stop.set,
         signal.SIGINT: stop.set,
-        signal.SIGHUP: lambda: spawn(runtime.reload(), name="reload"),
+        signal.SIGHUP: reload,
     }
     for sig, handler in handlers.items():
         try:
@@ -509,28 +585,11 @@ async def serve(
             installed.append(sig)
         except (NotImplementedError, RuntimeError, ValueError):
             pass  # not the main thread (tests) or no signals on this platform
-    address = listener.address
-    runtime.listening = True
-    log.info("listening", extra=ctx(address=f"{address[0]}:{address[1]}"))
-    runtime.notifier.ready(f"listening on {address[0]}:{address[1]}")
-    watchdog = spawn(watchdog_loop(runtime.notifier), name="watchdog")
-    if ready is not None:
-        ready(address)
     try:
-        await stop.wait()
+        yield
     finally:
         for sig in installed:
             loop.remove_signal_handler(sig)
-        log.info("shutdown.begin", extra=ctx(sessions=len(runtime.servers)))
-        runtime.notifier.stopping()
-        runtime.listening = False
-        watchdog.cancel()
-        listener.close()
-        await shutdown_sessions(runtime)
-        await asyncio.sleep(0)  # let channel-close tasks (sealing, audit) start
-        await drain_tasks(SHUTDOWN_GRACE)
-        await runtime.stop()
-        log.info("shutdown.done")
 
 
 async def shutdown_sessions(runtime: Runtime) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fnmatch
 import ipaddress
+import os
 import re
 import tomllib
 from collections.abc import Mapping, Sequence
@@ -57,6 +58,18 @@ def parse_hostport(value: object, where: str) -> tuple[str, int]:
     return host, port
 
 
+MAX_WORKERS = 64
+
+
+def default_workers() -> int:
+    """One worker per core this process may run on (``[server] workers`` when unset)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, MAX_WORKERS))
+
+
 @dataclass(frozen=True)
 class ServerConfig:
     host: str
@@ -65,6 +78,7 @@ class ServerConfig:
     state_dir: Path
     login_timeout: float = 30.0
     kex: str = "default"  # or "post-quantum-only" (needs OpenSSH >= 9.9 clients)
+    workers: int = 1  # SSH worker processes; a config file without the key gets one per core
 
 
 @dataclass(frozen=True)
@@ -263,7 +277,10 @@ def load_config(path: str | Path) -> Config:
         state_dir=(base / srv.string("state_dir", "state")).resolve(),
         login_timeout=srv.duration("login_timeout", "30s"),
         kex=srv.string("kex", "default"),
+        workers=srv.integer("workers", default_workers()),
     )
+    if not 1 <= server.workers <= MAX_WORKERS:
+        raise ConfigError(srv.key("workers"), f"expected an integer from 1 to {MAX_WORKERS}")
     if server.kex not in ("default", "post-quantum-only"):
         raise ConfigError(srv.key("kex"), "expected 'default' or 'post-quantum-only'")
 

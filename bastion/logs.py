@@ -14,6 +14,12 @@ from typing import Any
 import orjson
 
 _RESERVED = frozenset({"ts", "level", "logger", "event", "exc"})
+_process: dict[str, Any] = {}  # fields on every line of this process (a worker's number)
+
+
+def set_process_fields(**fields: Any) -> None:
+    """Add ``fields`` to every log line this process writes from now on."""
+    _process.update(fields)
 
 
 class _JsonFormatter(logging.Formatter):
@@ -23,6 +29,7 @@ class _JsonFormatter(logging.Formatter):
             "level": record.levelname.lower(),
             "logger": record.name,
             "event": record.getMessage(),
+            **_process,
         }
         ctx = getattr(record, "ctx", None)
         if isinstance(ctx, dict):
@@ -37,6 +44,7 @@ class _TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         stamp = time.strftime("%H:%M:%S", time.localtime(record.created))
         parts = [stamp, record.levelname.lower().ljust(7), record.getMessage()]
+        parts.extend(f"{k}={v}" for k, v in _process.items())
         ctx = getattr(record, "ctx", None)
         if isinstance(ctx, dict):
             parts.extend(f"{k}={_text_value(v)}" for k, v in ctx.items())

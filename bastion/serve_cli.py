@@ -18,6 +18,10 @@ def register(subparsers: Any) -> None:
     p.add_argument("--config", default=str(DEFAULT_CONFIG_PATH), help="path to bastion.toml")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.add_argument("--log-format", choices=["json", "text"], default=None)
+    # Set by the supervisor when it starts a worker process (bastion/workers).
+    p.add_argument("--worker-fd", type=int, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
+    p.add_argument("--worker-port", type=int, default=0, help=argparse.SUPPRESS)
     p.set_defaults(func=_serve)
 
 
@@ -25,7 +29,18 @@ def _serve(args: argparse.Namespace) -> int:
     setup_logging(
         args.log_level, json=None if args.log_format is None else args.log_format == "json"
     )
+    if args.worker_fd is not None:
+        from bastion.workers.worker import run_worker
+
+        return run_worker(args.config, args.worker_fd, args.worker_index, args.worker_port)
     config = load_config(args.config)
-    runtime = build_runtime(config)
-    asyncio.run(serve(runtime))
+    if config.server.workers > 1:
+        from bastion.workers.supervisor import supervise
+
+        passed = ["--config", args.config, "--log-level", args.log_level]
+        if args.log_format is not None:
+            passed += ["--log-format", args.log_format]
+        asyncio.run(supervise(config, passed))
+        return 0
+    asyncio.run(serve(build_runtime(config)))
     return 0

@@ -81,7 +81,11 @@ def server_options(
     )
 
 
-async def start_listener(runtime: Runtime, host_key: asyncssh.SSHKey) -> Listener:
+async def start_listener(
+    runtime: Runtime, host_key: asyncssh.SSHKey, *, reuse_port: bool = False
+) -> Listener:
+    """Listen on ``[server] listen``; workers share the port with ``reuse_port`` (SO_REUSEPORT:
+    the kernel spreads new connections over the workers' sockets)."""
     options = server_options(runtime, host_key)
     loop = asyncio.get_running_loop()
     cfg = runtime.config.server
@@ -91,6 +95,7 @@ async def start_listener(runtime: Runtime, host_key: asyncssh.SSHKey) -> Listene
             cfg.host,
             cfg.port,
             reuse_address=True,
+            reuse_port=reuse_port or None,
         )
     except OSError as exc:
         raise BastionError(f"cannot listen on {cfg.host}:{cfg.port}: {exc.strerror}") from None

@@ -56,6 +56,9 @@ class BastionConnection(asyncssh.SSHServerConnection):
         self, username: str, key_data: bytes, msg: bytes, signature: bytes
     ) -> bool:
         owner = cast("AgentServer", self._owner)
+        if not await owner.runtime.auth_allowed(owner):
+            owner.refuse_auth("too many failed logins from this address; try later")
+            return False
         identity = owner.check_userauth_key(username, key_data)
         if identity is None:
             return False
@@ -67,7 +70,7 @@ class BastionConnection(asyncssh.SSHServerConnection):
         except (asyncssh.KeyImportError, ValueError):
             ok = False
         if ok:
-            ok = owner.authenticated(identity)
+            ok = await owner.authenticated(identity)
         else:
             owner.refuse_auth("signature does not match the certificate key")
         return ok
@@ -134,10 +137,10 @@ class AgentServer(asyncssh.SSHServer):
         return False  # plain keys never log in; certificates go through check_userauth_key
 
     def check_userauth_key(self, username: str, key_data: bytes) -> Identity | None:
-        """Decide on the key offered in userauth; log and explain every refusal."""
+        """Decide on the key offered in userauth; log and explain every refusal.
+
+        The caller has already asked ``runtime.auth_allowed`` (the source is not locked out)."""
         try:
-            if not self.runtime.auth_allowed(self):
-                raise CertificateRefused("too many failed logins from this address; try later")
             alg_len = int.from_bytes(key_data[:4], "big")
             alg = key_data[4 : 4 + alg_len]
             if not alg.endswith(_CERT_SUFFIX):
@@ -179,10 +182,13 @@ class AgentServer(asyncssh.SSHServer):
                 + for_login
             )
 
-    def authenticated(self, identity: Identity) -> bool:
+    async def authenticated(self, identity: Identity) -> bool:
         assert self.requested is not None
-        if not self.runtime.admit_session(self, identity.key_id):
+        if not await self.runtime.admit_session(self, identity.key_id):
             self.refuse_auth("too many concurrent sessions for this identity")
+            return False
+        if not self.counted:  # the connection closed while its session was being admitted
+            self.runtime.release_session(identity.key_id)
             return False
         login, target_name = self.requested
         target = self.runtime.config.targets[target_name]

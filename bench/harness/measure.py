@@ -19,7 +19,7 @@ import asyncssh
 
 from bench.harness.clients import Clients, Opened
 from bench.harness.env import BenchEnv
-from bench.harness.procs import rss_kib, tree_pss_kib
+from bench.harness.procs import tree_pss_kib, tree_rss_kib
 
 _F_SETPIPE_SZ = 1031  # fcntl.F_SETPIPE_SZ (Linux)
 REAP_WAIT = 0.3  # let sshd's per-connection processes finish their last work
@@ -233,7 +233,7 @@ async def _idle_session(clients: Clients, path: str) -> tuple[Opened, object]:
 
 def _memory_kib(env: BenchEnv, path: str) -> int:
     if path == "bastion":
-        return rss_kib(env.bastion.pid)
+        return tree_rss_kib(env.bastion.pid)  # the supervisor and its workers
     return tree_pss_kib(env.server_pid(path))  # per-connection sshd processes (PSS)
 
 

@@ -52,6 +52,11 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
+def tree_rss_kib(pid: int) -> int:
+    """VmRSS of ``pid`` and its descendants (a bastion supervisor and its workers)."""
+    return sum(rss_kib(p) for p in (pid, *descendants(pid)))
+
+
 def pss_kib(pid: int) -> int:
     """Proportional set size in KiB (shared pages split between their users); 0 if gone."""
     try:
@@ -78,8 +83,9 @@ class CpuMeter:
     sshd does not account its per-connection processes to the master (their CPU never shows in
     the master's ``cutime``), so when we may, each server gets its own cgroup-v1 ``cpuacct``
     group, which counts every task in it including exited ones. Without one (not root, no v1
-    hierarchy) the meter falls back to the process's own and reaped children's time, which is
-    exact for the bastion (one process) and a lower bound for sshd (``exact`` says which).
+    hierarchy) the meter falls back to the live process tree's own and reaped children's time,
+    which is exact for the bastion (its workers live as long as it does) and a lower bound for
+    sshd (``exact`` says which).
     """
 
     def __init__(self, pid: int, name: str) -> None:
@@ -90,7 +96,8 @@ class CpuMeter:
             try:
                 group.mkdir(exist_ok=True)
                 self.group = group
-                (group / "cgroup.procs").write_text(f"{pid}\n")
+                for member in (pid, *descendants(pid)):  # a bastion's workers already run
+                    (group / "cgroup.procs").write_text(f"{member}\n")
             except OSError:
                 self.close()
 
@@ -101,7 +108,7 @@ class CpuMeter:
     def seconds(self) -> float:
         if self.group is not None:
             return int((self.group / "cpuacct.usage").read_text()) / 1e9
-        return cpu_seconds(self.pid)
+        return sum(cpu_seconds(p) for p in (self.pid, *descendants(self.pid)))
 
     def close(self) -> None:
         """Remove the group (once its processes have exited; a live one keeps it)."""

@@ -29,7 +29,8 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
 def test_sigkill_mid_session_leaves_a_verifiable_unsealed_recording(
     tmp_path: Path, sshd: SshdTarget, ca: CertificateAuthority, agent: Agent
 ) -> None:
-    """After `kill -9` of the bastion, the recording verifies up to the cut, flagged unsealed."""
+    """After `kill -9` of the bastion (every process: supervisor and workers, as the OOM killer or
+    systemd's final SIGKILL of the unit), the recording verifies up to the cut, flagged unsealed."""
     port = free_port()
     extra = f'[policy]\nfile = "{POLICY}"\n[recording]\nfsync_interval = "200ms"\n'
     config = write_config(tmp_path, ca, target_block(sshd), extra=extra)
@@ -37,6 +38,7 @@ def test_sigkill_mid_session_leaves_a_verifiable_unsealed_recording(
     server = subprocess.Popen(
         [sys.executable, "-m", "bastion.cli", "serve", "--config", str(config)],
         stderr=subprocess.DEVNULL,
+        start_new_session=True,  # its own process group, so one signal reaches every worker
     )
     try:
         wait_port(port, 30)
@@ -57,7 +59,7 @@ def test_sigkill_mid_session_leaves_a_verifiable_unsealed_recording(
         for _ in range(20):
             session.stdout.readline()
         time.sleep(0.6)  # a few periodic syncs (checkpoints) happen
-        os.kill(server.pid, signal.SIGKILL)
+        os.killpg(server.pid, signal.SIGKILL)
         server.wait(10)
         session.wait(10)
     finally:

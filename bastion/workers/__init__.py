@@ -1,0 +1,1 @@
+"""Several SSH worker processes behind one port (``[server] workers``); see supervisor.py."""
