@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "masking"))
 
+from bastion.config import MAX_WORKERS, default_workers  # noqa: E402
 from bench.harness import measure, micro, report  # noqa: E402
 from bench.harness.clients import Clients  # noqa: E402
 from bench.harness.env import CIPHERS, PATHS, BenchEnv, machine_facts, raise_nofile  # noqa: E402
@@ -144,7 +145,7 @@ def measure_all(env: BenchEnv, s: Settings) -> dict[str, Any]:
     return fig
 
 
-def parse(argv: list[str] | None) -> tuple[Settings, Path, bool]:
+def parse(argv: list[str] | None) -> tuple[Settings, Path, bool, int]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     mode = ap.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true", help="one run, small sizes (~1 min)")
@@ -154,7 +155,11 @@ def parse(argv: list[str] | None) -> tuple[Settings, Path, bool]:
     ap.add_argument("--out", type=Path, default=Path("/tmp/bastion-bench-results"),
                     help="where results.json and results.md go")  # fmt: skip
     ap.add_argument("--keep", action="store_true", help="keep the workspace (logs, recordings)")
+    ap.add_argument("--workers", type=int, metavar="N",
+                    help="[server] workers (default: one per core, as shipped)")  # fmt: skip
     args = ap.parse_args(argv)
+    if args.workers is not None and not 1 <= args.workers <= MAX_WORKERS:
+        ap.error(f"--workers must be between 1 and {MAX_WORKERS}")
     s = MODES["quick" if args.quick else "full" if args.full else "default"]
     if args.tiny:
         s = replace(s, mode=s.mode + "+tiny", **TINY)  # type: ignore[arg-type]
@@ -162,7 +167,7 @@ def parse(argv: list[str] | None) -> tuple[Settings, Path, bool]:
         if not 1 <= args.runs <= 50:
             ap.error("--runs must be between 1 and 50")
         s = replace(s, runs=args.runs)
-    return s, args.out, args.keep
+    return s, args.out, args.keep, args.workers or default_workers()
 
 
 def _terminate(signum: int, frame: object) -> None:
@@ -170,13 +175,13 @@ def _terminate(signum: int, frame: object) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    settings, out, keep = parse(argv)
+    settings, out, keep, workers = parse(argv)
     signal.signal(signal.SIGTERM, _terminate)
     raise_nofile()
     started = time.time()
     log(f"mode {settings.mode}: setting up target sshd, jump sshd and the bastion on 127.0.0.1")
     load_start = Path("/proc/loadavg").read_text().split()[:3]
-    env = BenchEnv.create()
+    env = BenchEnv.create(workers=workers)
     try:
         cpu_exact = all(m.exact for m in env.meters.values())
         figures = measure_all(env, settings)
@@ -189,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
             log(f"workspace kept: {env.root}")
     result: dict[str, Any] = {
         "machine": machine_facts(),
-        "settings": {**asdict(settings), "cpu_exact": cpu_exact},
+        "settings": {**asdict(settings), "cpu_exact": cpu_exact, "workers": workers},
         "figures": figures,
         "seconds": round(time.time() - started, 1),
         # Other work on the machine skews every figure: say how busy it was.

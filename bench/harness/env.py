@@ -58,16 +58,23 @@ class BastionProcess:
 
 
 def write_bastion_config(
-    directory: Path, ca: CertificateAuthority, target: SshdTarget, port: int, policy: Path
+    directory: Path,
+    ca: CertificateAuthority,
+    target: SshdTarget,
+    port: int,
+    policy: Path,
+    workers: int | None = None,
 ) -> Path:
-    """The bastion as shipped: policy gate, masking and recording at their defaults."""
+    """The bastion as shipped: policy gate, masking and recording at their defaults (and the
+    shipped number of worker processes, one per core, unless ``workers`` says otherwise)."""
     path = directory / "bastion.toml"
+    workers_line = "" if workers is None else f"workers = {workers}\n"
     path.write_text(
         f"""[server]
 listen = "127.0.0.1:{port}"
 host_key = "ssh_host_ed25519_key"
 state_dir = "state"
-
+{workers_line}
 [auth]
 trusted_user_ca_keys = ["{ca.public_key}"]
 max_cert_validity = "24h"
@@ -136,7 +143,7 @@ class BenchEnv:
             self.meters[path] = CpuMeter(self.server_pid(path), path)
 
     @classmethod
-    def create(cls, policy: Path = SHIPPED_POLICY) -> BenchEnv:
+    def create(cls, policy: Path = SHIPPED_POLICY, workers: int | None = None) -> BenchEnv:
         # World-readable: the target's login (azureuser when we are root) reads the data files.
         root = Path(tempfile.mkdtemp(prefix="bastion-bench-"))
         root.chmod(0o755)
@@ -153,7 +160,7 @@ class BenchEnv:
             raise
         try:
             port = free_port()
-            config = write_bastion_config(root, ca, target, port, policy)
+            config = write_bastion_config(root, ca, target, port, policy, workers)
             bastion = start_bastion(root, config, port)
         except BaseException:
             jump.stop()

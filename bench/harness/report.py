@@ -83,7 +83,8 @@ def markdown(result: dict[str, Any]) -> str:
         f"# Bastion benchmark ({s['mode']})",
         "",
         f"{m['nproc']} cores, {m['cpu']}, Linux {m['kernel']}, Python {m['python']}, "
-        f"{m['openssh']}, asyncssh {m['asyncssh']}. Medians of {s['runs']} interleaved runs; "
+        f"{m['openssh']}, asyncssh {m['asyncssh']}. Bastion with {s.get('workers', 1)} "
+        f"worker process(es). Medians of {s['runs']} interleaved runs; "
         f"CPU measured {'per cgroup (exact)' if s['cpu_exact'] else 'from /proc (lower bound for sshd)'}.",  # noqa: E501
         f"Load average (1/5/15 min) at start {' '.join(result['loadavg']['start'])}, "
         f"at end {' '.join(result['loadavg']['end'])}: anything well above 0 means other work "
