@@ -46,6 +46,13 @@ log = logging.getLogger("bastion.relay")
 # Only these client environment variables reach the target (LC_* by prefix).
 _ENV_ALLOWED = {"LANG", "TERM"}
 _MAX_TERM = 10_000  # columns/rows beyond this are nonsense and refused
+# Output arriving in chunks this large is streaming (a bulk transfer): a pause after one is
+# most likely the target or the machine being busy, not the end of the output, so the held
+# tail waits STREAMING_HOLD before the idle release masks a cut-off token in it. Under CPU
+# load, gaps of 5-20 ms between a target's packets are common; with the 5 ms hold alone, bulk
+# data (base64, hashes, logs) was altered at random packet boundaries.
+STREAMING_CHUNK = 4096
+STREAMING_HOLD = 0.1
 EXIT_SUBSYSTEM_REFUSED = 1
 
 
@@ -234,6 +241,8 @@ class ChannelRelay:
         self._early_size: tuple[int, int, int, int] | None = None
         self._finished = False
         self._idle_timer: asyncio.TimerHandle | None = None
+        self._idle_due = 0.0  # loop time at which held output is released
+        self._hold_timeout = max(self.out_filter.hold_timeout, self.err_filter.hold_timeout)
         self._setup: asyncio.Task[None] | None = None
         self.controller: ShellController | None = None  # owns the line of a gated PTY shell
         self.pending_approval: str | None = None  # request id while the command waits
@@ -542,7 +551,7 @@ class ChannelRelay:
         filt = self.err_filter if stderr else self.out_filter
         self._emit(filt.feed(data), stderr)
         if filt.pending and self._agent_writable:
-            self._arm_idle_release()
+            self._arm_idle_release(len(data) >= STREAMING_CHUNK)
 
     def _emit(self, data: bytes, stderr: bool) -> None:
         if not data or self._finished:
@@ -556,14 +565,21 @@ class ChannelRelay:
         else:
             self.chan.write(data)
 
-    def _arm_idle_release(self) -> None:
-        if self._idle_timer is not None:
-            self._idle_timer.cancel()
-        timeout = max(self.out_filter.hold_timeout, self.err_filter.hold_timeout)
+    def _arm_idle_release(self, streaming: bool = False) -> None:
+        """Extend the quiet period after which held output is released (never shorten it: a
+        small chunk right after a streaming one is still part of the stream). Called per
+        chunk, so it only moves a deadline; the timer re-arms itself when it fires early."""
+        delay = max(self._hold_timeout, STREAMING_HOLD) if streaming else self._hold_timeout
         loop = asyncio.get_running_loop()
-        self._idle_timer = loop.call_later(timeout, self._release_idle)
+        self._idle_due = max(self._idle_due, loop.time() + delay)
+        if self._idle_timer is None:
+            self._idle_timer = loop.call_at(self._idle_due, self._release_idle)
 
     def _release_idle(self) -> None:
+        loop = asyncio.get_running_loop()
+        if loop.time() < self._idle_due:  # output arrived since the timer was armed
+            self._idle_timer = loop.call_at(self._idle_due, self._release_idle)
+            return
         self._idle_timer = None
         self._emit(self.out_filter.release_idle(), False)
         self._emit(self.err_filter.release_idle(), True)

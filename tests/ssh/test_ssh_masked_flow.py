@@ -13,6 +13,7 @@ import asyncssh
 import pytest
 from support.bastion import recorded_runtime, start_bastion, target_block, write_config
 
+from bastion import relay
 from bastion.masking import StreamMasker
 from bastion.testing.certs import Agent, CertificateAuthority
 from bastion.testing.sshd import SshdTarget
@@ -96,3 +97,36 @@ async def test_slow_agent_gets_bulk_output_unaltered(
         running.stop()
     assert len(reader.data) == len(data)
     assert bytes(reader.data) == data
+
+
+def test_streaming_output_is_held_longer_than_a_prompt(
+    tmp_path: Path,
+    sshd: SshdTarget,
+    ca: CertificateAuthority,
+    agent: Agent,
+    token_file: tuple[Path, bytes],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A pause right after a large chunk (a busy target mid-transfer) does not release the
+    cut-off token at its end, so bulk data stays intact; after a small chunk the short hold
+    still applies and the cut-off token is released masked (fail closed)."""
+    monkeypatch.setattr(relay, "STREAMING_HOLD", 2.0)  # far beyond the pause below
+    source, data = token_file
+    cut = data.index(b" ", 64 * 1024) + 12  # inside a 32-character token after 64 KiB
+    assert data[cut - 11 : cut].isalnum()
+    config = write_config(tmp_path, ca, target_block(sshd))
+    running = start_bastion(config, recorded_runtime)
+    try:
+        bulk = running.ssh(
+            agent, "web-01", f"head -c {cut} {source}; sleep 0.3; tail -c +{cut + 1} {source}"
+        )
+        token = data[cut - 11 : cut + 21].decode()
+        small = running.ssh(
+            agent, "web-01", f"printf 'id {token[:11]}'; sleep 0.3; printf '{token[11:]}\\n'"
+        )
+    finally:
+        running.stop()
+    assert bulk.returncode == 0, bulk.stderr
+    assert bulk.stdout == data
+    assert small.returncode == 0, small.stderr
+    assert small.stdout.startswith(b"id [MASKED:held-fragment]"), small.stdout
