@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -35,6 +35,10 @@ METRIC_CALLS = frozenset(
     }
 )
 MAX_KEY = 4096  # longest key id / address accepted from a worker (certificate key ids are short)
+# Requests remembered per worker for abandoning at its death. A request decided in another
+# process may never be reported back, so the memory is bounded; the oldest are forgotten
+# first (by then long decided or expired; a forgotten one still pending expires at its deadline).
+MAX_WAITING = 10_000
 
 ApprovalListener = Callable[[str, str], Awaitable[None]]
 
@@ -55,7 +59,7 @@ class Coordinator:
         self.clock = clock
         self.on_approval: ApprovalListener | None = None
         self._held: dict[int, Counter[str]] = {}
-        self._waiting: dict[int, set[str]] = {}
+        self._waiting: dict[int, OrderedDict[str, None]] = {}
 
     def handler(self, worker: int) -> Callable[[str, list[Any]], Awaitable[Any]]:
         async def handle(op: str, args: list[Any]) -> Any:
@@ -100,7 +104,7 @@ class Coordinator:
         for key_id, count in self._held.pop(worker, Counter()).items():
             for _ in range(count):
                 self.sessions.close_session(key_id)
-        return self._waiting.pop(worker, set())
+        return set(self._waiting.pop(worker, ()))
 
     def _metric(self, name: str, args: list[Any]) -> None:
         if name not in METRIC_CALLS or not all(isinstance(a, str | int) for a in args):
@@ -108,11 +112,13 @@ class Coordinator:
         getattr(self.metrics, name)(*args)
 
     async def _approval(self, worker: int, event: str, request_id: str) -> None:
-        waiting = self._waiting.setdefault(worker, set())
+        waiting = self._waiting.setdefault(worker, OrderedDict())
         if event == "submitted":
-            waiting.add(request_id)
+            waiting[request_id] = None
+            while len(waiting) > MAX_WAITING:
+                waiting.popitem(last=False)
         elif event in ("approved", "denied", "expired", "abandoned", "used"):
-            waiting.discard(request_id)
+            waiting.pop(request_id, None)
         if self.on_approval is not None:
             await self.on_approval(event, request_id)
 

@@ -200,6 +200,9 @@ class WorkerPool:
             return
         for request_id in sorted(waiting):
             try:
+                request = await broker.get(request_id)
+                if request is None or request.mode != "wait":  # deferred: the agent comes back
+                    continue
                 await broker.abandon(request_id, "the bastion worker serving the agent stopped")
             except Exception as exc:  # logged; the request still expires at its deadline
                 log.error("worker.abandon_failed", extra=ctx(request=request_id, error=repr(exc)))
