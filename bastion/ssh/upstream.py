@@ -13,6 +13,7 @@ import asyncssh
 
 from bastion.config import TargetConfig
 from bastion.errors import BastionError
+from bastion.ssh.wire import skip_empty_ignores
 
 
 class UpstreamError(BastionError):
@@ -81,7 +82,7 @@ class UpstreamConnector:
     async def connect(self, target: TargetConfig, login: str) -> asyncssh.SSHClientConnection:
         keys = self._credentials.client_keys(target, login)
         try:
-            return await asyncssh.connect(
+            conn = await asyncssh.connect(
                 target.host,
                 target.port,
                 username=login,
@@ -115,3 +116,5 @@ class UpstreamConnector:
         except (OSError, asyncssh.Error) as exc:
             reason = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or str(exc)
             raise UpstreamError(f"target {target.name!r} is unreachable: {reason}") from None
+        skip_empty_ignores(conn)
+        return conn
