@@ -396,6 +396,15 @@ class Runtime:
         log.warning("refused", extra=ctx(**server.log_context(), what=what, detail=detail))
         self.audit_later("refusal", server, what=what, detail=detail)
 
+    def masked_line(self, line: str | None) -> str | None:
+        """A command line as the audit log keeps it: an agent can type a token into a command,
+        so it passes the same masker as target output (the gate saw the line unmasked)."""
+        if line is None:
+            return None
+        masker = self.output_filter_factory(pty=False)
+        data = line.encode("utf-8", "surrogateescape")
+        return (masker.feed(data) + masker.flush()).decode("utf-8", "replace")
+
     async def command_decided(
         self, server: AgentServer, channel_no: int, request: ChannelRequest, verdict: GateVerdict
     ) -> None:
@@ -406,7 +415,7 @@ class Runtime:
             server,
             channel=channel_no,
             channel_kind=request.kind,
-            command=request.command,
+            command=self.masked_line(request.command),
             decision=verdict.action,
             rules=list(verdict.rules),
             exit_status=verdict.exit_status if verdict.action != "allow" else None,

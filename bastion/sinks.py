@@ -99,6 +99,11 @@ class RecordingSinkFactory:
         env = {k: v for k, v in request.env.items() if k in ("TERM", "SHELL")}
         if request.term_type:
             env.setdefault("TERM", request.term_type)
+        command = request.command
+        if command is not None and self.input_masking is not None:  # the header is input too
+            header = self.input_masking.new_masker(False)
+            data = command.encode("utf-8", "surrogateescape")
+            command = (header.feed(data) + header.flush()).decode("utf-8", "replace")
         try:
             recorder = self.recordings.create(
                 session_id=session.session_id,
@@ -114,7 +119,7 @@ class RecordingSinkFactory:
                 },
                 width=width,
                 height=height,
-                command=request.command,
+                command=command,
                 env=env,
                 title=f"{ident.key_id} -> {session.login}@{session.target}",
             )
