@@ -90,6 +90,18 @@ class Detector:
         self.engine = self.prefilter.name if keywords else engine
         self._max_kw = max((len(k) for k in keywords), default=0)
         self._prefixes = {kw[:i] for kw in keywords for i in range(1, len(kw))}
+        # With look-back rules the trailing run of RUN_CHARS is held anyway, so of the keyword
+        # prefixes a line tail may end in only those with another character (a quote, a
+        # space) can hold more: one anchored regex finds the longest instead of a loop over
+        # every tail length (see hold_point).
+        special = sorted(
+            (p for p in self._prefixes if p == p.lower() and any(c not in RUN_CHARS for c in p)),
+            key=len, reverse=True,
+        )  # fmt: skip
+        self._special_tail = (
+            re.compile(b"(?:" + b"|".join(re.escape(p) for p in special) + rb")\Z", re.I)
+            if special else None
+        )  # fmt: skip
         self._max_lookback = max((r.lookback for r in self.rules), default=0)
         self._strong = [(kw, r.id) for r in self.rules if r.strong for kw in r.keywords]
         self._strong_prefixes = {kw[:i]: r.id for r in self.rules if r.strong
@@ -201,14 +213,18 @@ class Detector:
                 memo[1] = start + p - lb
         memo[0] = n
         k = min(n, memo[1])
-        if self._max_kw > 1:
+        if self._max_lookback:
+            k = min(k, len(text.rstrip(RUN_CHARS)))
+            if self._special_tail is not None:
+                m = self._special_tail.search(text, max(0, n - self._max_kw + 1))
+                if m is not None:
+                    k = min(k, m.start())
+        elif self._max_kw > 1:
             tail = text[-(self._max_kw - 1):].lower()
             for ln in range(len(tail), 0, -1):
                 if tail[-ln:] in self._prefixes:
                     k = min(k, n - ln)
                     break
-        if self._max_lookback:
-            k = min(k, len(text.rstrip(RUN_CHARS)))
         return max(k, released)
 
     def final_spans(self, st: StructState, text: bytes) -> list[Span]:

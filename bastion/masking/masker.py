@@ -173,7 +173,9 @@ class StreamMasker:
         if not data:
             return b""
         raw = self._raw + data if self._raw else bytes(data)
-        out = self._run(raw, final=False, idle=False)
+        out = self._plain(raw) if self._carry is None and b"\x1b" not in raw else None
+        if out is None:
+            out = self._run(raw, final=False, idle=False)
         if len(self._raw) > self._max_raw:  # bound memory even for escape-only floods
             out += self._run(self._raw, final=False, idle=True)
         return out
@@ -242,6 +244,44 @@ class StreamMasker:
         self._held_visible = pos < n
         self._raw = raw[r.finish():]
         return bytes(r.out)
+
+    def _plain(self, raw: bytes) -> bytes | None:
+        """Fast path of ``_run`` for a feed without escape sequences (most output): the same
+        result with a few slices instead of the render machinery; unmasked text goes out as
+        a slice of ``raw`` (no copy when all of it is released). Declines (None, nothing
+        changed) when a line is over the limit."""
+        n = len(raw)
+        last = max(raw.rfind(b"\n"), raw.rfind(b"\r"))
+        ctx = self._ctx
+        end = last + 1
+        limit = self._max_line
+        if (len(ctx) if end == 0 else 0) + n - end > limit:
+            return None  # the partial line is over the limit: _run cuts it
+        if end and len(ctx) + end > limit and self._block_end(raw, 0, end) != end:
+            return None
+        det = self._det
+        masked: bytes | None = None
+        if end:
+            text = ctx + raw[:end] if ctx else raw if end == n else raw[:end]
+            self._memo = [0, 1 << 62]
+            spans = det.spans(self._st, text)
+            if spans:
+                r = _Render(self, raw, None, raw)
+                self._emit_spans(r, 0, end, text, spans)
+                masked = bytes(r.out)
+            ctx = self._ctx = b""
+        pos = end
+        if end < n:  # the partial line: release what cannot start a secret
+            text = ctx + raw[end:] if ctx else raw[end:] if end else raw
+            k = det.hold_point(self._st, text, len(ctx), self._memo)
+            if k > len(ctx):
+                pos = end + k - len(ctx)
+                self._ctx = text[:k]
+        self._held_visible = pos < n
+        self._raw = raw[pos:] if pos < n else b""
+        if masked is None:
+            return raw if pos == n else raw[:pos]
+        return masked + raw[end:pos] if pos > end else masked
 
     def _coloured_lines(self, raw: bytes) -> tuple[bytes, int] | None:
         """Fast path for the complete lines of output whose only escapes are CSI/2-byte
