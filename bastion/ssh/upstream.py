@@ -67,6 +67,12 @@ UPSTREAM_CIPHERS = [
     "aes128-ctr",
     "aes256-ctr",
 ]
+# Only used with the CTR ciphers (AEAD ciphers carry their own tag): SHA-2, encrypt-then-MAC.
+UPSTREAM_MACS = [
+    "hmac-sha2-256-etm@openssh.com",
+    "hmac-sha2-512-etm@openssh.com",
+    "umac-128-etm@openssh.com",
+]
 UPSTREAM_WINDOW = 8 * 1024 * 1024
 UPSTREAM_PACKET = 256 * 1024
 
@@ -97,6 +103,7 @@ class UpstreamConnector:
                 # AES-GCM first: hardware-accelerated, cheaper per byte than asyncssh's default
                 # chacha20-poly1305 on the bastion's busiest hop (measured in bench/).
                 encryption_algs=UPSTREAM_CIPHERS,
+                mac_algs=UPSTREAM_MACS,
                 # Larger windows and packets: fewer round trips and per-packet Python calls.
                 window=UPSTREAM_WINDOW,
                 max_pktsize=UPSTREAM_PACKET,

@@ -113,3 +113,11 @@ def test_no_cbc_cipher_is_ever_negotiated() -> None:
     """The empty ignores only protect CBC modes, which neither side of the bastion offers."""
     for algs in (listen.ENCRYPTION_ALGS, upstream.UPSTREAM_CIPHERS):
         assert algs and not any("cbc" in alg.lower() for alg in algs), algs
+
+
+def test_upstream_offers_modern_algorithms_only() -> None:
+    """The bastion's hop to targets prefers AES-GCM and never offers SHA-1 or MD5 MACs."""
+    assert upstream.UPSTREAM_CIPHERS[0].startswith("aes128-gcm")
+    assert upstream.UPSTREAM_MACS
+    for mac in upstream.UPSTREAM_MACS:
+        assert "etm" in mac and "sha1" not in mac and "md5" not in mac, mac
