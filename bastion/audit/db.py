@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -18,6 +19,8 @@ from typing import Any
 import aiosqlite
 
 from bastion.audit.errors import AuditError
+
+_BUSY = ("SQLITE_BUSY", "SQLITE_BUSY_SNAPSHOT")
 
 _SCHEMA_TABLE = """
 CREATE TABLE IF NOT EXISTS schema_version (
@@ -45,9 +48,10 @@ def split_statements(script: str) -> list[str]:
 class Database:
     """One aiosqlite connection; ``transaction()`` serialises writers within this process."""
 
-    def __init__(self, conn: aiosqlite.Connection, path: Path) -> None:
+    def __init__(self, conn: aiosqlite.Connection, path: Path, busy_timeout: float = 15.0) -> None:
         self.conn = conn
         self.path = path
+        self.busy_timeout = busy_timeout
         self._lock = asyncio.Lock()
 
     @classmethod
@@ -70,7 +74,7 @@ class Database:
         except sqlite3.Error as exc:
             await conn.close()
             raise AuditError(f"cannot open database {path}: {exc}") from None
-        return cls(conn, path)
+        return cls(conn, path, busy_timeout)
 
     async def close(self) -> None:
         await self.conn.close()
@@ -79,13 +83,37 @@ class Database:
     async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
         """``BEGIN IMMEDIATE`` ... ``COMMIT`` (rolled back on error); takes the write lock first."""
         async with self._lock:
-            await self.conn.execute("BEGIN IMMEDIATE")
+            await self._begin()
             try:
                 yield self.conn
             except BaseException:
                 await self.conn.execute("ROLLBACK")
                 raise
             await self.conn.execute("COMMIT")
+
+    async def _begin(self) -> None:
+        """``BEGIN IMMEDIATE``, waiting out a stale read snapshot of this connection.
+
+        Another task of this process may be part-way through a SELECT on the shared connection;
+        its statement keeps a read transaction open. While it is open SQLite does not busy-wait
+        for the write lock (that could deadlock): it answers SQLITE_BUSY at once if another
+        process (a worker, the CLI) holds the lock, or SQLITE_BUSY_SNAPSHOT if one has
+        committed past the snapshot. Under load with several workers that failed audit writes
+        ("database is locked"). The SELECT ends within a few loop turns: retry until then,
+        within the busy timeout (a genuine busy wait uses it up, so that is not retried).
+        """
+        deadline = time.monotonic() + self.busy_timeout
+        delay = 0.002
+        while True:
+            try:
+                await self.conn.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as exc:
+                busy = getattr(exc, "sqlite_errorname", "") in _BUSY
+                if not busy or time.monotonic() >= deadline:
+                    raise
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.05)
 
     async def fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         try:
