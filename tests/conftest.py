@@ -39,7 +39,10 @@ def ca(session_dir: Path) -> CertificateAuthority:
 @pytest.fixture(scope="session")
 def agent(session_dir: Path, ca: CertificateAuthority) -> Agent:
     """An agent whose certificate carries the principal ``agents``."""
-    return Agent.create(session_dir / "agent", ca, principals="agents", key_id="ci-agent-1")
+    # Valid for the whole run: a slow CI machine must not see it expire mid-suite.
+    return Agent.create(
+        session_dir / "agent", ca, principals="agents", key_id="ci-agent-1", validity="-5m:+6h"
+    )
 
 
 @pytest.fixture
