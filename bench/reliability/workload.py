@@ -51,7 +51,7 @@ class Step:
 
 
 def plan(agent: int, commands: int, token: str) -> list[Step]:
-    """A fixed mix per agent: 2 held, 3 denied, the rest allowed (one prints a secret)."""
+    """A fixed mix; of 20: 2 held, 5 denied, 13 allowed (two print the generated token)."""
     steps = []
     for i in range(commands):
         tag = f"a{agent:03d}c{i:02d}"

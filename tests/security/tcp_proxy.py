@@ -8,7 +8,7 @@ host key changed). It listens on 127.0.0.1 and stops in ``close()``.
 from __future__ import annotations
 
 import contextlib
-import select
+import selectors
 import socket
 import struct
 import threading
@@ -73,12 +73,18 @@ class TcpProxy:
 
     def _pump(self, a: socket.socket, b: socket.socket) -> None:
         peer = {a: b, b: a}
+        # epoll, not select(): the test process may hold more than 1024 descriptors.
+        watch = selectors.DefaultSelector()
         try:
+            watch.register(a, selectors.EVENT_READ)
+            watch.register(b, selectors.EVENT_READ)
             while True:
-                ready, _, _ = select.select([a, b], [], [], 1.0)
+                ready = watch.select(1.0)
                 if self._closed or a.fileno() < 0 or b.fileno() < 0:
                     return
-                for sock in ready:
+                for key, _ in ready:
+                    sock = key.fileobj
+                    assert isinstance(sock, socket.socket)
                     data = sock.recv(65536)
                     if not data:
                         return
@@ -86,6 +92,7 @@ class TcpProxy:
         except (OSError, ValueError):
             return
         finally:
+            watch.close()
             with self._lock:
                 if (a, b) in self._pairs:
                     self._pairs.remove((a, b))
