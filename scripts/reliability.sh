@@ -5,7 +5,9 @@
 # Options go to the load script, e.g. --agents 50 --rounds 1. Results: $OUT (default a temp dir).
 set -uo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh test >/dev/null || { echo "setup failed" >&2; exit 1; }
+# The fault tests need the test system packages too (libfaketime for the clock jumps).
+BASTION_EXTRA_APT="${BASTION_EXTRA_APT:-} $(tr '\n' ' ' < scripts/test-apt-packages.txt)" \
+  bash scripts/setup.sh test >/dev/null || { echo "setup failed" >&2; exit 1; }
 OUT=${OUT:-$(mktemp -d /tmp/bastion-reliability-results-XXXXXX)}
 mkdir -p "$OUT"
 rm -f "$OUT/faults.jsonl"
