@@ -52,7 +52,7 @@ def test_target_drops_mid_transfer(
     running = start_bastion(config, recorded_runtime)
     try:
         proc = subprocess.Popen(
-            [*running.ssh_args(agent, "web-flaky"), "while true; do head -c 65536 /dev/zero; done"],
+            [*running.ssh_args(agent, "web-flaky"), "while head -c 65536 /dev/zero; do :; done"],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
         )

@@ -125,7 +125,7 @@ def test_target_tcp_connection_cut_mid_transfer(
     )  # fmt: skip
     running = start_bastion(config, recorded_runtime)
     steady = Steady(running, agent, "web-01")
-    stream_cmd = "while true; do head -c 65536 /dev/zero; done"
+    stream_cmd = "while head -c 65536 /dev/zero; do :; done"
     try:
         steady.echo("before the cut")
         stream = subprocess.Popen(
