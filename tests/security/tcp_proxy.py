@@ -21,6 +21,7 @@ class TcpProxy:
         self.port = int(self.listener.getsockname()[1])
         self.accepted = 0
         self.errors: list[str] = []  # why a connection could not be forwarded
+        self.log: list[str] = []  # one line per forwarded connection (for failure messages)
         self._pairs: list[tuple[socket.socket, socket.socket]] = []
         self._lock = threading.Lock()
         self._closed = False
@@ -68,11 +69,14 @@ class TcpProxy:
             with self._lock:
                 self._pairs.append((client, upstream))
             threading.Thread(
-                target=self._pump, args=(client, upstream), name="tcp-proxy-pump", daemon=True
-            ).start()
+                target=self._pump, args=(client, upstream, self.upstream_port),
+                name="tcp-proxy-pump", daemon=True,
+            ).start()  # fmt: skip
 
-    def _pump(self, a: socket.socket, b: socket.socket) -> None:
+    def _pump(self, a: socket.socket, b: socket.socket, port: int) -> None:
         peer = {a: b, b: a}
+        moved = {a: 0, b: 0}
+        how = "closed by the proxy"
         # epoll, not select(): the test process may hold more than 1024 descriptors.
         watch = selectors.DefaultSelector()
         try:
@@ -87,11 +91,15 @@ class TcpProxy:
                     assert isinstance(sock, socket.socket)
                     data = sock.recv(65536)
                     if not data:
+                        how = f"EOF from {'agent side' if sock is a else 'target side'}"
                         return
                     peer[sock].sendall(data)
-        except (OSError, ValueError):
+                    moved[sock] += len(data)
+        except (OSError, ValueError) as exc:
+            how = f"{type(exc).__name__}: {exc}"
             return
         finally:
+            self.log.append(f"to port {port}: {moved[a]} bytes in, {moved[b]} out, {how}")
             watch.close()
             with self._lock:
                 if (a, b) in self._pairs:

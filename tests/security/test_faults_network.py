@@ -204,10 +204,21 @@ def test_target_host_key_changes(
         before.echo("pinned key")
         other.echo("pinned key")
         proxy.retarget(imposter.port)
-        refused = running.ssh(agent, "web-moved", probe)
-        assert refused.returncode == 255
-        (line,) = refused.stderr.strip().splitlines()
-        assert proxy.errors == [], (proxy.errors, line)
+        # Rarely (about 1 run in 8 on the loaded CI machine) the bastion's connection is reset
+        # before the proxy has forwarded it anywhere: the session still fails closed
+        # ("unreachable"), but the host key was never seen. Such an attempt is retried; the
+        # fault is the attempt the proxy did forward to the imposter.
+        attempts = 0
+        for _attempt in range(3):
+            attempts += 1
+            forwarded = proxy.accepted
+            refused = running.ssh(agent, "web-moved", probe)
+            assert refused.returncode == 255
+            (line,) = refused.stderr.strip().splitlines()
+            assert proxy.errors == [], (proxy.errors, line)
+            if proxy.accepted > forwarded or b"pinned key" in line:
+                break
+            assert line.startswith(b"bastion: target 'web-moved' is unreachable: "), line
         assert line == (
             b"bastion: the host key of target 'web-moved' does not match the pinned key; refusing"
         )
@@ -222,7 +233,7 @@ def test_target_host_key_changes(
         running.stop()
         proxy.close()
         imposter.stop()
-    figures = nothing_lost(config, ["cat", "cat", probe])
+    figures = nothing_lost(config, ["cat", "cat"] + [probe] * attempts)
     report("target host key changed", other_session_echoes=before.echoes + other.echoes,
            affected=line.decode(), **figures)  # fmt: skip
 
