@@ -26,7 +26,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -269,7 +269,8 @@ async def supervise(config: Config, serve_args: Sequence[str]) -> None:
 
     try:
         with handle_signals(stop, lambda: spawn(reload(), name="reload")):
-            await pool.start()
+            if not await _until_stopped(pool.start(), stop):
+                return  # stopped while the workers were starting
             address = f"{config.server.host}:{port}"
             log.info("listening", extra=ctx(address=address, workers=count, pids=pool.pids))
             runtime.notifier.ready(f"listening on {address} with {count} workers")
@@ -287,3 +288,20 @@ async def supervise(config: Config, serve_args: Sequence[str]) -> None:
         await drain_tasks(SHUTDOWN_GRACE)
         await runtime.stop()
         log.info("shutdown.done")
+
+
+async def _until_stopped(work: Coroutine[Any, Any, None], stop: asyncio.Event) -> bool:
+    """Run ``work`` unless ``stop`` is set first (then cancel it); True if it finished."""
+    task = asyncio.ensure_future(work)
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+    if not task.done():
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        return False
+    task.result()  # raises what starting raised (a worker that could not start)
+    return True

@@ -12,6 +12,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -247,3 +248,35 @@ def test_workers_stop_with_their_supervisor(serve: Callable[..., ServeProcess]) 
     while any(alive(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not any(alive(p) for p in pids), served.tail()
+
+
+def test_sigterm_while_workers_start_stops_everything(
+    tmp_path: Path, ca: CertificateAuthority, sshd: SshdTarget
+) -> None:
+    """A stop during start-up is not held up by workers still loading (nor leaves them behind)."""
+    (tmp_path / "policy.toml").write_text(TEST_POLICY.format(everyday="allow"))
+    config = write_config(
+        tmp_path, ca, target_block(sshd), extra='[policy]\nfile = "policy.toml"\n'
+    )
+    config.write_text(
+        config.read_text().replace('state_dir = "state"', 'state_dir = "state"\nworkers = 2')
+    )
+    log = tmp_path / "serve.log"
+    with log.open("wb") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bastion.cli", "serve", "--config", str(config)], stderr=err
+        )
+    served = ServeProcess(config, proc, log)
+    try:
+        served.wait_event("worker.started", worker=2)  # workers are loading, none listens yet
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+        pids = list(served.worker_pids().values())
+        deadline = time.monotonic() + 30
+        while any(alive(p) for p in pids) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert pids and not any(alive(p) for p in pids), served.tail()
+        assert not served.events("listening", worker=None)  # it never waited for them to listen
+    finally:
+        if proc.poll() is None:
+            served.kill()
