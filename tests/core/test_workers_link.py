@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from pathlib import Path
 from typing import Any
 
 import pytest
+from support.bastion import bare_runtime, target_block, write_config
 
+from bastion.config import load_config
 from bastion.ops.limits import Limits
 from bastion.ops.metrics import Metrics
+from bastion.ssh.server import AgentServer
+from bastion.testing.certs import CertificateAuthority
+from bastion.testing.sshd import SshdTarget
 from bastion.workers import coordinator as coordinator_module
 from bastion.workers.coordinator import Coordinator, RemoteMetrics
 from bastion.workers.ipc import MAX_LINE, Link, LinkClosed
@@ -169,3 +175,20 @@ async def test_remote_metrics_send_events() -> None:
     worker.close()
     await asyncio.wait_for(serving, 5)
     reading.cancel()
+
+
+async def test_a_worker_refuses_logins_when_its_supervisor_is_gone(
+    tmp_path: Path, ca: CertificateAuthority, sshd: SshdTarget
+) -> None:
+    """No session or login is admitted that the supervisor did not count (fail closed)."""
+    runtime = bare_runtime(load_config(write_config(tmp_path, ca, target_block(sshd))))
+    ours, theirs = socket.socketpair()
+    runtime.link = await Link.from_socket(ours)
+    reading = asyncio.create_task(runtime.link.serve())
+    theirs.close()  # the supervisor died
+    await asyncio.wait_for(reading, 5)
+    server = AgentServer(runtime)
+    server.peer_ip = "127.0.0.1"
+    assert await runtime.admit_session(server, "agent@test") is False
+    assert await runtime.auth_allowed(server) is False
+    assert runtime.connections.sessions("agent@test") == 0  # nothing counted locally either
