@@ -64,9 +64,11 @@ def write_bastion_config(
     port: int,
     policy: Path,
     workers: int | None = None,
+    extra: str = "",
 ) -> Path:
     """The bastion as shipped: policy gate, masking and recording at their defaults (and the
-    shipped number of worker processes, one per core, unless ``workers`` says otherwise)."""
+    shipped number of worker processes, one per core, unless ``workers`` says otherwise);
+    ``extra`` adds TOML sections (the reliability load's HTTP server and approvals)."""
     path = directory / "bastion.toml"
     workers_line = "" if workers is None else f"workers = {workers}\n"
     path.write_text(
@@ -81,9 +83,10 @@ max_cert_validity = "24h"
 
 [policy]
 file = "{policy}"
-
-# The benchmark holds up to 1000 sessions of one certificate and opens 50 streams at once;
-# the shipped per-identity cap (8) would refuse them. Every guardrail stays on.
+{extra}
+# The benchmark holds up to 1000 sessions of one certificate and opens 50 streams at once, the
+# reliability load 200 agents from one address; the shipped caps (256 connections, 8 sessions
+# per identity) would refuse them. Every guardrail stays on.
 [limits]
 max_connections = 5000
 max_sessions_per_identity = 5000

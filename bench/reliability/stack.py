@@ -21,10 +21,10 @@ from pathlib import Path
 
 from bastion.testing.certs import CertificateAuthority, keygen
 from bastion.testing.sshd import SshdTarget, free_port, start_sshd, wait_port
+from bench.harness.env import SHIPPED_POLICY, write_bastion_config
 from bench.harness.procs import descendants, rss_kib
 
 ROOT = Path(__file__).resolve().parents[2]
-SHIPPED_POLICY = ROOT / "config" / "policy.toml"
 OPERATOR_GROUP = "sre"  # the shipped policy's az-group-delete rule names this approver group
 
 
@@ -37,49 +37,16 @@ def write_config(
     http_port: int,
     workers: int | None = None,
 ) -> Path:
-    """The shipped policy, masking and recording; approvals on the HTTP page; raised limits."""
-    workers_line = f"workers = {workers}\n" if workers is not None else ""
-    path = directory / "bastion.toml"
-    path.write_text(
-        f"""[server]
-listen = "127.0.0.1:{port}"
-host_key = "ssh_host_ed25519_key"
-state_dir = "state"
-{workers_line}
-[auth]
-trusted_user_ca_keys = ["{ca.public_key}"]
-max_cert_validity = "24h"
-
-[policy]
-file = "{SHIPPED_POLICY}"
-
+    """The benchmark's bastion (shipped policy, masking, recording; limits raised for one
+    address and many identities) with approvals on the HTTP page."""
+    extra = f'''
 [http]
 listen = "127.0.0.1:{http_port}"
 
 [approvals]
 timeout = "15m"
-
-# 200 agents with a connection each (plus shells) from one address: the shipped caps (256
-# connections, 8 per identity) are for production. Every other guardrail stays on.
-[limits]
-max_connections = 5000
-max_sessions_per_identity = 5000
-
-[[targets]]
-name = "web-01"
-host = "127.0.0.1"
-port = {target.port}
-login = "{target.login}"
-host_key = "{target.host_public_key}"
-identity_file = "{target.client_key}"
-
-[[access]]
-principals = ["agents"]
-targets = ["web-*"]
-logins = ["*"]
-"""
-    )
-    return path
+'''
+    return write_bastion_config(directory, ca, target, port, SHIPPED_POLICY, workers, extra)
 
 
 def cli(config: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
