@@ -33,6 +33,7 @@ from bastion.hooks import (
     OutputFilter,
     OutputFilterFactory,
     ShellControllerFactory,
+    filter_text,
     pass_through_factory,
 )
 from bastion.http import HttpServer, http_settings, http_wanted
@@ -401,9 +402,7 @@ class Runtime:
         so it passes the same masker as target output (the gate saw the line unmasked)."""
         if line is None:
             return None
-        masker = self.output_filter_factory(pty=False)
-        data = line.encode("utf-8", "surrogateescape")
-        return (masker.feed(data) + masker.flush()).decode("utf-8", "replace")
+        return filter_text(self.output_filter_factory(pty=False), line)
 
     async def command_decided(
         self, server: AgentServer, channel_no: int, request: ChannelRequest, verdict: GateVerdict

@@ -73,6 +73,13 @@ class OutputFilterFactory(Protocol):
     def __call__(self, *, pty: bool) -> OutputFilter: ...
 
 
+def filter_text(filt: OutputFilter, text: str) -> str:
+    """``text`` through a fresh filter as one whole stream (a command line kept in the audit
+    log or a recording header: an agent can type a token into it)."""
+    data = text.encode("utf-8", "surrogateescape")
+    return (filt.feed(data) + filt.flush()).decode("utf-8", "replace")
+
+
 class SinkError(Exception):
     """A required sink cannot record; the channel must not go on. str() is shown to the agent."""
 

@@ -36,7 +36,6 @@ from bastion.hooks import (
 )
 from bastion.model import ChannelKind, ChannelRequest, SessionInfo
 from bastion.ssh.upstream import UpstreamError
-from bastion.ssh.wire import skip_empty_ignores
 from bastion.tasks import spawn
 
 if TYPE_CHECKING:
@@ -225,7 +224,6 @@ class ChannelRelay:
         self.agent = agent
         self.chan = chan
         self.request = request
-        skip_empty_ignores(chan.get_extra_info("connection"))
         self.upstream: asyncssh.SSHClientChannel[bytes] | None = None
         self.sink: ChannelSink | None = None
         pty = request.has_pty

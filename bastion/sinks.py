@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 
 from bastion.audit import AuditError, AuditStore
-from bastion.hooks import ChannelSink, SinkError
+from bastion.hooks import ChannelSink, SinkError, filter_text
 from bastion.masking import MaskingConfig, StreamMasker
 from bastion.model import ChannelRequest, SessionInfo
 from bastion.recording import Recorder, RecordingError, RecordingStore
@@ -101,9 +101,7 @@ class RecordingSinkFactory:
             env.setdefault("TERM", request.term_type)
         command = request.command
         if command is not None and self.input_masking is not None:  # the header is input too
-            header = self.input_masking.new_masker(False)
-            data = command.encode("utf-8", "surrogateescape")
-            command = (header.feed(data) + header.flush()).decode("utf-8", "replace")
+            command = filter_text(self.input_masking.new_masker(False), command)
         try:
             recorder = self.recordings.create(
                 session_id=session.session_id,
