@@ -59,10 +59,9 @@ def start(
     limits = {"auth_failures_per_minute": 1000, **limits}
     extra = '[policy]\nfile = "policy.toml"\n[http]\nlisten = "127.0.0.1:0"\n[limits]\n'
     extra += "".join(f"{k} = {json.dumps(v)}\n" for k, v in limits.items())
-    config = write_config(directory, ca, target_block(sshd), extra=extra)
-    text = config.read_text().replace('state_dir = "state"', 'state_dir = "state"\nworkers = 2')
-    config.write_text(text)
-    return ServeProcess.start(config)
+    return ServeProcess.start(
+        write_config(directory, ca, target_block(sshd), extra=extra, workers=2)
+    )
 
 
 @pytest.fixture
@@ -256,10 +255,7 @@ def test_sigterm_while_workers_start_stops_everything(
     """A stop during start-up is not held up by workers still loading (nor leaves them behind)."""
     (tmp_path / "policy.toml").write_text(TEST_POLICY.format(everyday="allow"))
     config = write_config(
-        tmp_path, ca, target_block(sshd), extra='[policy]\nfile = "policy.toml"\n'
-    )
-    config.write_text(
-        config.read_text().replace('state_dir = "state"', 'state_dir = "state"\nworkers = 2')
+        tmp_path, ca, target_block(sshd), extra='[policy]\nfile = "policy.toml"\n', workers=2
     )
     log = tmp_path / "serve.log"
     with log.open("wb") as err:

@@ -53,10 +53,7 @@ name = "pager"
 url = "{hook.url}/hook"
 secret_file = "hook"
 """
-    config = write_config(tmp_path, ca, target_block(sshd), extra=extra)
-    config.write_text(
-        config.read_text().replace('state_dir = "state"', 'state_dir = "state"\nworkers = 2')
-    )
+    config = write_config(tmp_path, ca, target_block(sshd), extra=extra, workers=2)
     served = ServeProcess.start(config)
     try:
         enrolled = served.cli("operators", "add", "alice", "--group", "sre")

@@ -82,7 +82,11 @@ def write_config(
     access: str | None = None,
     extra: str = "",
     max_validity: str = "24h",
+    workers: int | None = None,
 ) -> Path:
+    """A bastion config; ``workers`` sets ``[server] workers`` (unset: the shipped default, one
+    per core, which is what ``bastion serve`` as a process then runs)."""
+    workers_line = "" if workers is None else f"workers = {workers}\n"
     access = access or '[[access]]\nprincipals = ["agents"]\ntargets = ["web-*"]\nlogins = ["*"]\n'
     path = directory / "bastion.toml"
     path.write_text(
@@ -91,7 +95,7 @@ def write_config(
 listen = "127.0.0.1:0"
 host_key = "ssh_host_ed25519_key"
 state_dir = "state"
-
+{workers_line}
 [auth]
 trusted_user_ca_keys = ["{ca.public_key}"]
 max_cert_validity = "{max_validity}"
