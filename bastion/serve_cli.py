@@ -9,6 +9,7 @@ from typing import Any
 from bastion.app import build_runtime, serve
 from bastion.config import DEFAULT_CONFIG_PATH, load_config
 from bastion.logs import setup_logging
+from bastion.memory import tune_malloc
 
 
 def register(subparsers: Any) -> None:
@@ -29,6 +30,7 @@ def _serve(args: argparse.Namespace) -> int:
     setup_logging(
         args.log_level, json=None if args.log_format is None else args.log_format == "json"
     )
+    tune_malloc()  # before the relay allocates anything; a no-op outside glibc
     if args.worker_fd is not None:
         from bastion.workers.worker import run_worker
 

@@ -21,9 +21,9 @@ from asyncssh.packet import String
 from asyncssh.public_key import decode_ssh_certificate
 
 from bastion.model import Identity, SessionInfo
+from bastion.ssh import wire
 from bastion.ssh.certcheck import CertificateRefused, check_certificate, decode_certificate
 from bastion.ssh.upstream import UpstreamError
-from bastion.ssh.wire import skip_empty_ignores
 
 if TYPE_CHECKING:
     from bastion.app import Runtime
@@ -113,7 +113,7 @@ class AgentServer(asyncssh.SSHServer):
     # -- connection lifecycle -------------------------------------------------------------
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         self.conn = conn
-        skip_empty_ignores(conn)
+        wire.tune(conn)
         peer = conn.get_extra_info("peername")
         self.peer_ip = str(peer[0]) if peer else ""
         self.runtime.connection_opened(self)

@@ -13,7 +13,7 @@ import asyncssh
 
 from bastion.config import TargetConfig
 from bastion.errors import BastionError
-from bastion.ssh.wire import skip_empty_ignores
+from bastion.ssh import wire
 
 
 class UpstreamError(BastionError):
@@ -73,7 +73,12 @@ UPSTREAM_MACS = [
     "hmac-sha2-512-etm@openssh.com",
     "umac-128-etm@openssh.com",
 ]
-UPSTREAM_WINDOW = 8 * 1024 * 1024
+# The window OpenSSH's own client offers (2 MiB). A larger one lets the target's sshd read
+# further ahead of a slower bastion into its own buffer, which it then compacts with memmove:
+# with 8 MiB, 50 concurrent streams cost the target's sshd 26-39 CPU s/GB instead of ~4
+# (bench/, docs/performance.md), CPU taken from the customer's VM.
+UPSTREAM_WINDOW = 2 * 1024 * 1024
+# Packets up to 256 KiB: sshd sends what it has read, up to this, in one packet.
 UPSTREAM_PACKET = 256 * 1024
 
 Connector = Callable[[TargetConfig, str], Awaitable[asyncssh.SSHClientConnection]]
@@ -104,7 +109,6 @@ class UpstreamConnector:
                 # chacha20-poly1305 on the bastion's busiest hop (measured in bench/).
                 encryption_algs=UPSTREAM_CIPHERS,
                 mac_algs=UPSTREAM_MACS,
-                # Larger windows and packets: fewer round trips and per-packet Python calls.
                 window=UPSTREAM_WINDOW,
                 max_pktsize=UPSTREAM_PACKET,
             )
@@ -123,5 +127,5 @@ class UpstreamConnector:
         except (OSError, asyncssh.Error) as exc:
             reason = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or str(exc)
             raise UpstreamError(f"target {target.name!r} is unreachable: {reason}") from None
-        skip_empty_ignores(conn)
+        wire.tune(conn)
         return conn

@@ -1,0 +1,209 @@
+"""The bastion's receive buffer for asyncssh's packet parser, and the malloc settings: same
+answers as ``bytes``, each byte copied at most once, no page faults per relayed chunk."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import textwrap
+import tracemalloc
+
+import asyncssh
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bastion.ssh import wire
+from bastion.ssh.wire import ReceiveBuffer
+
+# -- the same answers as bytes, for every operation asyncssh's parser uses ----------------------
+
+_ops = st.lists(
+    st.one_of(
+        st.tuples(st.just("add"), st.binary(max_size=64)),
+        st.tuples(st.just("rest"), st.integers(-80, 80)),
+        st.tuples(st.just("head"), st.integers(-80, 80)),
+        st.tuples(st.just("range"), st.integers(-80, 80), st.integers(-80, 80)),
+        st.tuples(st.just("find"), st.binary(min_size=1, max_size=2), st.integers(0, 80)),
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(start=st.binary(max_size=64), ops=_ops)
+def test_answers_like_bytes(start: bytes, ops: list[tuple[object, ...]]) -> None:
+    ref: bytes = start
+    buf = ReceiveBuffer(start)
+    for op in ops:
+        kind = op[0]
+        if kind == "add":
+            ref, buf = ref + op[1], buf + op[1]  # type: ignore[operator]
+        elif kind == "rest":
+            ref, buf = ref[op[1] :], buf[op[1] :]  # type: ignore[misc]
+        elif kind == "head":
+            assert buf[: op[1]] == ref[: op[1]]  # type: ignore[misc]
+        elif kind == "range":
+            assert buf[op[1] : op[2]] == ref[op[1] : op[2]]  # type: ignore[misc]
+        else:
+            assert buf.find(op[1], 0, op[2]) == ref.find(op[1], 0, op[2])  # type: ignore[arg-type]
+        assert len(buf) == len(ref) and bool(buf) == bool(ref) and bytes(buf) == ref
+
+
+def test_rejects_what_the_parser_never_does() -> None:
+    with pytest.raises(TypeError):
+        ReceiveBuffer(b"abc")[1]  # type: ignore[index]
+    with pytest.raises(TypeError):
+        ReceiveBuffer(b"abc")[::2]
+
+
+# -- the point of it: taking packets off the front copies nothing ------------------------------
+
+READ = 256 * 1024  # asyncio's read size
+PACKET = 32 * 1024 + 36  # a 32 KiB data packet with its header and tag
+
+
+def _take_packets(buf: bytes | ReceiveBuffer) -> int:
+    """asyncssh's parsing steps (connection.py _recv_pkthdr/_recv_packet) over one read; returns
+    the bytes allocated on the way beyond the packets themselves."""
+    tracemalloc.start()
+    try:
+        while len(buf) >= PACKET:
+            header = buf[:16]
+            buf = buf[16:]
+            rest = buf[: PACKET - 16]
+            buf = buf[PACKET - 16 :]
+            del header, rest
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return peak
+
+
+def test_taking_packets_off_the_front_does_not_copy_the_rest() -> None:
+    data = os.urandom(READ)
+    stock = _take_packets(data)
+    ours = _take_packets(ReceiveBuffer(data))
+    assert stock > READ // 2, stock  # bytes: every packet copies what follows it
+    assert ours < 2 * PACKET, ours  # only the packet being parsed
+
+
+# -- on a real connection -----------------------------------------------------------------------
+
+
+class _Sink(asyncssh.SSHServerSession[bytes]):
+    def __init__(self) -> None:
+        self.received = bytearray()
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, chan: asyncssh.SSHServerChannel[bytes]) -> None:
+        self.chan = chan
+
+    def shell_requested(self) -> bool:
+        return True
+
+    def data_received(self, data: bytes, datatype: asyncssh.DataType) -> None:
+        self.received += data
+
+    def eof_received(self) -> bool:
+        self.chan.write(bytes(self.received))  # echo it all back, then close
+        self.chan.exit(0)
+        return False
+
+
+_server_conns: list[asyncssh.SSHServerConnection] = []
+
+
+class _Server(asyncssh.SSHServer):
+    def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
+        wire.tune(conn)
+        _server_conns.append(conn)
+
+    def begin_auth(self, username: str) -> bool:
+        return False
+
+    def session_requested(self) -> _Sink:
+        return _Sink()
+
+
+@pytest.mark.parametrize("cipher", ["aes128-gcm@openssh.com", "chacha20-poly1305@openssh.com"])
+async def test_bulk_both_ways_through_tuned_connections(cipher: str) -> None:
+    """8 MiB of random data in odd-sized writes to a tuned server and back to a tuned client:
+    every byte arrives in order, and both parsers still use the receive buffer at the end (it
+    survives asyncssh's own slicing and appending)."""
+    server = await asyncssh.listen(
+        "127.0.0.1", 0, server_host_keys=[asyncssh.generate_private_key("ssh-ed25519")],
+        server_factory=_Server, encoding=None, max_pktsize=256 * 1024,
+    )  # fmt: skip
+    port = server.sockets[0].getsockname()[1]
+    payload = os.urandom(8 * 1024 * 1024)
+    try:
+        async with asyncssh.connect(
+            "127.0.0.1", port, known_hosts=None, encryption_algs=[cipher], config=[],
+            agent_path=None, username="x",
+        ) as conn:  # fmt: skip
+            assert wire.use_receive_buffer(conn)
+            proc = await conn.create_process(encoding=None)
+            offset, size = 0, 1
+            while offset < len(payload):
+                proc.stdin.write(payload[offset : offset + size])
+                offset, size = offset + size, size * 3 % 70001 + 1
+            proc.stdin.write_eof()
+            echoed = await asyncio.wait_for(proc.stdout.read(), 60)
+            assert echoed == payload
+            assert isinstance(conn._inpbuf, ReceiveBuffer)  # type: ignore[attr-defined]
+        server_side = _server_conns.pop()
+        assert isinstance(server_side._inpbuf, ReceiveBuffer)  # type: ignore[attr-defined]
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+def test_an_unknown_asyncssh_layout_is_left_alone() -> None:
+    class Other:
+        _inpbuf = bytearray()  # not what asyncssh 2.24 keeps: do not touch it
+
+    other = Other()
+    assert wire.use_receive_buffer(other) is False  # type: ignore[arg-type]
+    assert isinstance(other._inpbuf, bytearray)
+
+
+# -- malloc: socket-sized buffers stay on the heap ----------------------------------------------
+
+_FAULTS = textwrap.dedent(
+    """
+    import resource, sys
+    from bastion.memory import tune_malloc
+    if sys.argv[1] == "tuned":
+        assert tune_malloc()
+    import socket
+    a, b = socket.socketpair()
+    chunk = b"x" * 32768
+    def faults():
+        return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    before = faults()
+    for _ in range(2000):  # what asyncio does per read: recv(256 KiB) that returns 32 KiB
+        a.sendall(chunk)
+        data = b.recv(262144)
+        assert len(data) == 32768
+        del data
+    print(faults() - before)
+    """
+)
+
+
+def _faults(mode: str) -> int:
+    out = subprocess.run(
+        [sys.executable, "-c", _FAULTS, mode], capture_output=True, text=True, check=True,
+        timeout=60,
+    )  # fmt: skip
+    return int(out.stdout)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
+def test_tuned_malloc_stops_a_page_fault_per_received_page() -> None:
+    stock, tuned = _faults("stock"), _faults("tuned")
+    assert stock > 2000 * 4, stock  # every 32 KiB read faults in its pages afresh
+    assert tuned < 500, tuned
