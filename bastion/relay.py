@@ -1,7 +1,8 @@
 """Relay of one session channel between an agent and its target.
 
 ``AgentSession`` (asyncssh server callbacks) and ``UpstreamSession`` (asyncssh client callbacks)
-are thin: they forward every event to ``ChannelRelay``, which owns the order of operations:
+are thin: they forward every event to ``ChannelRelay`` (``UpstreamSession`` merges bulk output
+per event-loop turn first), and ``ChannelRelay`` owns the order of operations:
 
 1. the channel is held (agent input paused, so nothing is lost and nothing is buffered without
    bound) while the gate decides, the sinks open and the upstream channel is created;
@@ -53,6 +54,8 @@ _MAX_TERM = 10_000  # columns/rows beyond this are nonsense and refused
 # data (base64, hashes, logs) was altered at random packet boundaries.
 STREAMING_CHUNK = 4096
 STREAMING_HOLD = 0.1
+# Target output chunks this large are bulk: merged per event-loop turn (UpstreamSession).
+COALESCE_FROM = 8192
 EXIT_SUBSYSTEM_REFUSED = 1
 
 
@@ -179,15 +182,51 @@ class AgentSession(asyncssh.SSHServerSession[bytes]):
 
 
 class UpstreamSession(asyncssh.SSHClientSession[bytes]):
-    """asyncssh callbacks for the target's side of one session channel."""
+    """asyncssh callbacks for the target's side of one session channel.
+
+    Bulk output is merged per event-loop turn: asyncssh delivers every SSH packet on its own
+    (a target's sshd sends its reads as they come, 32 KiB each), and each delivery would cost
+    one pass of the masker, one recording event and one write to the agent. Chunks of
+    ``COALESCE_FROM`` bytes or more, and anything arriving while some are waiting, are
+    collected until the packets of the current read are parsed (``call_soon``) and then go
+    through the relay as one. Short output (a prompt, an echo) is relayed at once; order is
+    kept, and EOF or the end of the channel first releases what is waiting.
+    """
 
     def __init__(self, relay: ChannelRelay) -> None:
         self.relay = relay
+        self._pending: list[bytes] = []
+        self._pending_stderr = False
+        self._flush_scheduled = False
 
     def data_received(self, data: bytes, datatype: asyncssh.DataType) -> None:
-        self.relay.upstream_data(data, stderr=datatype == asyncssh.EXTENDED_DATA_STDERR)
+        stderr = datatype == asyncssh.EXTENDED_DATA_STDERR
+        if not self._pending:
+            if len(data) < COALESCE_FROM:
+                self.relay.upstream_data(data, stderr=stderr)
+                return
+        elif stderr != self._pending_stderr:
+            self.flush()
+        self._pending.append(data)
+        self._pending_stderr = stderr
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._scheduled_flush)
+
+    def _scheduled_flush(self) -> None:
+        self._flush_scheduled = False
+        self.flush()
+
+    def flush(self) -> None:
+        """Relay the collected output now (before anything that must come after it)."""
+        pending = self._pending
+        if pending:
+            self._pending = []
+            data = pending[0] if len(pending) == 1 else b"".join(pending)
+            self.relay.upstream_data(data, stderr=self._pending_stderr)
 
     def eof_received(self) -> bool:
+        self.flush()
         self.relay.upstream_eof()
         return True
 
@@ -204,6 +243,7 @@ class UpstreamSession(asyncssh.SSHClientSession[bytes]):
         self.relay.set_upstream_writable(True)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.flush()
         self.relay.upstream_closed(exc)
 
 
