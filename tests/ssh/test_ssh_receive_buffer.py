@@ -130,9 +130,9 @@ class _Server(asyncssh.SSHServer):
 
 @pytest.mark.parametrize("cipher", ["aes128-gcm@openssh.com", "chacha20-poly1305@openssh.com"])
 async def test_bulk_both_ways_through_tuned_connections(cipher: str) -> None:
-    """8 MiB of random data in odd-sized writes to a tuned server and back to a tuned client:
-    every byte arrives in order, and both parsers still use the receive buffer at the end (it
-    survives asyncssh's own slicing and appending)."""
+    """8 MiB of random data in odd-sized writes to a tuned server and back to a tuned client
+    (large reads parsed from a ReceiveBuffer, small ones from bytes, AES-GCM with its key
+    object kept): every byte arrives in order."""
     server = await asyncssh.listen(
         "127.0.0.1", 0, server_host_keys=[asyncssh.generate_private_key("ssh-ed25519")],
         server_factory=_Server, encoding=None, max_pktsize=256 * 1024,
@@ -153,12 +153,34 @@ async def test_bulk_both_ways_through_tuned_connections(cipher: str) -> None:
             proc.stdin.write_eof()
             echoed = await asyncio.wait_for(proc.stdout.read(), 60)
             assert echoed == payload
-            assert isinstance(conn._inpbuf, ReceiveBuffer)  # type: ignore[attr-defined]
-        server_side = _server_conns.pop()
-        assert isinstance(server_side._inpbuf, ReceiveBuffer)  # type: ignore[attr-defined]
+        assert getattr(_server_conns.pop(), "_bastion_receive_buffer", False)
     finally:
         server.close()
         await server.wait_closed()
+
+
+class _FakeConnection:
+    """The two things the hook touches: ``_inpbuf`` and ``data_received``."""
+
+    def __init__(self) -> None:
+        self._inpbuf: bytes | ReceiveBuffer = b""
+        self.seen: list[type] = []
+
+    def data_received(self, data: bytes, datatype: object = None) -> None:
+        self._inpbuf = self._inpbuf + data
+        self.seen.append(type(self._inpbuf))
+        self._inpbuf = self._inpbuf[len(self._inpbuf) :]  # all parsed
+
+
+def test_large_reads_use_the_receive_buffer_and_small_ones_bytes() -> None:
+    conn = _FakeConnection()
+    assert wire.use_receive_buffer(conn)  # type: ignore[arg-type]
+    assert wire.use_receive_buffer(conn)  # type: ignore[arg-type]  # idempotent
+    conn.data_received(b"k" * 16)
+    conn.data_received(os.urandom(wire.LARGE_READ))
+    conn.data_received(b"k" * 16)
+    assert conn.seen == [bytes, ReceiveBuffer, bytes]
+    assert conn._inpbuf == b""  # a fully parsed ReceiveBuffer hands back plain bytes
 
 
 def test_an_unknown_asyncssh_layout_is_left_alone() -> None:
@@ -207,3 +229,62 @@ def test_tuned_malloc_stops_a_page_fault_per_received_page() -> None:
     stock, tuned = _faults("stock"), _faults("tuned")
     assert stock > 2000 * 4, stock  # every 32 KiB read faults in its pages afresh
     assert tuned < 500, tuned
+
+
+# -- process-wide per-packet trims ----------------------------------------------------------------
+
+
+def test_packet_trims_are_active_for_this_asyncssh() -> None:
+    """Fails on an asyncssh upgrade: re-read the patched internals, then extend
+    ``wire.TRIMMED_ASYNCSSH``."""
+    assert wire.install_packet_trims(), asyncssh.__version__
+
+
+def test_gcm_keeps_its_key_object_and_encrypts_as_before() -> None:
+    from asyncssh.crypto.cipher import GCMCipher
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    assert wire.install_packet_trims()
+    key, iv = os.urandom(16), os.urandom(12)
+    sender = GCMCipher("aes128-gcm", key, iv)
+    receiver = GCMCipher("aes128-gcm", key, iv)
+    reference = AESGCM(key)
+    counter = int.from_bytes(iv[4:], "big")
+    objects = set()
+    for n in range(3):
+        header, data = os.urandom(4), os.urandom(100 + n)
+        packet, mac = sender.encrypt_and_sign(header, data)
+        nonce = iv[:4] + (counter + n).to_bytes(8, "big")
+        assert packet + mac == header + reference.encrypt(nonce, data, header)
+        assert receiver.verify_and_decrypt(header, packet[4:], mac) == data
+        objects.add(id(sender.__dict__["_bastion_aead"]))
+    assert len(objects) == 1  # one key object for the cipher's life
+    assert receiver.verify_and_decrypt(b"hdr!", os.urandom(20), os.urandom(16)) is None
+
+
+def test_packet_log_is_formatted_only_when_it_would_be_printed() -> None:
+    from asyncssh.logging import SSHLogger
+    from asyncssh.packet import SSHPacketLogger
+
+    assert wire.install_packet_trims()
+
+    class _Sized(bytes):
+        measured = 0
+
+        def __len__(self) -> int:
+            _Sized.measured += 1
+            return super().__len__()
+
+    class _Handler(SSHPacketLogger):
+        logger = asyncssh.logging.logger
+
+    level = SSHLogger._debug_level
+    try:
+        asyncssh.set_debug_level(1)
+        _Handler().log_sent_packet(94, None, _Sized(b"data"))
+        assert _Sized.measured == 0
+        asyncssh.set_debug_level(3)
+        _Handler().log_sent_packet(94, None, _Sized(b"data"))
+        assert _Sized.measured == 1
+    finally:
+        asyncssh.set_debug_level(level)
