@@ -109,11 +109,12 @@ def measure_all(env: BenchEnv, s: Settings) -> dict[str, Any]:
         log("  streams done")
         for path in order(run):
             add("setup", path, measure.connection_setup(env, path, s.setup_count))
+        for pty in (False, True):
+            kind = "pty" if pty else "exec"
+            echoes = asyncio.run(measure.echo_rtt(clients, order(run), pty, s.echo_samples))
+            for path in PATHS:
+                add(f"echo_{kind}", path, echoes[path])
         for path in order(run):
-            for pty in (False, True):
-                kind = "pty" if pty else "exec"
-                add(f"echo_{kind}", path,
-                    asyncio.run(measure.echo_rtt(clients, path, pty, s.echo_samples)))  # fmt: skip
             add("commands", path, asyncio.run(
                 measure.commands_per_second(clients, path, s.commands, s.command_concurrency)))
         log("  set-up, echo and commands done")

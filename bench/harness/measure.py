@@ -163,33 +163,52 @@ async def _echo_once(proc: asyncssh.SSHClientProcess[bytes], line: bytes, want: 
         got += len(chunk)
 
 
-async def echo_rtt(clients: Clients, path: str, pty: bool, samples: int) -> dict[str, float]:
-    """Round trips of one short line through ``cat`` on one channel (with or without a PTY).
+ECHO_BLOCK = 50  # round trips per path before the next path takes its turn
+
+
+async def echo_rtt(
+    clients: Clients, paths: list[str], pty: bool, samples: int
+) -> dict[str, dict[str, float]]:
+    """Round trips of one short line through ``cat`` on one channel per path (with or without
+    a PTY), the paths' channels open at once and measured in alternating blocks of
+    ``ECHO_BLOCK``: a burst of noise on a shared machine (seconds long) then hits every path,
+    not whichever happened to be measured during it.
 
     In a PTY the line comes back twice (the terminal's echo, then cat's copy): the round trip
     ends when cat's copy has arrived.
     """
-    opened = await clients.open(path)
-    try:
-        proc = await opened.conn.create_process(
-            "cat", encoding=None, term_type="xterm" if pty else None,
-            term_size=(80, 24) if pty else None,
-        )  # fmt: skip
-        line = b"ping 0123456789\n"
-        want = 2 * (len(line) + 1) if pty else len(line)  # the PTY turns \n into \r\n
-        times: list[float] = []
-        for i in range(samples + 5):
-            t0 = time.perf_counter()
-            proc.stdin.write(line)
-            await asyncio.wait_for(_echo_once(proc, line, want), 10)
-            if i >= 5:  # the first few warm caches and the gate's set-up
-                times.append(time.perf_counter() - t0)
-        proc.stdin.write_eof()
-        proc.close()
-    finally:
-        await opened.close()
-    q = statistics.quantiles(times, n=100)
-    return {"p50_us": q[49] * 1e6, "p99_us": q[98] * 1e6}
+    line = b"ping 0123456789\n"
+    want = 2 * (len(line) + 1) if pty else len(line)  # the PTY turns \n into \r\n
+    async with contextlib.AsyncExitStack() as stack:
+        procs: dict[str, asyncssh.SSHClientProcess[bytes]] = {}
+        for path in paths:
+            opened = await clients.open(path)
+            stack.push_async_callback(opened.close)
+            proc = await opened.conn.create_process(
+                "cat", encoding=None, term_type="xterm" if pty else None,
+                term_size=(80, 24) if pty else None,
+            )  # fmt: skip
+            stack.callback(proc.close)
+            for _ in range(5):  # warm caches and the gate's set-up
+                proc.stdin.write(line)
+                await asyncio.wait_for(_echo_once(proc, line, want), 10)
+            procs[path] = proc
+        times: dict[str, list[float]] = {path: [] for path in paths}
+        while len(times[paths[-1]]) < samples:
+            for path in paths:
+                proc, got = procs[path], times[path]
+                for _ in range(min(ECHO_BLOCK, samples - len(got))):
+                    t0 = time.perf_counter()
+                    proc.stdin.write(line)
+                    await asyncio.wait_for(_echo_once(proc, line, want), 10)
+                    got.append(time.perf_counter() - t0)
+        for proc in procs.values():
+            proc.stdin.write_eof()
+    result = {}
+    for path, got in times.items():
+        q = statistics.quantiles(got, n=100)
+        result[path] = {"p50_us": q[49] * 1e6, "p99_us": q[98] * 1e6}
+    return result
 
 
 async def commands_per_second(
