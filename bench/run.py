@@ -111,7 +111,7 @@ def measure_all(env: BenchEnv, s: Settings) -> dict[str, Any]:
             add("setup", path, measure.connection_setup(env, path, s.setup_count))
         for pty in (False, True):
             kind = "pty" if pty else "exec"
-            echoes = asyncio.run(measure.echo_rtt(clients, order(run), pty, s.echo_samples))
+            echoes = asyncio.run(measure.echo_rtt(env, order(run), pty, s.echo_samples))
             for path in PATHS:
                 add(f"echo_{kind}", path, echoes[path])
         for path in order(run):

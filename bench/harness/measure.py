@@ -15,8 +15,6 @@ import subprocess
 import time
 from pathlib import Path
 
-import asyncssh
-
 from bench.harness.clients import Clients, Opened
 from bench.harness.env import BenchEnv
 from bench.harness.procs import tree_pss_kib, tree_rss_kib
@@ -153,8 +151,22 @@ def connection_setup(env: BenchEnv, path: str, count: int) -> dict[str, float]:
     return {"wall_ms": wall / count * 1e3, "cpu_ms": cpu / count * 1e3}
 
 
-# -- asyncssh clients ------------------------------------------------------------------------
-async def _echo_once(proc: asyncssh.SSHClientProcess[bytes], line: bytes, want: int) -> None:
+# -- echo round trips with the real ssh client ---------------------------------------------------
+ECHO_BLOCK = 50  # round trips per path before the next path takes its turn
+ECHO_LINE = b"ping 0123456789\n"
+
+
+async def _start_cat(env: BenchEnv, path: str, pty: bool) -> asyncio.subprocess.Process:
+    ssh, *rest = env.ssh_args(path, "cat")
+    return await asyncio.create_subprocess_exec(
+        ssh, "-tt" if pty else "-T", *rest,
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+async def _echo_once(proc: asyncio.subprocess.Process, want: int) -> None:
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write(ECHO_LINE)
     got = 0
     while got < want:
         chunk = await proc.stdout.read(65536)
@@ -163,47 +175,42 @@ async def _echo_once(proc: asyncssh.SSHClientProcess[bytes], line: bytes, want: 
         got += len(chunk)
 
 
-ECHO_BLOCK = 50  # round trips per path before the next path takes its turn
-
-
 async def echo_rtt(
-    clients: Clients, paths: list[str], pty: bool, samples: int
+    env: BenchEnv, paths: list[str], pty: bool, samples: int
 ) -> dict[str, dict[str, float]]:
-    """Round trips of one short line through ``cat`` on one channel per path (with or without
-    a PTY), the paths' channels open at once and measured in alternating blocks of
+    """Round trips of one short line through ``cat``, typed into the real ``ssh`` client (as
+    an agent would) and read back from its output; exec channel (``ssh -T``) or PTY
+    (``ssh -tt``). The paths' clients run at once and take turns in blocks of
     ``ECHO_BLOCK``: a burst of noise on a shared machine (seconds long) then hits every path,
     not whichever happened to be measured during it.
 
     In a PTY the line comes back twice (the terminal's echo, then cat's copy): the round trip
     ends when cat's copy has arrived.
     """
-    line = b"ping 0123456789\n"
-    want = 2 * (len(line) + 1) if pty else len(line)  # the PTY turns \n into \r\n
-    async with contextlib.AsyncExitStack() as stack:
-        procs: dict[str, asyncssh.SSHClientProcess[bytes]] = {}
+    want = 2 * (len(ECHO_LINE) + 1) if pty else len(ECHO_LINE)  # the PTY's \n becomes \r\n
+    procs: dict[str, asyncio.subprocess.Process] = {}
+    try:
         for path in paths:
-            opened = await clients.open(path)
-            stack.push_async_callback(opened.close)
-            proc = await opened.conn.create_process(
-                "cat", encoding=None, term_type="xterm" if pty else None,
-                term_size=(80, 24) if pty else None,
-            )  # fmt: skip
-            stack.callback(proc.close)
-            for _ in range(5):  # warm caches and the gate's set-up
-                proc.stdin.write(line)
-                await asyncio.wait_for(_echo_once(proc, line, want), 10)
-            procs[path] = proc
+            procs[path] = proc = await _start_cat(env, path, pty)
+            for _ in range(5):  # connection set-up, warm caches and the gate's decision
+                await asyncio.wait_for(_echo_once(proc, want), 30)
         times: dict[str, list[float]] = {path: [] for path in paths}
         while len(times[paths[-1]]) < samples:
             for path in paths:
                 proc, got = procs[path], times[path]
                 for _ in range(min(ECHO_BLOCK, samples - len(got))):
                     t0 = time.perf_counter()
-                    proc.stdin.write(line)
-                    await asyncio.wait_for(_echo_once(proc, line, want), 10)
+                    await asyncio.wait_for(_echo_once(proc, want), 10)
                     got.append(time.perf_counter() - t0)
+    finally:
         for proc in procs.values():
-            proc.stdin.write_eof()
+            if proc.stdin is not None:
+                proc.stdin.close()
+            try:
+                await asyncio.wait_for(proc.wait(), 10)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
     result = {}
     for path, got in times.items():
         q = statistics.quantiles(got, n=100)
@@ -211,6 +218,7 @@ async def echo_rtt(
     return result
 
 
+# -- asyncssh clients ------------------------------------------------------------------------
 async def commands_per_second(
     clients: Clients, path: str, count: int, concurrency: int
 ) -> dict[str, float]:
@@ -243,7 +251,7 @@ async def _idle_session(clients: Clients, path: str) -> tuple[Opened, object]:
             return opened, None
         proc = await opened.conn.create_process("cat", encoding=None)
         proc.stdin.write(b"up\n")  # one round trip: the upstream channel is really open
-        await asyncio.wait_for(_echo_once(proc, b"up\n", 3), 30)
+        await asyncio.wait_for(proc.stdout.readexactly(3), 30)
         return opened, proc
     except BaseException:
         await opened.close()
