@@ -1,6 +1,6 @@
 """Trims of asyncssh's per-packet paths on the bastion's two connections of a session.
 
-Both are installed by ``tune(conn)`` on the agent's connection and on the upstream one.
+``tune(conn)`` installs them on the agent's connection and on the upstream one.
 
 **Sending.** asyncssh (2.24) sends an empty ``SSH_MSG_IGNORE`` before every packet once
 encryption is on: the RFC 4251 section 9.3.1 countermeasure against chosen-plaintext attacks on
@@ -21,8 +21,9 @@ slicing is cheaper per packet than any Python class.
 
 **Per packet, process-wide** (``install_packet_trims``, for asyncssh 2.24 only): AES-GCM
 builds its ``AESGCM`` key object once per key instead of once per packet, and packet logging
-formats its message only when asyncssh's debug level would print it. About 1 µs and 0.7 µs per
-packet, out of ~30 µs of Python per relayed packet.
+formats its message only when asyncssh's debug level would print it (1.1 µs and 0.7 µs per
+packet in micro-benchmarks). With the small-read path above, the bastion's user CPU per echo
+round trip (two packets in, two out) fell from 210-260 to 163-170 µs.
 """
 
 from __future__ import annotations
