@@ -20,7 +20,9 @@ ends inside a packet). Small reads (keystrokes, echoes) keep asyncssh's ``bytes`
 slicing is cheaper per packet than any Python class.
 
 **Per packet, process-wide** (``install_packet_trims``, for asyncssh 2.24 only): AES-GCM
-builds its ``AESGCM`` key object once per key instead of once per packet, and packet logging
+builds its ``AESGCM`` key object once per key instead of once per packet; chacha20-poly1305
+opens two ChaCha20 contexts per packet instead of three and does not copy the packet to
+authenticate it (32 KiB packet 18.6 → 15.3 µs, 48-byte packet 10.6 → 7.9 µs); packet logging
 formats its message only when asyncssh's debug level would print it (1.1 µs and 0.7 µs per
 packet in micro-benchmarks). With the small-read path above, the bastion's user CPU per echo
 round trip (two packets in, two out) fell from 210-260 to 163-170 µs.
@@ -32,11 +34,15 @@ from typing import Any
 
 import asyncssh
 from asyncssh.constants import MSG_IGNORE
+from asyncssh.crypto import chacha as _chacha
 from asyncssh.crypto import cipher as _cipher
 from asyncssh.logging import SSHLogger
 from asyncssh.packet import SSHPacketLogger, String
-from cryptography.exceptions import InvalidTag
+from cryptography.exceptions import InvalidSignature, InvalidTag
+from cryptography.hazmat.primitives.ciphers import Cipher
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.ciphers.algorithms import ChaCha20
+from cryptography.hazmat.primitives.poly1305 import Poly1305
 
 _EMPTY_IGNORE = (String(b""),)
 _SKIPS_IGNORES = "_bastion_skips_ignore"
@@ -106,6 +112,7 @@ def install_packet_trims() -> bool:
         _packet_trims = asyncssh.__version__.startswith(TRIMMED_ASYNCSSH)
         if _packet_trims:
             _trim_gcm(_cipher.GCMCipher)
+            _trim_chacha(_chacha.ChachaCipher)
             _trim_packet_log(SSHPacketLogger)
     return _packet_trims
 
@@ -134,6 +141,47 @@ def _trim_gcm(gcm: Any) -> None:
 
     gcm.encrypt_and_sign = encrypt_and_sign
     gcm.verify_and_decrypt = verify_and_decrypt
+
+
+_COUNTER_0 = bytes(8)  # ChaCha20's 64-bit block counter, little-endian, before the nonce
+_BLOCK_0 = bytes(64)
+
+
+def _trim_chacha(chacha: Any) -> None:
+    """chacha20-poly1305@openssh.com with one payload-key context per packet: its block 0 is
+    the Poly1305 key and the payload follows from block 1 (asyncssh opens a context for each),
+    and the tag computed over the parts instead of a concatenated copy."""
+
+    def payload_stream(self: Any, nonce: bytes) -> tuple[Any, bytes]:
+        ctx = Cipher(ChaCha20(self._key, _COUNTER_0 + nonce), mode=None).encryptor()
+        return ctx, ctx.update(_BLOCK_0)[:32]
+
+    def encrypt_and_sign(
+        self: Any, header: bytes, data: bytes, nonce: bytes
+    ) -> tuple[bytes, bytes]:
+        header = (
+            Cipher(ChaCha20(self._adkey, _COUNTER_0 + nonce), mode=None).encryptor().update(header)
+        )
+        ctx, poly_key = payload_stream(self, nonce)
+        packet = header + ctx.update(data)
+        return packet, Poly1305.generate_tag(poly_key, packet)
+
+    def verify_and_decrypt(
+        self: Any, header: bytes, data: bytes, nonce: bytes, tag: bytes
+    ) -> bytes | None:
+        ctx, poly_key = payload_stream(self, nonce)
+        mac = Poly1305(poly_key)
+        mac.update(header)
+        mac.update(data)
+        try:
+            mac.verify(tag)
+        except InvalidSignature:
+            return None
+        decrypted: bytes = ctx.update(data)
+        return decrypted
+
+    chacha.encrypt_and_sign = encrypt_and_sign
+    chacha.verify_and_decrypt = verify_and_decrypt
 
 
 def _trim_packet_log(packet_logger: Any) -> None:

@@ -288,3 +288,26 @@ def test_packet_log_is_formatted_only_when_it_would_be_printed() -> None:
         assert _Sized.measured == 1
     finally:
         asyncssh.set_debug_level(level)
+
+
+def test_chacha_packets_match_the_stock_construction() -> None:
+    """The trimmed chacha20-poly1305 gives asyncssh's own answers (its module functions, which
+    are not patched), and refuses a packet whose tag or body was changed."""
+    from asyncssh.crypto import chacha
+
+    assert wire.install_packet_trims()
+    key = os.urandom(64)
+    cipher = chacha.ChachaCipher(key)
+    main_key, length_key = key[:32], key[32:]
+    for size in (0, 16, 48, 32768, 100_000):
+        header, data, nonce = os.urandom(4), os.urandom(size), os.urandom(8)
+        packet, tag = cipher.encrypt_and_sign(header, data, nonce)
+        stock_header = chacha.chacha20(length_key, header, nonce, 0)
+        stock_data = chacha.chacha20(main_key, data, nonce, 1)
+        assert packet == stock_header + stock_data
+        assert tag == chacha.poly1305(main_key, packet, nonce)
+        assert cipher.verify_and_decrypt(packet[:4], packet[4:], nonce, tag) == data
+        assert cipher.verify_and_decrypt(packet[:4], packet[4:], nonce, bytes(16)) is None
+        if size:
+            flipped = packet[4:-1] + bytes([packet[-1] ^ 1])
+            assert cipher.verify_and_decrypt(packet[:4], flipped, nonce, tag) is None
