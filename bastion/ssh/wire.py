@@ -104,9 +104,9 @@ _packet_trims: bool | None = None
 
 
 def install_packet_trims() -> bool:
-    """Patch asyncssh's per-packet AES-GCM and packet logging (process-wide, idempotent).
-    Only for the asyncssh versions in ``TRIMMED_ASYNCSSH``: on any other, nothing is patched
-    and False is returned (stock behaviour, just slower)."""
+    """Patch asyncssh's per-packet AES-GCM, chacha20-poly1305 and packet logging (process-wide,
+    idempotent). Only for the asyncssh versions in ``TRIMMED_ASYNCSSH``: on any other, nothing
+    is patched and False is returned (stock behaviour, just slower)."""
     global _packet_trims
     if _packet_trims is None:
         _packet_trims = asyncssh.__version__.startswith(TRIMMED_ASYNCSSH)
