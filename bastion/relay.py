@@ -215,7 +215,13 @@ class UpstreamSession(asyncssh.SSHClientSession[bytes]):
 
     def _scheduled_flush(self) -> None:
         self._flush_scheduled = False
-        self.flush()
+        try:
+            self.flush()
+        except Exception:
+            # Called from the event loop, not from asyncssh's parser (which would close the
+            # connection on an error): end the channel here rather than drop the output.
+            log.exception("relay.output_failed", extra={"ctx": self.relay.server.log_context()})
+            self.relay.abort("internal error while relaying output; the session was ended")
 
     def flush(self) -> None:
         """Relay the collected output now (before anything that must come after it)."""

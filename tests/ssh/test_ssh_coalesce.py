@@ -16,12 +16,22 @@ STDERR = asyncssh.EXTENDED_DATA_STDERR
 class _Relay:
     """Records what UpstreamSession hands to ChannelRelay, in order."""
 
-    def __init__(self) -> None:
+    def __init__(self, fail: bool = False) -> None:
         self.events: list[tuple[str, Any]] = []
         self.exit_status: int | None = None
+        self.fail = fail
+        self.server = self
+
+    def log_context(self) -> dict[str, Any]:
+        return {}
 
     def upstream_data(self, data: bytes, *, stderr: bool) -> None:
+        if self.fail:
+            raise RuntimeError("a bug in the output path")
         self.events.append(("err" if stderr else "out", data))
+
+    def abort(self, message: str) -> None:
+        self.events.append(("abort", message))
 
     def upstream_eof(self) -> None:
         self.events.append(("eof", None))
@@ -30,8 +40,8 @@ class _Relay:
         self.events.append(("closed", exc))
 
 
-def _session() -> tuple[UpstreamSession, _Relay]:
-    relay = _Relay()
+def _session(fail: bool = False) -> tuple[UpstreamSession, _Relay]:
+    relay = _Relay(fail)
     return UpstreamSession(relay), relay  # type: ignore[arg-type]
 
 
@@ -89,3 +99,12 @@ async def test_eof_and_close_come_after_the_output_they_follow() -> None:
     assert relay.events[2:] == [("err", bulk), ("closed", None)]
     await _next_turn()  # the scheduled flush finds nothing left to send twice
     assert len(relay.events) == 4
+
+
+async def test_an_error_in_merged_output_ends_the_channel() -> None:
+    """The merged flush runs from the event loop, outside asyncssh's error handling: a failure
+    there ends the channel instead of dropping the output and carrying on."""
+    session, relay = _session(fail=True)
+    session.data_received(os.urandom(COALESCE_FROM), None)
+    await _next_turn()
+    assert [kind for kind, _ in relay.events] == ["abort"]
