@@ -14,7 +14,7 @@ from pathlib import Path
 from bastion.policy import Context, Policy, load_policy
 from bastion.policy.model import SEVERITY
 
-CORPUS = Path(__file__).resolve().parents[1] / "tests" / "policy" / "corpus.jsonl"
+CORPORA = sorted((Path(__file__).resolve().parents[1] / "tests" / "policy").glob("corpus*.jsonl"))
 
 
 def main() -> int:
@@ -27,7 +27,9 @@ def main() -> int:
     t0 = time.perf_counter()
     policy = load_policy(args.policy)
     load_s = time.perf_counter() - t0
-    entries = [json.loads(x) for x in CORPUS.read_text(encoding="utf-8").splitlines() if x]
+    entries = [
+        json.loads(x) for c in CORPORA for x in c.read_text(encoding="utf-8").splitlines() if x
+    ]
     ctx = Context(principals=("agents",), target="web-01", login="azureuser")
 
     held = benign_allowed = n_hold = n_benign = 0

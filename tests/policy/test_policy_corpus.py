@@ -10,7 +10,9 @@ import pytest
 from bastion.policy import Context, Policy, load_policy
 from bastion.policy.model import SEVERITY
 
-CORPUS = Path(__file__).with_name("corpus.jsonl")
+# corpus.jsonl plus one corpus_<mechanism>.jsonl per class of bypass, so that lines written from
+# different tools' manuals live apart.
+CORPORA = sorted(Path(__file__).parent.glob("corpus*.jsonl"))
 CTX = Context(principals=("agents",), target="web-01", login="azureuser")
 
 
@@ -20,7 +22,12 @@ def policy() -> Policy:
 
 
 def _entries() -> list[dict[str, str]]:
-    return [json.loads(line) for line in CORPUS.read_text(encoding="utf-8").splitlines() if line]
+    return [
+        json.loads(line)
+        for corpus in CORPORA
+        for line in corpus.read_text(encoding="utf-8").splitlines()
+        if line
+    ]
 
 
 def test_corpus_is_large_and_labelled() -> None:
