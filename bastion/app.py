@@ -529,6 +529,8 @@ def build_runtime(config: Config, role: Role = "single") -> Runtime:
         input_masking=parts.input_masking,
         limits=parse_limits(config.raw.get("limits", {}), f"{config.path}: limits"),
         shell_controller_factory=parts.shell_controller_factory,
+        # Worker processes share each target's handshake bound (max_handshakes) equally.
+        connector=UpstreamConnector(shares=config.server.workers if role == "worker" else 1),
     )
 
 

@@ -100,6 +100,12 @@ class TargetConfig:
     known_hosts: Path | None = None
     labels: Mapping[str, str] = field(default_factory=dict)
     connect_timeout: float = 10.0
+    # Channels per upstream connection: the target sshd's MaxSessions (OpenSSH default 10).
+    max_sessions: int = 10
+    # Upstream handshakes in flight to this target from the whole bastion: under the target
+    # sshd's MaxStartups start value (OpenSSH default 10:30:100), past which it drops
+    # unauthenticated connections at random.
+    max_handshakes: int = 8
 
 
 @dataclass(frozen=True)
@@ -246,7 +252,16 @@ def _parse_target(cfg: str, index: int, table: object, base: Path) -> TargetConf
         known_hosts=known_hosts,
         labels=dict(labels_raw),
         connect_timeout=s.duration("connect_timeout", "10s"),
+        max_sessions=_bounded(s, "max_sessions", 10, 1, 1024),
+        max_handshakes=_bounded(s, "max_handshakes", 8, 1, 1024),
     )
+
+
+def _bounded(s: _Section, name: str, default: int, low: int, high: int) -> int:
+    value = s.integer(name, default)
+    if not low <= value <= high:
+        raise ConfigError(s.key(name), f"expected an integer from {low} to {high}")
+    return value
 
 
 def load_config(path: str | Path) -> Config:

@@ -354,10 +354,9 @@ class ChannelRelay:
             return
         if self._hold_marker and not self._record(lambda s: s.marker(self._hold_marker or "")):
             return
-        conn = await self.server.upstream()
-        if self._finished:  # the agent went away while we were connecting
+        if self._finished:  # the agent went away while the gate or an operator decided
             return
-        chan, _ = await conn.create_session(
+        chan = await self.server.open_upstream_session(
             lambda: UpstreamSession(self),
             command,
             term_type=req.term_type,

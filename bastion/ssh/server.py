@@ -14,6 +14,7 @@ import logging
 import re
 import secrets
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
 import asyncssh
@@ -24,6 +25,7 @@ from bastion.model import Identity, SessionInfo
 from bastion.ssh import wire
 from bastion.ssh.certcheck import CertificateRefused, check_certificate, decode_certificate
 from bastion.ssh.upstream import UpstreamError
+from bastion.tasks import spawn
 
 if TYPE_CHECKING:
     from bastion.app import Runtime
@@ -107,7 +109,9 @@ class AgentServer(asyncssh.SSHServer):
         self.notices: list[str] = []
         self.counted = False  # holds a slot in the connection limiter
         self.refusals = 0  # told to the agent on stderr when its next channel starts
-        self._upstream: asyncssh.SSHClientConnection | None = None
+        # Upstream connections to the target with the number of channels each carries: a new
+        # one is opened only when every open one holds the target's max_sessions.
+        self._upstreams: dict[asyncssh.SSHClientConnection, int] = {}
         self._upstream_lock = asyncio.Lock()
 
     # -- connection lifecycle -------------------------------------------------------------
@@ -261,18 +265,70 @@ class AgentServer(asyncssh.SSHServer):
             ctx["requested"] = self.requested[1]
         return ctx
 
-    # -- the upstream connection shared by this agent connection's channels -----------------
-    async def upstream(self) -> asyncssh.SSHClientConnection:
+    # -- the upstream connections shared by this agent connection's channels ----------------
+    async def open_upstream_session(
+        self, factory: Callable[[], asyncssh.SSHClientSession[bytes]], command: str | None,
+        **options: Any,
+    ) -> asyncssh.SSHClientChannel[bytes]:
+        """Open a channel to the target on a connection with room for it (the target's
+        ``max_sessions``); a target that refuses the channel as over its MaxSessions gets it on
+        a new connection, once."""
+        full: asyncssh.SSHClientConnection | None = None
+        for attempt in (1, 2):
+            conn = await self._reserve_upstream(full)  # counts the channel before it opens
+            try:
+                chan, _ = await conn.create_session(factory, command, **options)
+            except BaseException as exc:
+                self._release(conn)
+                if (
+                    attempt == 1
+                    and isinstance(exc, asyncssh.ChannelOpenError)
+                    and exc.code == asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED
+                ):
+                    full = conn
+                    continue
+                raise
+            spawn(self._release_on_close(conn, chan), name=f"upstream-release-{self.session_id}")
+            return chan
+        raise AssertionError("unreachable")
+
+    async def _reserve_upstream(
+        self, full: asyncssh.SSHClientConnection | None
+    ) -> asyncssh.SSHClientConnection:
         assert self.session is not None
         async with self._upstream_lock:
-            if self._upstream is None:
-                target = self.runtime.config.targets.get(self.session.target)
-                if target is None:  # removed by a reload since this agent logged in
-                    raise UpstreamError(f"target {self.session.target!r} is no longer configured")
-                self._upstream = await self.runtime.connector.connect(target, self.session.login)
-            return self._upstream
+            target = self.runtime.config.targets.get(self.session.target)
+            if target is None:  # removed by a reload since this agent logged in
+                raise UpstreamError(f"target {self.session.target!r} is no longer configured")
+            if full is not None and full in self._upstreams:
+                # The target counts sessions its own way (e.g. a lower MaxSessions): take this
+                # connection's count as its limit so it gets no more channels.
+                self._upstreams[full] = max(self._upstreams[full], target.max_sessions)
+            for conn, channels in self._upstreams.items():
+                if channels < target.max_sessions and not conn.is_closed():
+                    self._upstreams[conn] = channels + 1
+                    return conn
+            conn = await self.runtime.connector.connect(target, self.session.login)
+            self._upstreams[conn] = 1
+            return conn
+
+    async def _release_on_close(
+        self, conn: asyncssh.SSHClientConnection, chan: asyncssh.SSHClientChannel[bytes]
+    ) -> None:
+        await chan.wait_closed()
+        self._release(conn)
+
+    def _release(self, conn: asyncssh.SSHClientConnection) -> None:
+        left = self._upstreams.get(conn)
+        if left is None:
+            return
+        if left <= 1 and (len(self._upstreams) > 1 or conn.is_closed()):
+            del self._upstreams[conn]  # keep one idle, open connection for the next channel
+            conn.close()
+        else:
+            self._upstreams[conn] = left - 1
 
     def close_upstream(self) -> None:
-        if self._upstream is not None:
-            self._upstream.close()
-            self._upstream = None
+        upstreams, self._upstreams = self._upstreams, {}
+        for conn in upstreams:
+            conn.close()
