@@ -10,7 +10,13 @@ from typing import Any
 import orjson
 
 from bastion.recording import layout
-from bastion.recording.codec import META_KEY, Event, decode_event, decode_header
+from bastion.recording.codec import (
+    META_KEY,
+    Event,
+    decode_blob_ref,
+    decode_event,
+    decode_header,
+)
 from bastion.recording.errors import RecordingError
 
 _MAX_HEADER = 1 << 20
@@ -99,7 +105,7 @@ def read_info(path: Path) -> RecordingInfo:
         title=header.get("title") if isinstance(header.get("title"), str) else None,
         meta=meta,
         sealed=bool(last and last.get("type") == "seal"),
-        size=path.stat().st_size,
+        size=path.stat().st_size + _blob_size(path),
     )
 
 
@@ -138,9 +144,34 @@ def read_events(path: Path) -> tuple[dict[str, Any], list[Event]]:
     except ValueError as exc:
         raise RecordingError(f"{path}: not an asciicast v2 recording ({exc})") from None
     events = []
+    blob: bytes | None = None
     for n, line in enumerate(lines[1:-1], start=2):
         try:
-            events.append(decode_event(line))
+            event = decode_event(line)
+            if event.code == "b":  # a binary segment: its bytes are in <cast>.bin
+                if blob is None:
+                    blob = _read_blob(path)
+                stream, offset, length = decode_blob_ref(event.data)
+                raw = blob[offset : offset + length]
+                if len(raw) != length:
+                    raise ValueError("binary segment file is truncated")
+                event = Event(event.time, stream, raw.decode("utf-8", "replace"), raw)
+            events.append(event)
         except ValueError as exc:
             raise RecordingError(f"{path}: line {n}: {exc}") from None
     return header, events
+
+
+def _read_blob(path: Path) -> bytes:
+    blob = layout.blob_path(path)
+    try:
+        return blob.read_bytes()
+    except OSError as exc:
+        raise RecordingError(f"cannot read {blob}: {exc.strerror}") from None
+
+
+def _blob_size(path: Path) -> int:
+    try:
+        return layout.blob_path(path).stat().st_size
+    except OSError:
+        return 0

@@ -14,6 +14,7 @@ import orjson
 from bastion.errors import BastionError
 from bastion.recording import catalog, layout
 from bastion.recording.config import RecordingConfig, parse_recording_config
+from bastion.recording.export import asciicast_lines
 from bastion.recording.keys import RecordingPublicKey, load_trusted_keys
 from bastion.recording.player import build_frames, play
 from bastion.recording.transcript import render_text
@@ -180,11 +181,15 @@ def _cmd_show(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    if not args.text:
-        raise BastionError("choose an export format: --text")
     path = _resolve(args, args.recording)[0]
     header, events = catalog.read_events(path)
-    sys.stdout.write(render_text(int(header["width"]), int(header["height"]), events))
+    if args.text or args.format == "text":
+        sys.stdout.write(render_text(int(header["width"]), int(header["height"]), events))
+        return 0
+    out = sys.stdout.buffer
+    for line in asciicast_lines(header, events):
+        out.write(line)
+    out.flush()
     return 0
 
 
@@ -225,6 +230,7 @@ async def _prune(args: argparse.Namespace, cfg: RecordingConfig) -> int:
             )
             info.path.unlink(missing_ok=True)
             layout.seal_path(info.path).unlink(missing_ok=True)
+            layout.blob_path(info.path).unlink(missing_ok=True)
             for parent in (info.path.parent, info.path.parent.parent, info.path.parents[2]):
                 try:
                     parent.rmdir()
@@ -285,9 +291,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     _config_arg(p)
     p.set_defaults(func=_cmd_show)
 
-    p = actions.add_parser("export", help="export a recording as a plain transcript")
+    p = actions.add_parser(
+        "export", help="export a recording as plain asciicast v2 (default) or a text transcript"
+    )
     p.add_argument("recording", metavar="ID")
-    p.add_argument("--text", action="store_true", help="plain text rendered by a terminal")
+    p.add_argument("--format", choices=("asciicast", "text"), default="asciicast",
+                   help="asciicast: plays in any asciicast player, binary output included"
+                        " (default); text: the screen text a terminal would show")
+    p.add_argument("--text", action="store_true", help="the same as --format text")
     _config_arg(p)
     p.set_defaults(func=_cmd_export)
 

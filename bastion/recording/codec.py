@@ -2,7 +2,13 @@
 
 Every line of a ``.cast`` file (header included) is chained: ``h0 = sha256(DOMAIN || header)``,
 ``h_n = sha256(h_{n-1} || line_n)`` where a line is its exact UTF-8 bytes including ``\\n``. The
-file itself stays a plain asciicast that any player reads; the chain lives in the seal sidecar.
+file itself stays an asciicast that any player reads; the chain lives in the seal sidecar.
+
+Output that is not text (invalid UTF-8, or control bytes that JSON would blow up sixfold) is
+kept byte for byte in the ``.cast.bin`` file beside it (format 2): its event is
+``[t, "b", "<stream> <offset> <length>"]`` and its chain step covers the line and the bytes,
+``h_n = sha256(h_{n-1} || line_n || bytes)``. Players skip ``b`` events; ``bastion play`` and
+``bastion recordings export`` read them.
 """
 
 from __future__ import annotations
@@ -17,10 +23,11 @@ import orjson
 
 from bastion.recording.errors import RecordingError
 
-FORMAT_VERSION = 1  # our metadata/seal format; bump with a migration note in docs/recordings.md
+FORMAT_VERSION = 2  # our metadata/seal format; bump with a migration note in docs/recordings.md
+READABLE_FORMATS = frozenset({1, 2})  # 1: no binary segments (no "b" events, no blob_bytes)
 META_KEY = "bastion"  # custom header key holding session metadata (ignored by players)
 CHAIN_DOMAIN = b"bastion-cast-chain-v1\n"
-EVENT_CODES = frozenset("oirm")
+EVENT_CODES = frozenset("oirmb")
 
 EventCode = Literal["o", "i", "r", "m"]
 
@@ -29,8 +36,29 @@ def chain_start(header_line: bytes) -> bytes:
     return hashlib.sha256(CHAIN_DOMAIN + header_line).digest()
 
 
-def chain_next(previous: bytes, line: bytes) -> bytes:
-    return hashlib.sha256(previous + line).digest()
+def chain_next(previous: bytes, line: bytes, blob: bytes = b"") -> bytes:
+    h = hashlib.sha256(previous)
+    h.update(line)
+    if blob:
+        h.update(blob)
+    return h.digest()
+
+
+def encode_blob_ref(stream: str, offset: int, length: int) -> str:
+    return f"{stream} {offset} {length}"
+
+
+def decode_blob_ref(data: str) -> tuple[str, int, int]:
+    """``"o 0 32768"`` -> ("o", 0, 32768); raises ValueError on anything else."""
+    parts = data.split(" ")
+    if len(parts) != 3 or parts[0] not in ("o", "i"):
+        raise ValueError("binary event reference is not 'STREAM OFFSET LENGTH'")
+    if not all(p.isdigit() and p.isascii() for p in parts[1:]):
+        raise ValueError("binary event offset or length is not a number")
+    offset, length = int(parts[1]), int(parts[2])
+    if length <= 0:
+        raise ValueError("binary event length is not positive")
+    return parts[0], offset, length
 
 
 def encode_header(
@@ -67,9 +95,13 @@ def encode_event(t: float, code: EventCode, data: str) -> bytes:
 
 @dataclass(frozen=True)
 class Event:
+    """One event; ``raw`` holds the exact bytes of a binary segment (``data`` is then their
+    text with U+FFFD for what is not UTF-8, and ``code`` the stream, ``o`` or ``i``)."""
+
     time: float
     code: str
     data: str
+    raw: bytes | None = None
 
 
 def decode_header(line: bytes) -> dict[str, Any]:

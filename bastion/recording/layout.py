@@ -39,6 +39,14 @@ def seal_path(cast: Path) -> Path:
     return cast.with_name(cast.name + SEAL_SUFFIX)
 
 
+BLOB_SUFFIX = ".bin"
+
+
+def blob_path(cast: Path) -> Path:
+    """The raw bytes of binary output (``b`` events), created on the first one."""
+    return cast.with_name(cast.name + BLOB_SUFFIX)
+
+
 def parse_name(path: Path) -> tuple[str, int] | None:
     m = _NAME.match(path.name)
     return (m.group("session"), int(m.group("channel"))) if m else None

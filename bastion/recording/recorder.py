@@ -24,6 +24,7 @@ from bastion.recording.codec import (
     EventCode,
     chain_next,
     chain_start,
+    encode_blob_ref,
     encode_event,
     encode_header,
 )
@@ -40,6 +41,11 @@ _sha256 = hashlib.sha256
 _dumps = orjson.dumps
 _NEWLINE = orjson.OPT_APPEND_NEWLINE
 _utf8_decode = codecs.utf_8_decode
+# C0 controls that JSON escapes as \u00XX (six bytes for one), less the ones terminals live on
+# (TAB LF CR ESC BEL BS): a chunk whose escaping they dominate is stored as raw bytes instead.
+_ODD_CONTROLS = bytes(b for b in range(0x20) if b not in b"\t\n\r\x1b\x07\x08")
+_NOT_ODD = bytes(b for b in range(256) if b not in _ODD_CONTROLS)
+_LINE_OVERHEAD = 32  # '[123456.123456,"o",""]\n' and then some
 
 
 @dataclass(frozen=True)
@@ -58,6 +64,7 @@ class SealInfo:
     started_at: float
     duration: float
     exit_status: int | None
+    blob_bytes: int = 0  # bytes of binary output in <cast>.bin
 
     def audit_fields(self) -> dict[str, Any]:
         return {
@@ -71,6 +78,7 @@ class SealInfo:
             "key_id": self.key_id,
             "duration": round(self.duration, 3),
             "exit_status": self.exit_status,
+            "blob_bytes": self.blob_bytes,
         }
 
 
@@ -81,7 +89,7 @@ def _write_all(fd: int, data: bytes | bytearray) -> None:
         view = view[written:]
 
 
-_Snapshot = tuple[int, int, bytes]  # events, bytes, chain digest
+_Snapshot = tuple[int, int, bytes, int]  # events, .cast bytes, chain digest, .bin bytes
 
 
 class Recorder:
@@ -117,7 +125,12 @@ class Recorder:
         self._digest = chain_start(header)
         self._events = 0
         self._bytes = len(header)
-        self._signed: _Snapshot = (0, len(header), self._digest)
+        self._signed: _Snapshot = (0, len(header), self._digest, 0)
+        # Binary output: raw bytes in <cast>.bin, opened on the first binary segment.
+        self.blob_path = layout.blob_path(path)
+        self._blob_fd = -1
+        self._blob_buffer = bytearray()
+        self._blob_bytes = 0
         self._dir_synced = False
         # undecoded tail per stream: a multi-byte character split across chunks is held back
         self._pending: dict[EventCode, bytes] = {"o": b"", "i": b""}
@@ -228,10 +241,18 @@ class Recorder:
             self._check()
         # Incremental UTF-8 decoding ("replace"): an incomplete character at the end of the
         # chunk is held back until the next chunk completes it (or close() flushes it).
+        # Strict incremental UTF-8 decoding: an incomplete character at the end of the chunk
+        # is held back until the next chunk completes it (or close() flushes it); bytes that
+        # are not UTF-8 make the chunk a binary segment, kept exactly.
         pending = self._pending[code]
         if pending:
             data = pending + data
-        text, used = _utf8_decode(data, "replace", False)
+        try:
+            text, used = _utf8_decode(data, "strict", False)
+        except UnicodeDecodeError:
+            self._pending[code] = b""
+            self._emit_blob(code, bytes(data))
+            return
         if used != len(data):
             self._pending[code] = bytes(data[used:])
         elif pending:
@@ -240,7 +261,20 @@ class Recorder:
             return
         # == codec.encode_event(t, code, text) with t rounded to the microsecond
         t = (time.monotonic_ns() - self._t0_ns + 500) // 1000 / 1e6
+        if len(data) >= 256 and len(data[:256].translate(None, _NOT_ODD)) > 12:
+            # The head is full of controls JSON would escape sixfold (zeros, packed binary that
+            # happens to be UTF-8): decide before paying for the escaping.
+            raw = bytes(data[:used]) if used != len(data) else bytes(data)
+            if 20 * len(raw.translate(None, _NOT_ODD)) >= used:
+                self._emit_blob(code, raw, t)
+                return
         line = _dumps([t, code, text], option=_NEWLINE)
+        excess = len(line) - used - _LINE_OVERHEAD
+        if excess > used >> 2:  # rare: escaping grew the chunk by over a quarter
+            raw = bytes(data[:used]) if used != len(data) else bytes(data)
+            if 10 * len(raw.translate(None, _NOT_ODD)) >= excess:
+                self._emit_blob(code, raw, t)
+                return
         h = _sha256(self._digest)  # == codec.chain_next, without copying the line
         h.update(line)
         self._digest = h.digest()
@@ -249,6 +283,29 @@ class Recorder:
         buffer = self._buffer
         buffer += line
         if len(buffer) >= self._buffer_limit:
+            self._flush()
+
+    def _emit_blob(self, stream: EventCode, raw: bytes, t: float | None = None) -> None:
+        """A binary segment: a ``b`` event in the .cast, the bytes themselves in the .bin."""
+        if self._blob_fd < 0:
+            try:
+                self._blob_fd = os.open(self.blob_path, _OPEN_FLAGS, 0o640)
+            except OSError as exc:
+                raise self._fail("creating the binary segment file", exc) from None
+        if t is None:
+            t = (time.monotonic_ns() - self._t0_ns + 500) // 1000 / 1e6
+        line = _dumps([t, "b", encode_blob_ref(stream, self._blob_bytes, len(raw))],
+                      option=_NEWLINE)
+        h = _sha256(self._digest)  # == codec.chain_next(digest, line, raw)
+        h.update(line)
+        h.update(raw)
+        self._digest = h.digest()
+        self._events += 1
+        self._bytes += len(line)
+        self._blob_bytes += len(raw)
+        self._blob_buffer += raw
+        self._buffer += line
+        if len(self._buffer) + len(self._blob_buffer) >= self._buffer_limit:
             self._flush()
 
     def _emit(self, code: EventCode, text: str) -> None:
@@ -276,7 +333,13 @@ class Recorder:
 
     def _flush(self) -> _Snapshot:
         """Hand the buffer to the OS (no fsync) and return what is now written."""
-        snapshot = (self._events, self._bytes, self._digest)
+        snapshot = (self._events, self._bytes, self._digest, self._blob_bytes)
+        if self._blob_buffer:  # first: no event may reach the disk before its bytes
+            try:
+                _write_all(self._blob_fd, self._blob_buffer)
+            except OSError as exc:
+                raise self._fail("write", exc) from None
+            self._blob_buffer.clear()
         if self._buffer:
             try:
                 _write_all(self._fd, self._buffer)
@@ -288,7 +351,7 @@ class Recorder:
     # -- durability ------------------------------------------------------------------------------
 
     def _signed_record(self, kind: str, snap: _Snapshot, **extra: Any) -> dict[str, Any]:
-        events, size, digest = snap
+        events, size, digest, blob_bytes = snap
         fields: dict[str, Any] = {
             "type": kind,
             "v": FORMAT_VERSION,
@@ -298,6 +361,7 @@ class Recorder:
             "events": events,
             "bytes": size,
             "digest": digest.hex(),
+            "blob_bytes": blob_bytes,
             "time": round(time.time(), 3),
             **extra,
         }
@@ -306,6 +370,8 @@ class Recorder:
     def _make_durable(self, snap: _Snapshot, kind: str, extra: dict[str, Any]) -> dict[str, Any]:
         """Runs in a worker thread: fsync the data, then append and fsync a signed record."""
         try:
+            if self._blob_fd >= 0:
+                os.fsync(self._blob_fd)
             os.fsync(self._fd)
             if not self._dir_synced:
                 _fsync_dir(self.path.parent)
@@ -339,11 +405,9 @@ class Recorder:
             try:
                 self._check()
                 for code, pending in self._pending.items():
-                    if pending:
+                    if pending:  # an incomplete character the stream ended in: bytes as they are
                         self._pending[code] = b""
-                        rest = _utf8_decode(pending, "replace", True)[0]
-                        if rest:
-                            self._emit(code, rest)
+                        self._emit_blob(code, pending)
                 self._closing = True
                 snap = self._flush()
                 duration = time.monotonic() - self._t0
@@ -369,17 +433,18 @@ class Recorder:
                 started_at=self.started_at,
                 duration=duration,
                 exit_status=exit_status,
+                blob_bytes=snap[3],
             )
             return self._seal
 
     def _release(self) -> None:
-        for fd in (self._fd, self._seal_fd):
+        for fd in (self._fd, self._seal_fd, self._blob_fd):
             if fd >= 0:
                 try:
                     os.close(fd)
                 except OSError as exc:
                     self._fail("close", exc)
-        self._fd = self._seal_fd = -1
+        self._fd = self._seal_fd = self._blob_fd = -1
         if self.on_close is not None:
             self.on_close(self)
 

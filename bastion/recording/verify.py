@@ -17,9 +17,10 @@ import orjson
 
 from bastion.recording import layout
 from bastion.recording.codec import (
-    FORMAT_VERSION,
+    READABLE_FORMATS,
     chain_next,
     chain_start,
+    decode_blob_ref,
     decode_event,
     decode_header,
 )
@@ -68,15 +69,16 @@ def _read_records(
             return records, f"seal file line {n} is not valid JSON"
         if not isinstance(record, dict) or record.get("type") not in RECORD_TYPES:
             return records, f"seal file line {n} is not a seal record"
-        if record.get("v") != FORMAT_VERSION:
+        if record.get("v") not in READABLE_FORMATS:
             return records, f"seal file line {n}: unsupported seal format {record.get('v')!r}"
         problem = check_record(record, trusted)
         if problem:
             return records, f"seal file line {n}: {problem}"
         if record.get("file") != path.name:
             return records, f"seal file line {n} belongs to {record.get('file')!r}, not {path.name}"
-        for key in ("events", "bytes"):
-            if not isinstance(record.get(key), int):
+        record.setdefault("blob_bytes", 0)  # format 1 has no binary segments
+        for key in ("events", "bytes", "blob_bytes"):
+            if not isinstance(record.get(key), int) or isinstance(record.get(key), bool):
                 return records, f"seal file line {n}: {key} is not an integer"
         if records and (record["type"] == "open" or any(r.get("sig") == record.get("sig")
                                                          for r in records)):
@@ -85,7 +87,8 @@ def _read_records(
             prev = records[-1]
             if prev["type"] == "seal":
                 return records, f"seal file line {n}: record after the seal"
-            if record["events"] < prev["events"] or record["bytes"] < prev["bytes"]:
+            if (record["events"] < prev["events"] or record["bytes"] < prev["bytes"]
+                    or record["blob_bytes"] < prev["blob_bytes"]):
                 return records, f"seal file line {n}: records out of order"
             if record.get("session_id") != prev.get("session_id"):
                 return records, f"seal file line {n}: session id changes"
@@ -113,6 +116,7 @@ def verify_recording(path: Path, trusted: Sequence[RecordingPublicKey]) -> Verif
         handle = path.open("rb")
     except OSError as exc:
         return _fail(path, "unreadable", f"cannot read: {exc.strerror}")
+    blob = _Blob(layout.blob_path(path))
     digest = b""
     events = -1  # the header is line 0
     size = 0
@@ -120,7 +124,7 @@ def verify_recording(path: Path, trusted: Sequence[RecordingPublicKey]) -> Verif
     last_time = 0.0
     good: dict[str, Any] | None = None  # last record whose digest matched
     partial = 0
-    with handle:
+    with handle, blob:
         for line in handle:
             if not line.endswith(b"\n"):
                 partial = len(line)
@@ -130,13 +134,20 @@ def verify_recording(path: Path, trusted: Sequence[RecordingPublicKey]) -> Verif
                 if structural is None:
                     structural = _check_header(line, records[0])
             else:
-                digest = chain_next(digest, line)
-                if structural is None:
-                    try:
-                        event = decode_event(line)
-                    except ValueError as exc:
+                try:
+                    event = decode_event(line)
+                except ValueError as exc:
+                    digest = chain_next(digest, line)
+                    if structural is None:
                         structural = f"line {events + 2} is not a valid asciicast event ({exc})"
-                    else:
+                else:
+                    raw = b""
+                    if event.code == "b":
+                        raw, problem = blob.read(event.data)
+                        if problem and structural is None:
+                            structural = f"line {events + 2}: {problem}"
+                    digest = chain_next(digest, line, raw)
+                    if structural is None:
                         if event.time < last_time:
                             structural = (
                                 f"line {events + 2} is out of order "
@@ -146,7 +157,8 @@ def verify_recording(path: Path, trusted: Sequence[RecordingPublicKey]) -> Verif
             events += 1
             size += len(line)
             for record in by_events.get(events, ()):
-                if record["bytes"] != size or record["digest"] != digest.hex():
+                if (record["bytes"] != size or record["digest"] != digest.hex()
+                        or record["blob_bytes"] != blob.offset):
                     where = f"events {good['events'] + 1}-{events}" if good else "the header"
                     detail = f"; {structural}" if structural else ""
                     return _fail(
@@ -171,6 +183,10 @@ def verify_recording(path: Path, trusted: Sequence[RecordingPublicKey]) -> Verif
         extra = size + partial - last["bytes"]
         if extra:
             return _fail(path, "tampered", f"{extra} bytes of unsigned data after the sealed end")
+        blob_extra = blob.size() - last["blob_bytes"]
+        if blob_extra:
+            return _fail(path, "tampered",
+                         f"the binary segment file has {blob_extra:+d} bytes against its seal")
         return VerifyResult(
             path,
             "intact",
@@ -208,3 +224,43 @@ def _check_header(line: bytes, opened: dict[str, Any]) -> str | None:
     if not isinstance(meta, dict) or meta.get("session_id") != opened.get("session_id"):
         return "line 1: header session id does not match the seal"
     return None
+
+
+class _Blob:
+    """Sequential reader of ``<cast>.bin``: each ``b`` event must take the next bytes."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.offset = 0
+        self._handle: Any = None
+
+    def __enter__(self) -> _Blob:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._handle is not None:
+            self._handle.close()
+
+    def read(self, ref: str) -> tuple[bytes, str | None]:
+        try:
+            _, offset, length = decode_blob_ref(ref)
+        except ValueError as exc:
+            return b"", str(exc)
+        if offset != self.offset:
+            return b"", f"binary segment at offset {offset}, expected {self.offset}"
+        if self._handle is None:
+            try:
+                self._handle = self.path.open("rb")
+            except OSError as exc:
+                return b"", f"cannot read binary segments {self.path.name}: {exc.strerror}"
+        raw = self._handle.read(length)
+        self.offset += len(raw)
+        if len(raw) != length:
+            return raw, f"binary segment file {self.path.name} is truncated"
+        return raw, None
+
+    def size(self) -> int:
+        try:
+            return self.path.stat().st_size
+        except FileNotFoundError:
+            return 0

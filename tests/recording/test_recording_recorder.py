@@ -12,7 +12,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from bastion.recording import Recorder, RecordingError, RecordingKey, verify_recording
+from bastion.recording import Recorder, RecordingError, RecordingKey, catalog, verify_recording
 from bastion.recording.store import RecordingStore
 
 ASCIINEMA = Path(sys.executable).parent / "asciinema"
@@ -69,14 +69,18 @@ async def test_utf8_split_anywhere_is_not_corrupted(
     assert text == "añ€😀z"
 
 
-async def test_truncated_character_at_close_becomes_a_replacement(
+async def test_truncated_character_at_close_is_kept_as_its_bytes(
     tmp_path: Path, key: RecordingKey
 ) -> None:
-    """A dangling partial character at close is written as U+FFFD, never dropped silently."""
+    """A dangling partial character at close is kept byte for byte (a binary segment), never
+    dropped or replaced."""
     rec = Recorder.create(root=tmp_path, session_id="u", channel=0, key=key)
     rec.output(b"ok\xe2\x82")
     await rec.close()
-    assert "".join(e[2] for e in _lines(rec.path)[1:]) == "ok\ufffd"  # type: ignore[index]
+    _, events = catalog.read_events(rec.path)
+    assert b"".join(e.raw if e.raw is not None else e.data.encode() for e in events) == (
+        b"ok\xe2\x82"
+    )
     assert verify_recording(rec.path, [key.public]).ok
 
 
@@ -146,19 +150,17 @@ def test_group_readable_key_is_refused(tmp_path: Path) -> None:
         RecordingKey.load_or_create(tmp_path)
 
 
-async def test_chunked_output_decodes_like_an_incremental_utf8_decoder(tmp_path: Path) -> None:
+async def test_chunked_output_keeps_every_byte_in_order(tmp_path: Path) -> None:
     """Any split of the byte stream (bytes, bytearray or memoryview chunks, invalid bytes,
-    a character cut at the very end) yields the text of codecs' incremental decoder, one
-    event per chunk that completes any text, with microsecond-rounded times."""
-    import codecs
+    a character cut at the very end) reads back as exactly the bytes written: text events hold
+    whole characters (a split one waits for its end), invalid bytes go to binary segments, and
+    times are microsecond-rounded."""
     import random
 
     key = RecordingKey.generate()
     data = "héllo € 😀 ok\r\n".encode() * 20 + b"\xff\xfe bad \xc3" + "end é".encode()[:-1]
     rnd = random.Random(7)
     rec = Recorder.create(root=tmp_path, session_id="split", channel=0, key=key)
-    ref = codecs.getincrementaldecoder("utf-8")("replace")
-    expected: list[str] = []
     i = 0
     while i < len(data):
         n = rnd.randint(1, 9)
@@ -166,15 +168,11 @@ async def test_chunked_output_decodes_like_an_incremental_utf8_decoder(tmp_path:
         i += n
         wrapped = (bytes, bytearray, memoryview)[rnd.randrange(3)](chunk)
         rec.output(wrapped)  # type: ignore[arg-type]
-        text = ref.decode(chunk)
-        if text:
-            expected.append(text)
-    rest = ref.decode(b"", final=True)
-    if rest:
-        expected.append(rest)
     seal = await rec.close()
+    _, read = catalog.read_events(seal.path)
+    assert b"".join(e.raw if e.raw is not None else e.data.encode() for e in read) == data
     events = _lines(seal.path)[1:]
-    assert [e[2] for e in events] == expected  # type: ignore[index]
+    assert "b" in {e[1] for e in events}  # type: ignore[index]
     for e in events:
         t = e[0]  # type: ignore[index]
         assert isinstance(t, float | int) and round(t, 6) == t

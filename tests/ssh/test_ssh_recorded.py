@@ -169,3 +169,35 @@ def test_secret_in_output_is_masked_for_agent_and_recording(
     rows = audit_rows(config)
     exit_row = next(r for r in rows if r["kind"] == "command_exit")
     assert sum(exit_row["fields"]["masked"].values()) >= 1  # type: ignore[index,union-attr]
+
+
+@pytest.mark.parametrize("source", ["/dev/zero", "/dev/urandom"])
+def test_binary_output_is_relayed_and_recorded_exactly_and_compactly(
+    tmp_path: Path, sshd: SshdTarget, ca: CertificateAuthority, agent: Agent, source: str
+) -> None:
+    """2 MiB of zeros or random bytes through the real client: the agent gets every byte, the
+    recording keeps them exactly in at most 1.2x their size, verifies, and exports as a plain
+    asciicast that asciinema reads."""
+    config = write_config(tmp_path, ca, target_block(sshd))
+    running = start_bastion(config, recorded_runtime)
+    size = 2 * 1024 * 1024
+    try:
+        result = running.ssh(agent, "web-01", f"head -c {size} {source} | tee /tmp/.bst-$$ "
+                                               f"| cat; sha256sum < /tmp/.bst-$$ >&2; rm /tmp/.bst-$$")
+    finally:
+        running.stop()
+    assert result.returncode == 0, result.stderr
+    assert len(result.stdout) == size
+    import hashlib
+
+    assert hashlib.sha256(result.stdout).hexdigest() in result.stderr.decode()
+    cast = next((tmp_path / "state" / "recordings").rglob("*.cast"))
+    stored = cast.stat().st_size + cast.with_name(cast.name + ".bin").stat().st_size
+    assert stored <= 1.2 * size
+    verify = bastion_cli("recordings", "verify", "--config", str(config), str(cast))
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    exported = bastion_cli("recordings", "export", "--config", str(config), str(cast))
+    assert exported.returncode == 0, exported.stderr
+    lines = exported.stdout.rstrip("\n").split("\n")  # not splitlines: U+2028 is data
+    assert orjson.loads(lines[0])["version"] == 2
+    assert {orjson.loads(line)[1] for line in lines[1:]} <= set("oirm")
