@@ -182,8 +182,9 @@ def test_binary_output_is_relayed_and_recorded_exactly_and_compactly(
     running = start_bastion(config, recorded_runtime)
     size = 2 * 1024 * 1024
     try:
-        result = running.ssh(agent, "web-01", f"head -c {size} {source} | tee /tmp/.bst-$$ "
-                                               f"| cat; sha256sum < /tmp/.bst-$$ >&2; rm /tmp/.bst-$$")
+        command = (f"f=$(mktemp); head -c {size} {source} > $f; cat $f; sha256sum < $f >&2;"
+                   " rm -f $f")
+        result = running.ssh(agent, "web-01", command)
     finally:
         running.stop()
     assert result.returncode == 0, result.stderr
