@@ -14,7 +14,7 @@ import orjson
 from bastion.errors import BastionError
 from bastion.recording import catalog, layout
 from bastion.recording.config import RecordingConfig, parse_recording_config
-from bastion.recording.export import asciicast_lines
+from bastion.recording.export import asciicast_lines, for_terminal
 from bastion.recording.keys import RecordingPublicKey, load_trusted_keys
 from bastion.recording.player import build_frames, play
 from bastion.recording.transcript import render_text
@@ -103,8 +103,9 @@ def _cmd_play(args: argparse.Namespace) -> int:
             raise BastionError(
                 f"{path.name} failed verification ({result.reason}); --no-verify to play anyway"
             )
-    _, events = catalog.read_events(path)
-    play(build_frames(events, speed=args.speed, idle_limit=args.idle_limit))
+    header, events = catalog.read_events(path)
+    play(build_frames(for_terminal(header, events), speed=args.speed,
+                      idle_limit=args.idle_limit))
     return 0
 
 
@@ -126,7 +127,8 @@ def _when(ts: float) -> str:
 def _cmd_list(args: argparse.Namespace) -> int:
     root = load_recording_config(args.config).dir
     since = _since(args.since)
-    for info in catalog.iter_infos(root):
+    shown = 0
+    for info in sorted(catalog.iter_infos(root), key=lambda i: (i.started, i.name)):
         if since is not None and info.started < since:
             continue
         if args.target and info.meta.get("target") != args.target:
@@ -136,11 +138,17 @@ def _cmd_list(args: argparse.Namespace) -> int:
         if args.json:
             print(orjson.dumps(info.to_json(), option=orjson.OPT_SORT_KEYS).decode())
         else:
+            if not shown:
+                print(f"{'STARTED (UTC)':<20}  {'ID':<40} {'IDENTITY':<24} {'TARGET':<16} "
+                      f"{'STATE':<14} {'SIZE':>11}")
             state = "sealed" if info.sealed else "OPEN/unsealed"
             print(
                 f"{_when(info.started)}  {info.name:<40} {info.meta.get('identity', '-')!s:<24} "
                 f"{info.meta.get('target', '-')!s:<16} {state:<14} {info.size:>9} B"
             )
+        shown += 1
+    if not shown and not args.json:
+        print("no recordings", file=sys.stderr)
     return 0
 
 
@@ -170,9 +178,11 @@ def _cmd_show(args: argparse.Namespace) -> int:
         print(f"{key:<11} {data.get(key) or '-'}")
     for key in ("key_id", "serial", "principals", "source"):
         if key in data["meta"]:
-            print(f"{key:<11} {data['meta'][key]}")
+            print(f"{key:<11} {_plain(data['meta'][key])}")
     print(f"command     {data['command'] or '(interactive shell)'}")
-    print(f"size        {data['width']}x{data['height']}, events {data['events']}")
+    counts = ", ".join(f"{n} {what}" for what, n in zip(
+        ("output", "input", "resize", "marker"), (data["events"][c] for c in "oirm"), strict=True))
+    print(f"size        {data['width']}x{data['height']}; events: {counts}")
     print(f"verify      {data['verification']['status']}: {data['verification']['reason']}")
     print("markers (gate decisions, approvals):" if data["markers"] else "markers     none")
     for m in data["markers"]:
@@ -180,11 +190,19 @@ def _cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _plain(value: object) -> str:
+    """A metadata value as a person reads it: lists comma-separated, no Python reprs."""
+    if isinstance(value, list | tuple):
+        return ", ".join(_plain(v) for v in value) or "-"
+    return "-" if value is None else str(value)
+
+
 def _cmd_export(args: argparse.Namespace) -> int:
     path = _resolve(args, args.recording)[0]
     header, events = catalog.read_events(path)
     if args.text or args.format == "text":
-        sys.stdout.write(render_text(int(header["width"]), int(header["height"]), events))
+        width, height = int(header["width"]), int(header["height"])
+        sys.stdout.write(render_text(width, height, for_terminal(header, events)))
         return 0
     out = sys.stdout.buffer
     for line in asciicast_lines(header, events):

@@ -26,16 +26,25 @@ def had_terminal(header: dict[str, Any]) -> bool:
     return isinstance(env, dict) and "TERM" in env
 
 
-def asciicast_lines(header: dict[str, Any], events: Iterable[Event]) -> Iterator[bytes]:
-    yield orjson.dumps(header) + b"\n"
-    crlf = not had_terminal(header)
+def for_terminal(header: dict[str, Any], events: Iterable[Event]) -> Iterator[Event]:
+    """The events as a terminal should be fed them: output of a channel without a PTY gets
+    ``\r\n`` for its bare ``\n``; everything else as recorded."""
+    if had_terminal(header):
+        yield from events
+        return
     after_cr = False  # the previous output event ended in \r (a \r\n cut between two events)
     for event in events:
         data = event.data
-        if crlf and event.code == "o" and data:
+        if event.code == "o" and data:
             fixed = _BARE_LF.sub("\r\n", data)
             if after_cr and data.startswith("\n"):
                 fixed = fixed[1:]  # "\r\n" -> "\n": the \r came in the previous event
             after_cr = data.endswith("\r")
-            data = fixed
-        yield orjson.dumps([event.time, event.code, data]) + b"\n"
+            event = Event(event.time, event.code, fixed, event.raw)
+        yield event
+
+
+def asciicast_lines(header: dict[str, Any], events: Iterable[Event]) -> Iterator[bytes]:
+    yield orjson.dumps(header) + b"\n"
+    for event in for_terminal(header, events):
+        yield orjson.dumps([event.time, event.code, event.data]) + b"\n"

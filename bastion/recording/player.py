@@ -44,6 +44,11 @@ def build_frames(
         clock += gap / speed
         if event.code == "o":
             frames.append(Frame(clock, event.data))
+        elif event.code == "r":
+            w, _, h = event.data.partition("x")
+            if w.isdigit() and h.isdigit():
+                # xterm's window-size request: terminals that honour it follow the recording
+                frames.append(Frame(clock, f"\x1b[8;{int(h)};{int(w)}t"))
     return frames
 
 

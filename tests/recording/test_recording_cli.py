@@ -107,7 +107,19 @@ async def test_list_filters_and_json(config_file: Path, capsys: pytest.CaptureFi
     main(["recordings", "list", "--json", "--identity", "agent-a", "--config", str(config_file)])
     assert [json.loads(x)["id"] for x in capsys.readouterr().out.splitlines()] == ["one-0"]
     main(["recordings", "list", "--since", "1d", "--config", str(config_file)])
-    assert len(capsys.readouterr().out.splitlines()) == 2
+    header, *rows_text = capsys.readouterr().out.splitlines()
+    assert header.split()[:3] == ["STARTED", "(UTC)", "ID"] and len(rows_text) == 2
+
+
+async def test_list_is_in_time_order(config_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Recordings are listed oldest first, whatever their ids or folders."""
+    now = time.time()
+    await _record(config_file, "aaa-late", started_at=now - 60)
+    await _record(config_file, "zzz-early", started_at=now - 3 * 86400)
+    await _record(config_file, "mmm-middle", started_at=now - 86400)
+    assert main(["recordings", "list", "--config", str(config_file)]) == 0
+    ids = [line.split()[2] for line in capsys.readouterr().out.splitlines()[1:]]
+    assert ids == ["zzz-early-0", "mmm-middle-0", "aaa-late-0"]
 
 
 async def test_show_lists_metadata_and_decisions(
@@ -119,6 +131,34 @@ async def test_show_lists_metadata_and_decisions(
     out = capsys.readouterr().out
     assert "agent-a" in out and "vm1" in out and "intact" in out
     assert "gate allow: ls -l (rule read-only)" in out
+    assert "events: 3 output, 1 input, 0 resize, 1 marker" in out
+    assert "{" not in out and "[" not in out.replace("[rule", "")  # no Python reprs
+
+
+async def test_show_prints_lists_as_text(
+    config_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root, key = _state(config_file)
+    rec = Recorder.create(root=root, session_id="princ", channel=0, key=key,
+                          meta={"principals": ["agents", "ci"], "identity": "a"})
+    await rec.close()
+    assert main(["recordings", "show", "princ", "--config", str(config_file)]) == 0
+    assert "principals  agents, ci" in capsys.readouterr().out
+
+
+async def test_export_text_keeps_what_a_clear_screen_erased_and_exec_lines_at_column_zero(
+    config_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`clear` (or a full-screen program) erases the display: the transcript keeps what was on
+    it before; an exec channel's bare \\n starts each line at column 0, not a staircase."""
+    root, key = _state(config_file)
+    rec = Recorder.create(root=root, session_id="cleared", channel=0, key=key, width=40, height=5)
+    rec.output("".join(f"row {i}\n" for i in range(12)).encode())
+    rec.output(b"\x1b[H\x1b[2Jafter clear\n")
+    await rec.close()
+    assert main(["recordings", "export", "cleared", "--text", "--config", str(config_file)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == [f"row {i}" for i in range(12)] + ["after clear"]
 
 
 async def test_export_text_renders_what_the_terminal_showed(
@@ -144,6 +184,12 @@ async def test_play_writes_output_and_refuses_tampered(
     assert "failed verification" in capsys.readouterr().err
     assert main(["play", str(rec.path), "--no-verify", "--speed", "1000", *cfg]) == 0
     assert "total 1" in capsys.readouterr().out
+
+
+def test_frames_carry_resizes() -> None:
+    """A resize event becomes xterm's window-size request at its time."""
+    frames = build_frames([Event(0.0, "o", "a"), Event(1.0, "r", "100x30")])
+    assert [f.text for f in frames] == ["a", "\x1b[8;30;100t"]
 
 
 def test_frames_follow_speed_idle_limit_and_seek() -> None:
