@@ -39,7 +39,7 @@ from bastion.hooks import (
 from bastion.http import HttpServer, http_settings, http_wanted
 from bastion.identity.config import parse_identity_config
 from bastion.identity.http import add_routes as add_certificate_routes
-from bastion.identity.issuer import CertificateIssuer, granted_targets
+from bastion.identity.issuer import CertificateIssuer, granted_targets, host_key_lines
 from bastion.identity.revocation import RevocationList
 from bastion.identity.store import StoreError
 from bastion.interactive import controller_factory
@@ -184,7 +184,10 @@ class Runtime:
                 config.raw.get("ca", {}), config.raw["oidc"], config.base_dir
             )
             self.issuer = await CertificateIssuer.create(
-                identity, config.state_dir, self.audit, targets=granted_targets(config)
+                identity, config.state_dir, self.audit, targets=granted_targets(config),
+                host_keys=host_key_lines(
+                    config.server.host_key.with_name(config.server.host_key.name + ".pub")
+                ),
             )
             add_certificate_routes(app, self.issuer)
         if self.approvals is not None:

@@ -200,6 +200,11 @@ def _login(args: argparse.Namespace) -> int:
             f"{until}: {result.certificate}"
         )
         print(f"ssh_config snippet: {result.ssh_config} (add 'Include {result.ssh_config}')")
+        if result.known_hosts is not None:
+            print(f"bastion host key pinned in {result.known_hosts} (the snippet uses it)")
+        else:
+            print("bastion: warning: the bastion sent no host key; pin it in known_hosts",
+                  file=sys.stderr)
         if not args.watch:
             return 0
         if not renew_before:

@@ -50,7 +50,7 @@ _ISSUER_KEYS = frozenset(
         "required_claims",
     }
 )
-_GRANT_KEYS = frozenset({"claim", "value", "principals", "issuer"})
+_GRANT_KEYS = frozenset({"claim", "value", "claims", "principals", "issuer"})
 TENANT_PLACEHOLDER = "{tenantid}"
 
 
@@ -88,10 +88,12 @@ class IssuerConfig:
 
 @dataclass(frozen=True)
 class Grant:
-    """Tokens whose ``claim`` (string or list) contains ``value`` get ``principals``."""
+    """Tokens that meet every condition get ``principals``. A condition is a claim and the
+    values it may hold: the claim (a string, or a list such as ``roles``) must hold one of
+    them. ``claim``/``value`` in the config is one condition; ``claims = {…}`` adds more, so
+    ``repository`` + ``ref`` + ``environment`` pins a GitHub workflow to one branch."""
 
-    claim: str
-    value: str
+    conditions: tuple[tuple[str, tuple[str, ...]], ...]
     principals: tuple[str, ...]
     issuer: str = ""  # "" = tokens from any configured issuer
 
@@ -194,12 +196,25 @@ def parse_grant(table: Mapping[str, Any], where: str, issuers: Sequence[str]) ->
     issuer = table.get("issuer", "")
     if issuer and issuer not in issuers:
         raise ConfigError(f"{where}.issuer", f"{issuer!r} is not one of [[oidc.issuers]]")
-    return Grant(
-        claim=_string(table, "claim", where),
-        value=_string(table, "value", where),
-        principals=principals,
-        issuer=issuer,
-    )
+    conditions: dict[str, tuple[str, ...]] = {}
+    if "claim" in table or "value" in table:
+        conditions[_string(table, "claim", where)] = (_string(table, "value", where),)
+    claims = table.get("claims", {})
+    if not isinstance(claims, dict):
+        raise ConfigError(f"{where}.claims", "expected a table of claim = value or [values]")
+    for name, wanted in claims.items():
+        values = (wanted,) if isinstance(wanted, str) else wanted
+        if not isinstance(values, list | tuple) or not values or not all(
+            isinstance(v, str) and v for v in values
+        ):
+            raise ConfigError(f"{where}.claims.{name}",
+                              "expected a non-empty string or a list of them")
+        if name in conditions:
+            raise ConfigError(f"{where}.claims.{name}", "the claim is already set by claim/value")
+        conditions[name] = tuple(values)
+    if not conditions:
+        raise ConfigError(where, "a grant needs claim/value or claims = {…}")
+    return Grant(conditions=tuple(conditions.items()), principals=principals, issuer=issuer)
 
 
 def parse_identity_config(

@@ -1,8 +1,9 @@
 """From verified claims to certificate contents: principals and key ID.
 
-Deny by default: a token that matches no ``[[oidc.grants]]`` entry gets no certificate. Claim
-values match exactly (no patterns, no case folding); a list claim such as ``roles`` or ``groups``
-matches when it contains the value.
+Deny by default: a token that matches no ``[[oidc.grants]]`` entry gets no certificate. A grant
+matches when every claim it names holds one of its values (all of the claims; any of a claim's
+values). Values match exactly (no patterns, no case folding); a list claim such as ``roles`` or
+``groups`` matches when it contains a value.
 """
 
 from __future__ import annotations
@@ -21,9 +22,7 @@ def principals_for(token: VerifiedToken, grants: Sequence[Grant]) -> tuple[str, 
     for grant in grants:
         if grant.issuer and grant.issuer != token.issuer.issuer:
             continue
-        value = token.claims.get(grant.claim)
-        values = value if isinstance(value, list) else [value]
-        if any(isinstance(v, str) and v == grant.value for v in values):
+        if all(_holds(token.claims.get(claim), wanted) for claim, wanted in grant.conditions):
             found.update(grant.principals)
     return tuple(sorted(found))
 
@@ -44,3 +43,8 @@ def key_id_for(token: VerifiedToken) -> str:
     name = "".join(c for c in name if c.isprintable() and c not in "()")
     key_id = f"{stable} ({name})" if name else stable
     return key_id[:MAX_KEY_ID_CHARS]
+
+
+def _holds(claim: object, wanted: Sequence[str]) -> bool:
+    values = claim if isinstance(claim, list) else [claim]
+    return any(isinstance(v, str) and v in wanted for v in values)

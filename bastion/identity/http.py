@@ -2,8 +2,9 @@
 
 Request: ``Authorization: Bearer <OIDC token>`` and JSON ``{"public_key": "<OpenSSH line>"}``.
 Success: 200 JSON ``{"certificate", "serial", "valid_before" (RFC 3339), "valid_after",
-"key_id", "principals", "targets"}``. Errors: 4xx/5xx JSON ``{"error": "<reason>"}``, never a
-stack trace; every refusal is audited (``cert_refused``) with the caller's address.
+"key_id", "principals", "targets", "host_keys"}``. Errors: 4xx/5xx JSON
+``{"error": "<reason>"}``, never a stack trace; every refusal is audited (``cert_refused``)
+with the caller's address.
 """
 
 from __future__ import annotations
@@ -89,6 +90,7 @@ def add_routes(app: web.Application, issuer: CertificateIssuer) -> None:
                 "key_id": issued.key_id,
                 "principals": list(issued.principals),
                 "targets": list(issued.targets),
+                "host_keys": list(issued.host_keys),
             },
             headers={"Cache-Control": "no-store"},
         )

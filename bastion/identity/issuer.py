@@ -58,9 +58,29 @@ class Issued:
     valid_after: int
     valid_before: int
     targets: tuple[str, ...] = ()
+    host_keys: tuple[str, ...] = ()  # the bastion's SSH host public keys, for known_hosts
 
 
 TargetLister = Callable[[Sequence[str]], Sequence[str]]
+HostKeys = Callable[[], Sequence[str]]
+
+
+def host_key_lines(public_key: Path) -> HostKeys:
+    """The bastion's host public key, read at each issuance (a replaced key is served at once).
+
+    The agent learns it over the same TLS connection that authenticated the bastion for the
+    token exchange, so pinning it is as safe as that connection, and a fresh CI runner needs no
+    ``ssh-keyscan`` (trust on first use) to verify the bastion."""
+
+    def lines() -> Sequence[str]:
+        try:
+            text = public_key.read_text(encoding="ascii")
+        except (OSError, UnicodeDecodeError):
+            return ()
+        return tuple(" ".join(line.split()[:2]) for line in text.splitlines()
+                     if len(line.split()) >= 2)
+
+    return lines
 
 
 def granted_targets(config: Config) -> TargetLister:
@@ -91,6 +111,7 @@ class CertificateIssuer:
         revocations: RevocationList,
         audit: AuditSink,
         targets: TargetLister | None = None,
+        host_keys: HostKeys | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
@@ -100,6 +121,7 @@ class CertificateIssuer:
         self.revocations = revocations
         self._audit = audit
         self._targets = targets
+        self._host_keys = host_keys
         self._clock = clock
         self._jwks: JwksCache | None = None
 
@@ -111,6 +133,7 @@ class CertificateIssuer:
         audit: AuditSink,
         *,
         targets: TargetLister | None = None,
+        host_keys: HostKeys | None = None,
         ssl_context: ssl.SSLContext | None = None,
     ) -> CertificateIssuer:
         """Load the CA key, open ``state_dir/identity.db``; raise BastionError/StoreError."""
@@ -138,6 +161,7 @@ class CertificateIssuer:
             revocations=RevocationList.open(path),
             audit=audit,
             targets=targets,
+            host_keys=host_keys,
         )
         issuer._jwks = jwks
         return issuer
@@ -223,7 +247,9 @@ class CertificateIssuer:
             log.error("audit failed for certificate serial %d, withholding it: %s", serial, exc)
             raise IssueRefused(503, "audit log unavailable; certificate withheld") from None
         targets = tuple(self._targets(principals)) if self._targets else ()
-        return Issued(line, serial, key_id, principals, valid_after, valid_before, targets)
+        host_keys = tuple(self._host_keys()) if self._host_keys else ()
+        return Issued(line, serial, key_id, principals, valid_after, valid_before, targets,
+                      host_keys)
 
     async def record_refusal(
         self, refused: IssueRefused, source_address: str, *, issuer: str = ""

@@ -1,8 +1,10 @@
 """``bastion login``: token -> ephemeral Ed25519 key -> certificate from the bastion -> files.
 
-Writes ``KEY``, ``KEY.pub``, ``KEY-cert.pub`` (all 0600, each replaced atomically) and an
-ssh_config snippet (default ``KEY.ssh_config``) to ``Include`` from ``~/.ssh/config``, so that
-``ssh web-01.bastion`` logs in to target ``web-01`` through the bastion.
+Writes ``KEY``, ``KEY.pub``, ``KEY-cert.pub`` (all 0600, each replaced atomically), the
+bastion's host key as ``KEY.known_hosts`` (learnt over the TLS connection that authenticated the
+bastion for the token exchange) and an ssh_config snippet (default ``KEY.ssh_config``) to
+``Include`` from ``~/.ssh/config``, so that ``ssh web-01.bastion`` logs in to target ``web-01``
+through the bastion with its host key checked, on a fresh runner too.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ class LoginResult:
     valid_before: int
     principals: tuple[str, ...]
     targets: tuple[str, ...]
+    known_hosts: Path | None = None  # None: the bastion sent no host key (older bastion)
 
 
 def cert_path(key: Path) -> Path:
@@ -123,7 +126,38 @@ def _reason(exc: urllib.error.HTTPError) -> str:
         return f"HTTP {exc.code}"
 
 
-def ssh_config_snippet(key: Path, settings: SshSettings, targets: tuple[str, ...]) -> str:
+def known_hosts_path(key: Path) -> Path:
+    return key.with_name(key.name + ".known_hosts")
+
+
+def _alias(settings: SshSettings) -> str:
+    """The bastion's name as ssh looks it up in known_hosts (``[host]:port`` off port 22)."""
+    return settings.host if settings.port == 22 else f"[{settings.host}]:{settings.port}"
+
+
+def known_hosts_lines(settings: SshSettings, host_keys: tuple[str, ...]) -> str:
+    return "".join(f"{_alias(settings)} {line}\n" for line in host_keys)
+
+
+def _host_keys(answer: dict[str, object]) -> tuple[str, ...]:
+    raw = answer.get("host_keys")
+    if not isinstance(raw, list):
+        return ()
+    keys = []
+    for line in raw:
+        if not isinstance(line, str):
+            raise BastionError("the bastion's answer has a host key that is not text")
+        try:
+            asyncssh.import_public_key(line)
+        except (asyncssh.KeyImportError, ValueError):
+            raise BastionError("the bastion's answer has a host key that does not parse") from None
+        keys.append(" ".join(line.split()[:2]))
+    return tuple(keys)
+
+
+def ssh_config_snippet(
+    key: Path, settings: SshSettings, targets: tuple[str, ...], known_hosts: Path | None = None
+) -> str:
     """Host blocks: one per target (sets ``User`` = target), then the shared bastion block."""
     lines = [
         "# Written by 'bastion login'. Use it from ~/.ssh/config with:",
@@ -139,8 +173,11 @@ def ssh_config_snippet(key: Path, settings: SshSettings, targets: tuple[str, ...
         f"    CertificateFile {cert_path(key)}",
         "    IdentitiesOnly yes",
         "    ForwardAgent no",
-        "",
     ]
+    if known_hosts is not None:
+        # ssh looks the key up under HostName (and Port), the name known_hosts_lines wrote.
+        lines += [f"    UserKnownHostsFile {known_hosts}", "    StrictHostKeyChecking yes"]
+    lines.append("")
     return "\n".join(lines)
 
 
@@ -177,8 +214,12 @@ def login(
         tuple(t for t in raw_targets if isinstance(t, str)) if isinstance(raw_targets, list) else ()
     )
     targets = tuple(dict.fromkeys(ssh.targets + offered))
+    host_keys = _host_keys(answer)
+    known = known_hosts_path(key) if host_keys else None
+    if known is not None:
+        _write_private(known, known_hosts_lines(ssh, host_keys).encode())
     config_path = ssh_config or key.with_name(key.name + ".ssh_config")
-    _write_private(config_path, ssh_config_snippet(key, ssh, targets).encode())
+    _write_private(config_path, ssh_config_snippet(key, ssh, targets, known).encode())
     return LoginResult(
         key=key,
         certificate=cert_path(key),
@@ -187,6 +228,7 @@ def login(
         valid_before=cert.valid_before,
         principals=tuple(p.decode("utf-8", "replace") for p in cert.valid_principals),
         targets=targets,
+        known_hosts=known,
     )
 
 

@@ -119,3 +119,50 @@ async def test_token_to_certificate_to_ssh_and_revocation(
         assert b"certificate has been revoked" in refused.stderr
     finally:
         await asyncio.to_thread(running.stop)
+
+
+async def test_a_fresh_runner_checks_the_bastion_host_key_from_login(
+    tmp_path: Path, provider, tls, sshd: SshdTarget
+) -> None:
+    """CI from the docs alone: `bastion login` on a runner with no ~/.ssh pins the bastion's
+    host key, and the stock ssh through the written snippet verifies it (StrictHostKeyChecking
+    yes, BatchMode); a different key in that file is refused."""
+    config = bastion_config(tmp_path, provider, tls, sshd)
+    assert await asyncio.to_thread(main, ["ca", "init", "--config", str(config)]) == 0
+    running = await asyncio.to_thread(start_bastion, config, build_runtime)
+    try:
+        assert running.runtime.http is not None
+        http_port = running.runtime.http.address[1]
+        token = tmp_path / "token"
+        await asyncio.to_thread(token.write_text, provider.mint())
+        key = tmp_path / "runner"
+        status = await asyncio.to_thread(main, [
+            "login", "--url", f"http://127.0.0.1:{http_port}", "--key", str(key),
+            "--token-file", str(token), "--ssh-host", "127.0.0.1",
+            "--ssh-port", str(running.port), "--target", "web-01",
+        ])  # fmt: skip
+        assert status == 0
+        known = Path(f"{key}.known_hosts")
+        host_pub = (await asyncio.to_thread((tmp_path / "ssh_host_ed25519_key.pub").read_text))
+        pinned = f"[127.0.0.1]:{running.port} {' '.join(host_pub.split()[:2])}\n"
+        assert await asyncio.to_thread(known.read_text) == pinned
+        home = tmp_path / "empty-home"
+        await asyncio.to_thread(home.mkdir)
+        env = {"HOME": str(home), "PATH": "/usr/bin:/bin"}
+        ssh = ["ssh", "-F", f"{key}.ssh_config", "-o", "BatchMode=yes", "web-01.bastion",
+               "echo pinned"]
+        ok = await asyncio.to_thread(subprocess.run, ssh, capture_output=True, env=env,
+                                     timeout=60)
+        assert (ok.returncode, ok.stdout) == (0, b"pinned\n"), ok.stderr
+        keygen = ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "other")]
+        await asyncio.to_thread(subprocess.run, keygen, check=True)
+        wrong = await asyncio.to_thread((tmp_path / "other.pub").read_text)
+        await asyncio.to_thread(
+            known.write_text, f"[127.0.0.1]:{running.port} {' '.join(wrong.split()[:2])}\n"
+        )
+        refused = await asyncio.to_thread(subprocess.run, ssh, capture_output=True, env=env,
+                                          timeout=60)
+        assert refused.returncode == 255
+        assert b"Host key verification failed" in refused.stderr
+    finally:
+        await asyncio.to_thread(running.stop)

@@ -99,3 +99,39 @@ async def test_audit_failure_withholds_certificate(harness, provider):
     with pytest.raises(IssueRefused) as err:
         await harness.issuer.issue(provider.mint(), agent_public_key(), source_address="x")
     assert err.value.status == 503
+
+
+async def test_a_grant_with_several_claims_needs_all_of_them(issuer_factory, provider):
+    """`claims = {repository, ref, environment}`: a token from another branch or environment of
+    the same repository gets nothing; a list of values allows any one of them."""
+    h = await issuer_factory(grants=[{
+        "claims": {"repository": "contoso/app", "ref": ["refs/heads/main", "refs/tags/v1"],
+                   "environment": "prod"},
+        "principals": ["deployers"],
+    }])  # fmt: skip
+    good = {"repository": "contoso/app", "ref": "refs/heads/main", "environment": "prod"}
+    issued = await h.issuer.issue(provider.mint(**good), agent_public_key(), source_address="x")
+    assert issued.principals == ("deployers",)
+    tagged = await h.issuer.issue(provider.mint(**{**good, "ref": "refs/tags/v1"}),
+                                  agent_public_key(), source_address="x")
+    assert tagged.principals == ("deployers",)
+    for change in ({"ref": "refs/heads/feature"}, {"environment": "dev"},
+                   {"repository": "contoso/other"}, {"environment": None}):
+        with pytest.raises(IssueRefused) as err:
+            await h.issuer.issue(provider.mint(**{**good, **change}), agent_public_key(),
+                                 source_address="x")
+        assert err.value.status == 403, change
+
+
+async def test_grant_config_errors_are_one_line(issuer_factory):
+    from bastion.errors import ConfigError
+
+    for grant, words in (
+        ({"principals": ["a"]}, "needs claim/value or claims"),
+        ({"claims": {"ref": []}, "principals": ["a"]}, "claims.ref"),
+        ({"claims": {"ref": 3}, "principals": ["a"]}, "claims.ref"),
+        ({"claim": "ref", "value": "x", "claims": {"ref": "y"}, "principals": ["a"]},
+         "already set"),
+    ):
+        with pytest.raises(ConfigError, match=words):
+            await issuer_factory(grants=[grant])

@@ -6,6 +6,7 @@ import asyncio
 import os
 import stat
 import subprocess
+import time
 
 from bastion.cli import main
 
@@ -112,3 +113,52 @@ async def test_renew_before(bastion_url, provider, tls, tmp_path, capsys):
     token_file.write_text(provider.mint())  # a renewal needs a fresh token (replay guard)
     assert await login(*base, "--renew-before", "20m") == 0
     assert (tmp_path / "agent-cert.pub").read_text() != first
+
+
+async def test_login_with_managed_identity(bastion_url, provider, tls, tmp_path, monkeypatch):
+    """--managed-identity through the real msal ManagedIdentityClient against a local endpoint
+    that speaks Azure App Service's managed-identity protocol (IDENTITY_ENDPOINT with the
+    X-IDENTITY-HEADER secret): system-assigned and user-assigned (--client-id) both get a
+    certificate; the endpoint sees the bastion's resource, never a secret of ours."""
+    import secrets
+
+    from aiohttp import web
+
+    header_secret = secrets.token_hex(16)
+    user_assigned = "6b0a3c3e-5d4f-4a8e-9c1b-2f3e4d5c6b7a"
+    seen: list[dict[str, str]] = []
+
+    async def identity(request: web.Request) -> web.Response:
+        if request.headers.get("X-IDENTITY-HEADER") != header_secret:
+            return web.json_response({"statusCode": 401, "message": "bad header"}, status=401)
+        params = dict(request.query)
+        seen.append(params)
+        oid = params.get("client_id") or "system-assigned-oid"
+        token = provider.mint(oid=oid, sub=oid, roles=["Bastion.Agent"], idtyp="app")
+        return web.json_response({"access_token": token, "expires_on": str(int(time.time()) + 3600),
+                                  "resource": params.get("resource"), "token_type": "Bearer"})
+
+    app = web.Application()
+    app.router.add_get("/msi/token", identity)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    monkeypatch.setenv("IDENTITY_ENDPOINT", f"http://127.0.0.1:{port}/msi/token")
+    monkeypatch.setenv("IDENTITY_HEADER", header_secret)
+    try:
+        for extra in ([], ["--client-id", user_assigned]):
+            key = tmp_path / f"mi{len(extra)}"
+            status = await login(
+                "--url", bastion_url, "--key", str(key), "--ca-bundle", str(tls.ca_file),
+                "--managed-identity", "--scope", "api://bastion/.default", *extra,
+            )  # fmt: skip
+            assert status == 0
+            listing = run("ssh-keygen", "-L", "-f", f"{key}-cert.pub")
+            assert "agents" in listing
+    finally:
+        await runner.cleanup()
+    assert [s["resource"] for s in seen] == ["api://bastion", "api://bastion"]
+    assert "client_id" not in seen[0] and seen[1]["client_id"] == user_assigned
+    assert all(s["api-version"] == "2019-08-01" for s in seen)
