@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bastion.policy import chars
+from bastion.policy.decl import ToolTable
 from bastion.policy.model import (
     SEVERITY,
     Action,
@@ -25,6 +26,7 @@ from bastion.policy.model import (
 from bastion.policy.paths import PathClassifier
 from bastion.policy.rules import Rule, UnitView
 from bastion.policy.syntax import parse
+from bastion.policy.toolgate import expand_units
 from bastion.policy.tools import facts
 from bastion.policy.unwrap import Unit, normalise_units
 
@@ -42,6 +44,7 @@ class Policy:
     default: Action = "review"
     classifier: PathClassifier = field(default_factory=lambda: PathClassifier.build({}))
     source: str = "<memory>"
+    tools: ToolTable = field(default_factory=ToolTable)  # option-level declarations
     _by_program: dict[str, tuple[Rule, ...]] = field(default_factory=dict, repr=False)
 
     @staticmethod
@@ -85,7 +88,8 @@ class Policy:
         parsed = parse(line)
         for f, text in parsed.findings:
             results.append((UnitDecision((), f.action, f.rule, f.reason, text), None))
-        units = normalise_units(parsed.units)
+        units = expand_units(normalise_units(parsed.units), self.tools, self.classifier,
+                             ctx.login)
         if len(units) > _MAX_UNITS:
             results.append((UnitDecision((), "review", "too-complex",
                                          f"more than {_MAX_UNITS} units", ""), None))

@@ -10,6 +10,7 @@ from typing import Any
 
 from bastion.config import parse_duration
 from bastion.errors import ConfigError
+from bastion.policy.decl import ToolTable, load_tool_files
 from bastion.policy.engine import Policy, example_context, matched_rules
 from bastion.policy.model import ACTIONS
 from bastion.policy.paths import BUILTIN_CLASSES, CONTAINER_CLASSES, PathClassifier
@@ -41,7 +42,7 @@ def load_policy(path: Path, *, check_examples: bool = True) -> Policy:
         raise ConfigError(where, f"cannot read: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(where, f"not valid TOML: {exc}") from None
-    policy = parse_policy(data, where)
+    policy = parse_policy(data, where, path.parent)
     if check_examples:
         failures = run_examples(policy)
         if failures:
@@ -50,7 +51,8 @@ def load_policy(path: Path, *, check_examples: bool = True) -> Policy:
     return policy
 
 
-def parse_policy(data: Mapping[str, Any], where: str = "<policy>") -> Policy:
+def parse_policy(data: Mapping[str, Any], where: str = "<policy>", base: Path | None = None
+                 ) -> Policy:
     unknown = set(data) - _TOP_KEYS
     if unknown:
         raise ConfigError(where, f"unknown top-level key(s): {', '.join(sorted(unknown))}")
@@ -60,6 +62,10 @@ def parse_policy(data: Mapping[str, Any], where: str = "<policy>") -> Policy:
     default = head.get("default", "review")
     if default not in ACTIONS:
         raise ConfigError(f"{where}: policy.default", f"expected one of {', '.join(ACTIONS)}")
+    tools = _tools(head.get("tools", []), where, base or Path.cwd())
+    extra = set(head) - {"version", "default", "tools"}
+    if extra:
+        raise ConfigError(f"{where}: policy", f"unknown key(s): {', '.join(sorted(extra))}")
     paths = data.get("paths", {})
     if not isinstance(paths, dict):
         raise ConfigError(f"{where}: paths", "expected a table of class = [globs]")
@@ -92,7 +98,26 @@ def parse_policy(data: Mapping[str, Any], where: str = "<policy>") -> Policy:
                               f"unknown path class(es): {', '.join(sorted(bad))}")
         seen.add(rule.id)
         rules.append(rule)
-    return Policy(tuple(rules), default, PathClassifier.build(table), where)
+    return Policy(tuple(rules), default, PathClassifier.build(table), where, tools=tools)
+
+
+def _tools(raw: Any, where: str, base: Path) -> ToolTable:
+    """``[policy] tools = ["tools"]``: files or directories (every ``*.toml`` in them, sorted),
+    relative to the policy file."""
+    if isinstance(raw, str):
+        raw = [raw]
+    if not isinstance(raw, list) or not all(isinstance(x, str) for x in raw):
+        raise ConfigError(f"{where}: policy.tools", "expected a list of files or directories")
+    files: list[Path] = []
+    for entry in raw:
+        p = (base / entry) if not Path(entry).is_absolute() else Path(entry)
+        if p.is_dir():
+            files.extend(sorted(p.glob("*.toml")))
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise ConfigError(f"{where}: policy.tools", f"no such file or directory: {p}")
+    return load_tool_files(files, where)
 
 
 def run_examples(policy: Policy) -> list[ExampleFailure]:
