@@ -62,6 +62,10 @@ def _check(args: argparse.Namespace) -> int:
         for u in d.units:
             argv = " ".join(u.argv) if u.argv else "(line)"
             print(f"  - {u.action:6} {u.rule:24} {argv!r}: {u.reason}")
+            if u.argv[:1] in ((">",), ("<",)) and len(u.argv) == 2:
+                # a redirect, or a path effect of a declared tool's option: say which, and why
+                classes = ", ".join(sorted(policy.classifier.classify(u.argv[1], ctx.login)))
+                print(f"      {u.text} [path classes: {classes or '-'}]")
         if d.review is not None:
             r = d.review
             print(f"review:   approvers={','.join(r.approvers) or '-'} approvals={r.approvals} "

@@ -115,6 +115,8 @@ class Policy:
         if action == "allow" and not dynamic_ok and not all(view.static[1:]):
                 floors.append(Finding("review", "dynamic-argument",
                                       "an argument is only known at run time"))
+        if rule is not None and any(t.startswith("effect:") for t in unit.tags):
+            reason = f"{reason}: {unit.text}"  # a declared tool's effect: say which option
         matched = rid
         for f in floors:
             if SEVERITY[f.action] > SEVERITY[action] or (
@@ -136,8 +138,11 @@ class Policy:
                             frozenset(unit.tags), tuple(unit.wrappers), unit.stdin)
         f = facts(unit)
         positionals = tuple(unit.argv[i] for i in f.positionals)
+        # A declared tool's script/pattern operand (toolgate) is code, not a path.
+        code = {int(t[9:]) for t in unit.tags if t.startswith("not-path:")}
         classes: list[frozenset[str]] = [
             self._classes(unit.argv[i], unit.static[i], login) for i in f.positionals
+            if i not in code
         ]
         positional_at = frozenset(f.positionals)  # a set: argv may hold thousands of words
         for i, a in enumerate(unit.argv[1:], 1):

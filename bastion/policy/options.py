@@ -32,6 +32,7 @@ class Parsed:
     operand_effect: str | None = None  # an option (sed -i, find -delete) set every operand's
     scripts: list[tuple[str, bool, str]] = field(default_factory=list)  # (text, static, source)
     given: list[tuple[OptionSpec, str | None, bool]] = field(default_factory=list)
+    not_paths: set[int] = field(default_factory=set)  # argv indices of script/pattern operands
 
     def unknown(self, what: str) -> None:
         self.effects.append(Effect("unknown", what, True, what))
@@ -280,7 +281,9 @@ def _operands(decl: ToolDecl, argv: list[str], static: list[bool], at: list[int]
             continue
         if effect == "unknown":
             out.unknown(f"{label}: operand {word!r} is not declared")
-        elif effect == "script":
+        if effect in ("script", "pattern"):
+            out.not_paths.add(idx)
+        if effect == "script":
             out.scripts.append((word, static[idx], f"{label} script operand"))
         elif effect not in ("none", "pattern") and word != "-":
             out.effects.append(Effect(effect, word, static[idx], source))

@@ -60,6 +60,8 @@ def effects_of(unit: Unit, tools: ToolTable) -> list[Effect]:
         else:
             effects.extend(scanner(text, parsed.sandbox))
     unit.tags.update(parsed.tags)
+    # The script or pattern operand is code, scanned above, not a file name to classify.
+    unit.tags.update(f"not-path:{i}" for i in parsed.not_paths)
     return effects
 
 
