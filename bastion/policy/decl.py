@@ -133,7 +133,8 @@ def load_tool_files(paths: list[Path], where: str) -> ToolTable:
     return ToolTable(tools)
 
 
-def parse_tool(raw: Any, where: str, source: str, parent: str = "") -> ToolDecl:
+def parse_tool(raw: Any, where: str, source: str, parent: str = "",
+               parent_style: str = "gnu") -> ToolDecl:
     if not isinstance(raw, dict):
         raise ConfigError(where, "expected a table")
     name = raw.get("name")
@@ -145,7 +146,7 @@ def parse_tool(raw: Any, where: str, source: str, parent: str = "") -> ToolDecl:
     if unknown_keys:
         raise ConfigError(where, f"unknown key(s): {', '.join(sorted(unknown_keys))}")
     aliases = _strs(raw.get("aliases", []), f"{where}: aliases")
-    style = raw.get("style", "gnu")
+    style = raw.get("style", parent_style)  # a subcommand inherits its tool's style
     if style not in STYLES:
         raise ConfigError(f"{where}: style", f"expected one of {', '.join(sorted(STYLES))}, "
                                              f"got {style!r}")
@@ -178,9 +179,7 @@ def parse_tool(raw: Any, where: str, source: str, parent: str = "") -> ToolDecl:
         raise ConfigError(f"{where}: commands", "expected [[tool.commands]] tables")
     commands: dict[str, ToolDecl] = {}
     for n, sub in enumerate(commands_raw):
-        child = parse_tool(sub, f"{where}: commands[{n}]", source, full)
-        if child.style != style and "style" not in sub:
-            child = _restyle(child, style)
+        child = parse_tool(sub, f"{where}: commands[{n}]", source, full, style)
         for cname in (child.name, *child.aliases):
             if cname in commands:
                 raise ConfigError(f"{where}: commands", f"subcommand {cname!r} declared twice")
@@ -189,13 +188,6 @@ def parse_tool(raw: Any, where: str, source: str, parent: str = "") -> ToolDecl:
                     aliases=aliases, options=options, longs=longs, words=words,
                     operands=operands, scanner=scanner, commands=commands,
                     inherit_options=inherit, bundled=bundled, assignments=assignments)
-
-
-def _restyle(decl: ToolDecl, style: str) -> ToolDecl:
-    longs = tuple(n for n in decl.options if n.startswith("--")) if style == "gnu" else ()
-    return ToolDecl(decl.name, decl.source, style, decl.unknown, decl.reason, decl.aliases,
-                    decl.options, longs, decl.words, decl.operands, decl.scanner,
-                    decl.commands, decl.inherit_options, decl.bundled, decl.assignments)
 
 
 def _options(raw: Any, where: str, style: str, *, words: bool = False
