@@ -42,7 +42,27 @@ def parse_argv(decl: ToolDecl, argv: list[str], static: list[bool]) -> Parsed:
     """Effects of ``argv`` (argv[0] is the program) under ``decl``."""
     out = Parsed()
     _parse_level(decl, argv, static, 1, out, {}, argv[0])
+    _check_values(argv, out)
     return out
+
+
+def _check_values(argv: list[str], out: Parsed) -> None:
+    # Every occurrence of a value-mapped option counts: a later `--x=safe` cannot hide an
+    # earlier unsafe value (nor the reverse, for tools where the last one wins).
+    for spec, value, vstatic in out.given:
+        if not spec.values or value is None:
+            continue
+        if not vstatic:
+            out.unknown(f"{argv[0]} {spec.canonical}: the value is only known at run time")
+            continue
+        for glob, effect in spec.values:
+            if fnmatchcase(value, glob):
+                if effect != "none":
+                    out.effects.append(Effect(effect, value, True, f"{argv[0]} {spec.canonical}"))
+                break
+        else:
+            out.unknown(f"{argv[0]} {spec.canonical}: value {value!r} is not declared")
+
 
 
 def _parse_level(decl: ToolDecl, argv: list[str], static: list[bool], start: int, out: Parsed,
@@ -236,21 +256,6 @@ def _apply(spec: OptionSpec, value: str | None, static: bool, spelled: str, out:
 
 def _operands(decl: ToolDecl, argv: list[str], static: list[bool], at: list[int], out: Parsed,
               label: str) -> None:
-    # Every occurrence of a value-mapped option counts: a later `--x=safe` cannot hide an
-    # earlier unsafe value (nor the reverse, for tools where the last one wins).
-    for spec, value, vstatic in out.given:
-        if not spec.values or value is None:
-            continue
-        if not vstatic:
-            out.unknown(f"{label} {spec.canonical}: the value is only known at run time")
-            continue
-        for glob, effect in spec.values:
-            if fnmatchcase(value, glob):
-                if effect != "none":
-                    out.effects.append(Effect(effect, value, True, f"{label} {spec.canonical}"))
-                break
-        else:
-            out.unknown(f"{label} {spec.canonical}: value {value!r} is not declared")
     words = at
     ops = decl.operands
     first = list(ops.first)

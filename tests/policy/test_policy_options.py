@@ -145,6 +145,20 @@ def test_single_dash_and_subcommands(tmp_path: Path) -> None:
     assert [e.kind for e in p.effects] == ["unknown"]
 
 
+def test_values_map_checks_every_occurrence(tmp_path: Path) -> None:
+    """A `values` map is checked on every occurrence, before or after a subcommand."""
+    f = tmp_path / "t.toml"
+    f.write_text('[[tool]]\nname = "g"\noperands = "unknown"\n[tool.options]\n'
+                 '"-c" = { value = "required", values = { "user.*" = "none" } }\n'
+                 '[[tool.commands]]\nname = "status"\noperands = "reads"\n', encoding="utf-8")
+    decl = load_tool_files([f], "x").get("g")
+    assert decl is not None
+    ok = parse_argv(decl, ["g", "-c", "user.name=x", "status"], [True] * 4)
+    assert ok.effects == []
+    bad = parse_argv(decl, ["g", "-cuser.name=x", "-c", "core.pager=sh", "status"], [True] * 5)
+    assert [e.value for e in bad.effects] == ["g -c: value 'core.pager=sh' is not declared"]
+
+
 def test_dynamic_words_are_not_understood() -> None:
     """An option word only known at run time cannot be parsed."""
     decl = _policy().tools.get("sort")
