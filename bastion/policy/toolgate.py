@@ -52,7 +52,13 @@ def effects_of(unit: Unit, tools: ToolTable) -> list[Effect]:
     parsed = parse_argv(decl, unit.argv, unit.static)
     effects = list(parsed.effects)
     scanner = SCANNERS.get(decl.scanner or "")
-    for text, static, source in parsed.scripts:
+    scripts = parsed.scripts
+    if decl.scanner in ("sed", "awk", "gawk") and len(scripts) > 1:
+        # sed joins its -e scripts with newlines (`-e 'a\' -e 'text'` is one command), and
+        # gawk its --source texts: scan them as the one program the tool runs.
+        scripts = [("\n".join(t for t, _, _ in scripts), all(s for _, s, _ in scripts),
+                    scripts[0][2])]
+    for text, static, source in scripts:
         if not static:
             effects.append(Effect("unknown", text, False, f"{source} is only known at run time"))
         elif scanner is None:

@@ -264,6 +264,14 @@ def test_sed_scanner(script: str, want: list[tuple[str, str]]) -> None:
     assert _kinds(scan_sed(script)) == want
 
 
+def test_sed_expressions_are_one_script() -> None:
+    """sed joins -e scripts with newlines: `a\\` in one and its text in the next is text, and a
+    block opened in one -e and closed in another is one block."""
+    assert _policy().decide("sed -e '1a\\' -e 'e id' f", CTX).action == "allow"
+    assert _policy().decide("sed -n -e '1{' -e 'e id' -e '}' f", CTX).action == "review"
+    assert _policy().decide("sed -e p -e 'w ~/.bashrc' f", CTX).action == "review"
+
+
 def test_sed_scanner_unknowns_and_sandbox() -> None:
     """Unknown commands, bad delimiters and unbalanced braces are not understood; --sandbox
     drops e/r/w (sed refuses such scripts)."""
