@@ -14,7 +14,7 @@ from typing import Any
 
 from bastion.errors import BastionError
 from bastion.policy.engine import DEFAULT_POLICY_PATH, Policy
-from bastion.policy.loader import load_policy, run_examples
+from bastion.policy.loader import example_count, load_policy, run_examples
 from bastion.policy.model import SEVERITY, Context
 
 EXIT_STATUS = {"allow": 0, "review": 1, "deny": 2}
@@ -121,8 +121,10 @@ def _context(item: dict[str, Any], args: argparse.Namespace) -> Context:
 def _test(args: argparse.Namespace) -> int:
     policy = load_policy(args.policy, check_examples=False)
     failures = run_examples(policy)
-    total = sum(len(r.match) + len(r.not_match) for r in policy.rules)
+    total = example_count(policy)
     for f in failures:
         print(f"FAIL {f}")
-    print(f"{total - len(failures)}/{total} examples passed in {len(policy.rules)} rules")
+    tools = len({id(d) for d in policy.tools.tools.values()})
+    print(f"{total - len(failures)}/{total} examples passed in {len(policy.rules)} rules and "
+          f"{tools} tool declarations")
     return 1 if failures else 0

@@ -29,7 +29,7 @@ STYLES = frozenset({"gnu", "posix", "single-dash"})
 SCANNERS = frozenset({"sed", "awk", "gawk", "jq", "less"})
 _TOOL_KEYS = frozenset({"name", "aliases", "style", "unknown", "options", "operands", "scanner",
                         "commands", "inherit_options", "reason", "words", "bundled",
-                        "assignments"})
+                        "assignments", "examples"})
 _OPTION_KEYS = frozenset({"value", "effect", "operands", "sandbox", "values", "tag"})
 _OPERAND_KEYS = frozenset({"each", "first", "rest", "last", "max"})
 _VALUE_KINDS = frozenset({"none", "required", "optional", "pair", "pair-first"})
@@ -80,6 +80,7 @@ class ToolDecl:
     inherit_options: bool = False  # parent options are also accepted after this subcommand
     bundled: bool = False  # the first word may be a dash-less cluster (`tar xzf a.tgz`)
     assignments: Mapping[str, str] = field(default_factory=dict)  # NAME=value operands (dd)
+    examples: tuple[tuple[str, str], ...] = ()  # (decision, line), run by `policy test`/load
 
     def resolve_long(self, name: str) -> OptionSpec | str | None:
         """Exact long option, or its unique abbreviation (gnu); 'ambiguous' when several match."""
@@ -174,6 +175,11 @@ def parse_tool(raw: Any, where: str, source: str, parent: str = "",
         isinstance(v, str) and v in OPERAND_EFFECTS for v in assignments.values()
     ):
         raise ConfigError(f"{where}: assignments", "expected a table of NAME = effect")
+    examples_raw = raw.get("examples", {})
+    if not isinstance(examples_raw, dict) or not set(examples_raw) <= set(ACTIONS):
+        raise ConfigError(f"{where}: examples", "expected a table allow/review/deny = [lines]")
+    examples = tuple((action, line) for action, lines in examples_raw.items()
+                     for line in _strs(lines, f"{where}: examples.{action}"))
     commands_raw = raw.get("commands", [])
     if not isinstance(commands_raw, list):
         raise ConfigError(f"{where}: commands", "expected [[tool.commands]] tables")
@@ -187,7 +193,8 @@ def parse_tool(raw: Any, where: str, source: str, parent: str = "",
     return ToolDecl(name=name, source=source, style=style, unknown=unknown, reason=reason,
                     aliases=aliases, options=options, longs=longs, words=words,
                     operands=operands, scanner=scanner, commands=commands,
-                    inherit_options=inherit, bundled=bundled, assignments=assignments)
+                    inherit_options=inherit, bundled=bundled, assignments=assignments,
+                    examples=examples)
 
 
 def _options(raw: Any, where: str, style: str, *, words: bool = False

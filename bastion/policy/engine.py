@@ -88,12 +88,13 @@ class Policy:
         parsed = parse(line)
         for f, text in parsed.findings:
             results.append((UnitDecision((), f.action, f.rule, f.reason, text), None))
-        units = expand_units(normalise_units(parsed.units), self.tools, self.classifier,
-                             ctx.login)
+        units = normalise_units(parsed.units)
         if len(units) > _MAX_UNITS:
             results.append((UnitDecision((), "review", "too-complex",
                                          f"more than {_MAX_UNITS} units", ""), None))
             units = units[:_MAX_UNITS]
+        # Effects of declared tools (toolgate) come after the cap: one per path they name.
+        units = expand_units(units, self.tools, self.classifier, ctx.login)
         for unit in units:
             results.append(self._judge(unit, ctx))
         return _combine(results)

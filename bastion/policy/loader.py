@@ -12,7 +12,7 @@ from bastion.config import parse_duration
 from bastion.errors import ConfigError
 from bastion.policy.decl import ToolTable, load_tool_files
 from bastion.policy.engine import Policy, example_context, matched_rules
-from bastion.policy.model import ACTIONS
+from bastion.policy.model import ACTIONS, Context
 from bastion.policy.paths import BUILTIN_CLASSES, CONTAINER_CLASSES, PathClassifier
 from bastion.policy.rules import Rule, parse_rule
 
@@ -27,6 +27,8 @@ class ExampleFailure:
     got: str
 
     def __str__(self) -> str:
+        if self.expected in ACTIONS:  # a tool declaration's example: the line's decision
+            return f"{self.rule}: example {self.example!r} should be {self.expected} ({self.got})"
         want = "match" if self.expected == "match" else "not match"
         return f"rule {self.rule}: example {self.example!r} should {want} ({self.got})"
 
@@ -135,4 +137,21 @@ def run_examples(policy: Policy) -> list[ExampleFailure]:
             d = policy.decide(example, ctx)
             if rule.id in matched_rules(d):
                 failures.append(ExampleFailure(rule.id, example, "not_match", "it matched"))
+    seen: set[int] = set()
+    ctx = Context(principals=("agents",), target="example-host", login="azureuser")
+    for decl in policy.tools.tools.values():
+        if id(decl) in seen:
+            continue
+        seen.add(id(decl))
+        for action, line in decl.examples:
+            d = policy.decide(line, ctx)
+            if d.action != action:
+                failures.append(ExampleFailure(f"tool {decl.name} ({decl.source})", line, action,
+                                               f"got {d.action}: {d.reason}"))
     return failures
+
+
+def example_count(policy: Policy) -> int:
+    """Rule examples plus tool declaration examples."""
+    tools = {id(d): len(d.examples) for d in policy.tools.tools.values()}
+    return sum(len(r.match) + len(r.not_match) for r in policy.rules) + sum(tools.values())

@@ -23,6 +23,7 @@ from bastion.policy.scripts import SCANNERS
 from bastion.policy.unwrap import Unit, reparse
 
 _MAX_DEPTH = 4
+_MAX_PATH_UNITS = 256  # per command: more paths than this are held, not judged one by one
 _SAFE_DIRS = frozenset({"workspace", "tmp"})
 
 
@@ -75,7 +76,12 @@ def _effects(unit: Unit, scanner: str | None, tools: ToolTable, classifier: Path
              login: str | None, depth: int) -> list[Unit]:
     program = unit.argv[0]
     extra: list[Unit] = []
-    for e in effects_of(unit, tools):
+    effects = effects_of(unit, tools)
+    if sum(e.kind in ("reads", "writes") for e in effects) > _MAX_PATH_UNITS:
+        unit.findings.append(Finding("review", "too-complex",
+                                     f"{program} names more than {_MAX_PATH_UNITS} paths"))
+        return extra
+    for e in effects:
         kind = e.kind
         if kind == "unknown":
             decl = tools.get(program)

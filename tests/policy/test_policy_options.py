@@ -228,6 +228,23 @@ def test_policy_loads_tools_relative_to_its_file(tmp_path: Path) -> None:
     assert p.decide("cat -n a", CTX).rules[0] == "tool-unknown"
 
 
+def test_tool_examples_run_at_load(tmp_path: Path) -> None:
+    """A declaration's [tool.examples] are decided at load; a wrong one names tool and line."""
+    (tmp_path / "tools").mkdir()
+    (tmp_path / "tools" / "t.toml").write_text(
+        '[[tool]]\nname = "cat"\noperands = "reads"\n[tool.examples]\n'
+        'allow = ["cat a"]\nreview = ["cat -n a"]\n', encoding="utf-8")
+    policy = tmp_path / "policy.toml"
+    rules = ('[[rules]]\nid = "r"\naction = "allow"\nprogram = ["cat"]\n[[rules]]\n'
+             'id = "rd"\naction = "allow"\nkind = "redirect"\nprogram = ["<"]\n')
+    policy.write_text('[policy]\ntools = ["tools"]\n' + rules, encoding="utf-8")
+    load_policy(policy)
+    policy.write_text('[policy]\ntools = ["tools"]\n' + rules.replace('"allow"', '"review"', 1),
+                      encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"tool cat .*'cat a' should be allow"):
+        load_policy(policy)
+
+
 # -- scanners ----------------------------------------------------------------------------------
 def _kinds(effects: list) -> list[tuple[str, str]]:  # type: ignore[type-arg]
     return [(e.kind, e.value) for e in effects]
