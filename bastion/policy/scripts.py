@@ -303,7 +303,11 @@ def scan_awk(program: str, sandbox: bool = False) -> list[Effect]:
                     j += 2
                 if j < n and tokens[j][1] == "<":
                     target = tokens[j + 1] if j + 1 < n else ("op", "")
-                    if target[0] == "str":
+                    after = tokens[j + 2] if j + 2 < n else ("op", "\n")
+                    # `getline < "a" "b"` reads the file "ab": only a lone string is known
+                    if target[0] == "str" and after[0] not in ("str", "id", "num") and (
+                        after[1] not in ("$", "(")
+                    ):
                         add("reads", target[1][1:-1], f"getline < {target[1]}")
                     else:
                         add("unknown-io", "getline <", "getline < an expression (file unknown)")
@@ -320,7 +324,8 @@ def scan_awk(program: str, sandbox: bool = False) -> list[Effect]:
             else:
                 add("unknown-io", "|", "a pipe the scanner cannot place")
         elif text in (">", ">>") and in_print and depth <= print_depth:
-            if nxt[0] == "str":
+            after = tokens[k + 2] if k + 2 < n else ("op", "\n")
+            if nxt[0] == "str" and after[1] in _AWK_STATEMENT_END:
                 add("writes", nxt[1][1:-1], f"print {text} {nxt[1]}")
             else:
                 add("unknown-io", text, f"print {text} an expression (file unknown)")

@@ -316,6 +316,10 @@ def test_sed_scanner_unknowns_and_sandbox() -> None:
         ("BEGIN{getline l < f}", [("unknown", "getline <")]),
         ('BEGIN{print ENVIRON["HOME"]}', [("secrets", "ENVIRON")]),
         ('@load "rwarray"', [("unknown", "@load")]),
+        ('{print > "out" "/../../etc/x"}', [("unknown", ">")]),
+        ('{print > "out.txt"; n++}', [("writes", "out.txt")]),
+        ('BEGIN{while ((getline l < "a.txt") > 0) n++}', [("reads", "a.txt")]),
+        ('BEGIN{getline l < "/tmp/" x}', [("unknown", "getline <")]),
     ],
 )
 def test_awk_scanner(program: str, want: list[tuple[str, str]]) -> None:
