@@ -20,11 +20,11 @@ from bastion.policy.model import ACTIONS, Action
 # ``runs-shell`` values go back through the gate as a shell line; ``script`` values go to the
 # tool's scanner; ``runs``, ``network`` and ``secrets`` hold the unit for review.
 EFFECTS = frozenset({"none", "reads", "writes", "runs-shell", "runs", "network", "secrets",
-                     "chdir", "script", "script-file", "pattern", "unknown"})
+                     "chdir", "script", "script-file", "pattern", "changes", "unknown"})
 VALUE_EFFECTS = EFFECTS
-FLAG_EFFECTS = frozenset({"none", "runs", "network", "secrets", "unknown"})
+FLAG_EFFECTS = frozenset({"none", "runs", "network", "secrets", "changes", "unknown"})
 OPERAND_EFFECTS = frozenset({"none", "reads", "writes", "runs-shell", "runs", "network",
-                             "secrets", "chdir", "script", "pattern", "unknown"})
+                             "secrets", "chdir", "script", "pattern", "changes", "unknown"})
 STYLES = frozenset({"gnu", "posix", "single-dash"})
 SCANNERS = frozenset({"sed", "awk", "gawk", "jq", "less"})
 _TOOL_KEYS = frozenset({"name", "aliases", "style", "unknown", "options", "operands", "scanner",

@@ -94,6 +94,9 @@ def _effects(unit: Unit, scanner: str | None, tools: ToolTable, classifier: Path
         elif kind == "network":
             unit.findings.append(Finding("review", "tool-network",
                                          f"{e.source} sends data to the network"))
+        elif kind == "changes":
+            unit.findings.append(Finding("review", "tool-changes",
+                                         f"{e.source} changes system state"))
         elif kind == "secrets":
             unit.findings.append(Finding("review", "tool-secrets",
                                          f"{e.source} may print secrets"))
