@@ -91,6 +91,52 @@ def test_spellings_of_an_option_mean_the_same(
     assert got == want, (spelled, got, want)
 
 
+def _gnu_tools() -> list[str]:
+    seen: dict[int, str] = {}
+    for name, decl in sorted(_policy().tools.tools.items()):
+        if decl.style == "gnu" and not decl.bundled:
+            seen.setdefault(id(decl), name)
+    return sorted(seen.values())
+
+
+def _plain_flags(tool: str) -> tuple[list[str], list[str]]:
+    """Short and long flags of a tool that take no value and have no effect of their own."""
+    decl = _policy().tools.get(tool)
+    assert decl is not None
+    plain = [n for n, sp in decl.options.items() if sp.value == "none" and sp.effect == "none"
+             and sp.operands is None and not sp.sandbox and n not in ("--help", "--version")]
+    shorts = [n for n in plain if len(n) == 2 and n[1] != "+" and not n[1].isdigit()]
+    return shorts, [n for n in plain if n.startswith("--")]
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.data())
+def test_every_gnu_declaration_clusters_and_abbreviates(data: st.DataObject) -> None:
+    """For every declared gnu-style tool: a cluster of its flags means the flags given one by
+    one, and the shortest unambiguous prefix of a long flag means the long flag."""
+    tool = data.draw(st.sampled_from(_gnu_tools()))
+    shorts, longs = _plain_flags(tool)
+    decl = _policy().tools.get(tool)
+    assert decl is not None
+    if shorts:
+        picked = data.draw(st.lists(st.sampled_from(shorts), min_size=1, max_size=4, unique=True))
+        one = [tool, "-" + "".join(f[1] for f in picked), "a.txt", "b.txt"]
+        many = [tool, *picked, "a.txt", "b.txt"]
+        p1 = parse_argv(decl, one, [True] * len(one))
+        p2 = parse_argv(decl, many, [True] * len(many))
+        assert [s.canonical for s, _, _ in p1.given] == [s.canonical for s, _, _ in p2.given]
+        assert _effects(one) == _effects(many), (one, many)
+    if longs:
+        long = data.draw(st.sampled_from(longs))
+        canonical = decl.options[long].canonical
+        prefix = next((long[:n] for n in range(3, len(long) + 1)
+                       if {decl.options[x].canonical for x in decl.longs
+                           if x.startswith(long[:n])} == {canonical}), long)  # --troff: exact
+        p = parse_argv(decl, [tool, prefix, "a.txt"], [True] * 3)
+        assert [s.canonical for s, _, _ in p.given] == [canonical], (tool, prefix)
+        assert _effects([tool, prefix, "a.txt"]) == _effects([tool, long, "a.txt"])
+
+
 @settings(max_examples=80, deadline=None)
 @given(order=st.permutations(["-n", "-e", "f.txt"]))
 def test_gnu_permutation_and_double_dash(order: list[str]) -> None:
