@@ -32,7 +32,7 @@ class Parsed:
     operand_effect: str | None = None  # an option (sed -i, find -delete) set every operand's
     scripts: list[tuple[str, bool, str]] = field(default_factory=list)  # (text, static, source)
     given: list[tuple[OptionSpec, str | None, bool]] = field(default_factory=list)
-    not_paths: set[int] = field(default_factory=set)  # argv indices of script/pattern operands
+    not_paths: set[int] = field(default_factory=set)  # argv indices of scripts and patterns
 
     def unknown(self, what: str) -> None:
         self.effects.append(Effect("unknown", what, True, what))
@@ -164,7 +164,7 @@ def _long(decl: ToolDecl, options: Mapping[str, OptionSpec], argv: list[str], st
     if i + 1 >= len(argv):
         out.unknown(f"{label}: option {spec.canonical} needs a value")
         return i + 1
-    _apply(spec, argv[i + 1], static[i + 1], spec.canonical, out, label)
+    _apply(spec, argv[i + 1], static[i + 1], spec.canonical, out, label, i + 1)
     return i + 2
 
 
@@ -190,7 +190,7 @@ def _bundle(options: Mapping[str, OptionSpec], argv: list[str], static: list[boo
             if k >= len(argv):
                 out.unknown(f"{label}: option -{c} needs a value")
                 return k
-            _apply(spec, argv[k], static[k], spec.canonical, out, label)
+            _apply(spec, argv[k], static[k], spec.canonical, out, label, k)
             k += 1
         else:
             _apply(spec, None, True, spec.canonical, out, label)
@@ -223,14 +223,17 @@ def _short_cluster(options: Mapping[str, OptionSpec], argv: list[str], static: l
         if i + 1 >= len(argv):
             out.unknown(f"{label}: option {spec.canonical} needs a value")
             return i + 1
-        _apply(spec, argv[i + 1], static[i + 1], spec.canonical, out, label)
+        _apply(spec, argv[i + 1], static[i + 1], spec.canonical, out, label, i + 1)
         return i + 2
     return i + 1
 
 
 def _apply(spec: OptionSpec, value: str | None, static: bool, spelled: str, out: Parsed,
-           label: str) -> None:
+           label: str, at: int | None = None) -> None:
+    """Record one option; ``at`` is the argv index of a value given as its own word."""
     source = f"{label} {spelled}"
+    if at is not None and spec.effect in ("script", "pattern"):
+        out.not_paths.add(at)  # code (sed -e SCRIPT, grep -e PATTERN), not a path
     out.given.append((spec, value, static))
     if spec.sandbox:
         out.sandbox = True
