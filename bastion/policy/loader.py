@@ -11,7 +11,7 @@ from typing import Any
 from bastion.config import parse_duration
 from bastion.errors import ConfigError
 from bastion.policy.decl import ToolTable, load_tool_files
-from bastion.policy.engine import Policy, example_context, matched_rules
+from bastion.policy.engine import DEFAULT_POLICY_PATH, Policy, example_context, matched_rules
 from bastion.policy.model import ACTIONS, Context
 from bastion.policy.paths import BUILTIN_CLASSES, CONTAINER_CLASSES, PathClassifier
 from bastion.policy.rules import Rule, parse_rule
@@ -105,7 +105,8 @@ def parse_policy(data: Mapping[str, Any], where: str = "<policy>", base: Path | 
 
 def _tools(raw: Any, where: str, base: Path) -> ToolTable:
     """``[policy] tools = ["tools"]``: files or directories (every ``*.toml`` in them, sorted),
-    relative to the policy file."""
+    relative to the policy file; a relative entry missing there is taken from the shipped
+    configuration directory (``config/`` next to the shipped policy) when it exists there."""
     if isinstance(raw, str):
         raw = [raw]
     if not isinstance(raw, list) or not all(isinstance(x, str) for x in raw):
@@ -113,6 +114,9 @@ def _tools(raw: Any, where: str, base: Path) -> ToolTable:
     files: list[Path] = []
     for entry in raw:
         p = (base / entry) if not Path(entry).is_absolute() else Path(entry)
+        shipped = DEFAULT_POLICY_PATH.parent / entry
+        if not p.exists() and not Path(entry).is_absolute() and shipped.exists():
+            p = shipped  # a copied policy file without its tools directory: the shipped ones
         if p.is_dir():
             files.extend(sorted(p.glob("*.toml")))
         elif p.is_file():
