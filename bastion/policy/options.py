@@ -141,30 +141,32 @@ def _long(decl: ToolDecl, options: Mapping[str, OptionSpec], argv: list[str], st
     if not isinstance(spec, OptionSpec):
         out.unknown(f"{label}: option {name} is not declared")
         return i + 1
+    # Say the long name the word stands for (a key may group several options with one spec).
+    spelled = name if name in options else next(
+        (n for n in options if n.startswith(name) and options[n] is spec), spec.canonical)
     if spec.value == "none":
         if eq:
-            out.unknown(f"{label}: option {spec.canonical} takes no value")
+            out.unknown(f"{label}: option {spelled} takes no value")
         else:
-            _apply(spec, None, True, spec.canonical, out, label)
+            _apply(spec, None, True, spelled, out, label)
         return i + 1
     if spec.value in ("pair", "pair-first"):  # jq --rawfile NAME FILE, find -fprintf FILE FMT
         if eq or i + 2 >= len(argv):
-            out.unknown(f"{label}: option {spec.canonical} needs two words")
+            out.unknown(f"{label}: option {spelled} needs two words")
             return i + 1
         k = i + 2 if spec.value == "pair" else i + 1
-        _apply(spec, argv[k], static[k] and static[i + 1] and static[i + 2], spec.canonical,
-               out, label)
+        _apply(spec, argv[k], static[k] and static[i + 1] and static[i + 2], spelled, out, label)
         return i + 3
     if eq:
-        _apply(spec, value, static[i], spec.canonical, out, label)
+        _apply(spec, value, static[i], spelled, out, label)
         return i + 1
     if spec.value == "optional":
-        _apply(spec, None, True, spec.canonical, out, label)
+        _apply(spec, None, True, spelled, out, label)
         return i + 1
     if i + 1 >= len(argv):
-        out.unknown(f"{label}: option {spec.canonical} needs a value")
+        out.unknown(f"{label}: option {spelled} needs a value")
         return i + 1
-    _apply(spec, argv[i + 1], static[i + 1], spec.canonical, out, label, i + 1)
+    _apply(spec, argv[i + 1], static[i + 1], spelled, out, label, i + 1)
     return i + 2
 
 
@@ -190,10 +192,10 @@ def _bundle(options: Mapping[str, OptionSpec], argv: list[str], static: list[boo
             if k >= len(argv):
                 out.unknown(f"{label}: option -{c} needs a value")
                 return k
-            _apply(spec, argv[k], static[k], spec.canonical, out, label, k)
+            _apply(spec, argv[k], static[k], "-" + c, out, label, k)
             k += 1
         else:
-            _apply(spec, None, True, spec.canonical, out, label)
+            _apply(spec, None, True, "-" + c, out, label)
     return k
 
 
@@ -207,23 +209,23 @@ def _short_cluster(options: Mapping[str, OptionSpec], argv: list[str], static: l
             out.unknown(f"{label}: option -{a[j]} is not declared")
             return i + 1
         if spec.value == "none":
-            _apply(spec, None, True, spec.canonical, out, label)
+            _apply(spec, None, True, "-" + a[j], out, label)
             j += 1
             continue
         rest = a[j + 1:]
         if spec.value in ("pair", "pair-first"):
-            out.unknown(f"{label}: option {spec.canonical} cannot be clustered")
+            out.unknown(f"{label}: option -{a[j]} cannot be clustered")
             return i + 1
         if rest:
-            _apply(spec, rest, static[i], spec.canonical, out, label)
+            _apply(spec, rest, static[i], "-" + a[j], out, label)
             return i + 1
         if spec.value == "optional":
-            _apply(spec, None, True, spec.canonical, out, label)
+            _apply(spec, None, True, "-" + a[j], out, label)
             return i + 1
         if i + 1 >= len(argv):
-            out.unknown(f"{label}: option {spec.canonical} needs a value")
+            out.unknown(f"{label}: option -{a[j]} needs a value")
             return i + 1
-        _apply(spec, argv[i + 1], static[i + 1], spec.canonical, out, label, i + 1)
+        _apply(spec, argv[i + 1], static[i + 1], "-" + a[j], out, label, i + 1)
         return i + 2
     return i + 1
 

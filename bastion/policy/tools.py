@@ -220,15 +220,6 @@ def _curl(unit: Unit, f: Facts) -> None:
                 unit.tags.add("http:imds-token")
 
 
-def _tar(unit: Unit, f: Facts) -> None:
-    for a in unit.argv[1:]:
-        if a.startswith(("--checkpoint-action", "--to-command", "--use-compress-program",
-                         "--rsh-command", "--info-script", "--new-volume-script")) or a in (
-            "-I", "-F",
-        ):
-            unit.tags.add("tar:exec-option")
-
-
 def _rsync(unit: Unit, f: Facts) -> None:
     if f.flags & {"-e", "--rsh", "--rsync-path"}:
         unit.tags.add("rsync:exec-option")
@@ -287,7 +278,6 @@ _TAGGERS = {
     "terragrunt": _terraform,
     "curl": _curl,
     "wget": _curl,
-    "tar": _tar,
     "rsync": _rsync,
     "ssh": _ssh_like,
     "scp": _ssh_like,
