@@ -14,7 +14,7 @@ from typing import Any
 
 from bastion.errors import BastionError
 from bastion.policy.engine import DEFAULT_POLICY_PATH, Policy
-from bastion.policy.loader import load_policy, run_examples
+from bastion.policy.loader import example_count, load_policy, run_examples
 from bastion.policy.model import SEVERITY, Context
 
 EXIT_STATUS = {"allow": 0, "review": 1, "deny": 2}
@@ -62,6 +62,10 @@ def _check(args: argparse.Namespace) -> int:
         for u in d.units:
             argv = " ".join(u.argv) if u.argv else "(line)"
             print(f"  - {u.action:6} {u.rule:24} {argv!r}: {u.reason}")
+            if u.argv[:1] in ((">",), ("<",)) and len(u.argv) == 2:
+                # a redirect, or a path effect of a declared tool's option: say which, and why
+                classes = ", ".join(sorted(policy.classifier.classify(u.argv[1], ctx.login)))
+                print(f"      {u.text} [path classes: {classes or '-'}]")
         if d.review is not None:
             r = d.review
             print(f"review:   approvers={','.join(r.approvers) or '-'} approvals={r.approvals} "
@@ -117,8 +121,10 @@ def _context(item: dict[str, Any], args: argparse.Namespace) -> Context:
 def _test(args: argparse.Namespace) -> int:
     policy = load_policy(args.policy, check_examples=False)
     failures = run_examples(policy)
-    total = sum(len(r.match) + len(r.not_match) for r in policy.rules)
+    total = example_count(policy)
     for f in failures:
         print(f"FAIL {f}")
-    print(f"{total - len(failures)}/{total} examples passed in {len(policy.rules)} rules")
+    tools = len({id(d) for d in policy.tools.tools.values()})
+    print(f"{total - len(failures)}/{total} examples passed in {len(policy.rules)} rules and "
+          f"{tools} tool declarations")
     return 1 if failures else 0

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bastion.policy import chars
+from bastion.policy.decl import ToolTable
 from bastion.policy.model import (
     SEVERITY,
     Action,
@@ -25,6 +26,7 @@ from bastion.policy.model import (
 from bastion.policy.paths import PathClassifier
 from bastion.policy.rules import Rule, UnitView
 from bastion.policy.syntax import parse
+from bastion.policy.toolgate import expand_units
 from bastion.policy.tools import facts
 from bastion.policy.unwrap import Unit, normalise_units
 
@@ -42,6 +44,7 @@ class Policy:
     default: Action = "review"
     classifier: PathClassifier = field(default_factory=lambda: PathClassifier.build({}))
     source: str = "<memory>"
+    tools: ToolTable = field(default_factory=ToolTable)  # option-level declarations
     _by_program: dict[str, tuple[Rule, ...]] = field(default_factory=dict, repr=False)
 
     @staticmethod
@@ -90,6 +93,8 @@ class Policy:
             results.append((UnitDecision((), "review", "too-complex",
                                          f"more than {_MAX_UNITS} units", ""), None))
             units = units[:_MAX_UNITS]
+        # Effects of declared tools (toolgate) come after the cap: one per path they name.
+        units = expand_units(units, self.tools, self.classifier, ctx.login)
         for unit in units:
             results.append(self._judge(unit, ctx))
         return _combine(results)
@@ -111,6 +116,8 @@ class Policy:
         if action == "allow" and not dynamic_ok and not all(view.static[1:]):
                 floors.append(Finding("review", "dynamic-argument",
                                       "an argument is only known at run time"))
+        if rule is not None and any(t.startswith("effect:") for t in unit.tags):
+            reason = f"{reason}: {unit.text}"  # a declared tool's effect: say which option
         matched = rid
         for f in floors:
             if SEVERITY[f.action] > SEVERITY[action] or (
@@ -132,8 +139,11 @@ class Policy:
                             frozenset(unit.tags), tuple(unit.wrappers), unit.stdin)
         f = facts(unit)
         positionals = tuple(unit.argv[i] for i in f.positionals)
+        # A declared tool's script/pattern operand (toolgate) is code, not a path.
+        code = {int(t[9:]) for t in unit.tags if t.startswith("not-path:")}
         classes: list[frozenset[str]] = [
             self._classes(unit.argv[i], unit.static[i], login) for i in f.positionals
+            if i not in code
         ]
         positional_at = frozenset(f.positionals)  # a set: argv may hold thousands of words
         for i, a in enumerate(unit.argv[1:], 1):

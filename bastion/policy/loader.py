@@ -10,8 +10,9 @@ from typing import Any
 
 from bastion.config import parse_duration
 from bastion.errors import ConfigError
-from bastion.policy.engine import Policy, example_context, matched_rules
-from bastion.policy.model import ACTIONS
+from bastion.policy.decl import ToolTable, load_tool_files
+from bastion.policy.engine import DEFAULT_POLICY_PATH, Policy, example_context, matched_rules
+from bastion.policy.model import ACTIONS, Context
 from bastion.policy.paths import BUILTIN_CLASSES, CONTAINER_CLASSES, PathClassifier
 from bastion.policy.rules import Rule, parse_rule
 
@@ -26,6 +27,8 @@ class ExampleFailure:
     got: str
 
     def __str__(self) -> str:
+        if self.expected in ACTIONS:  # a tool declaration's example: the line's decision
+            return f"{self.rule}: example {self.example!r} should be {self.expected} ({self.got})"
         want = "match" if self.expected == "match" else "not match"
         return f"rule {self.rule}: example {self.example!r} should {want} ({self.got})"
 
@@ -41,7 +44,7 @@ def load_policy(path: Path, *, check_examples: bool = True) -> Policy:
         raise ConfigError(where, f"cannot read: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(where, f"not valid TOML: {exc}") from None
-    policy = parse_policy(data, where)
+    policy = parse_policy(data, where, path.parent)
     if check_examples:
         failures = run_examples(policy)
         if failures:
@@ -50,7 +53,8 @@ def load_policy(path: Path, *, check_examples: bool = True) -> Policy:
     return policy
 
 
-def parse_policy(data: Mapping[str, Any], where: str = "<policy>") -> Policy:
+def parse_policy(data: Mapping[str, Any], where: str = "<policy>", base: Path | None = None
+                 ) -> Policy:
     unknown = set(data) - _TOP_KEYS
     if unknown:
         raise ConfigError(where, f"unknown top-level key(s): {', '.join(sorted(unknown))}")
@@ -60,6 +64,10 @@ def parse_policy(data: Mapping[str, Any], where: str = "<policy>") -> Policy:
     default = head.get("default", "review")
     if default not in ACTIONS:
         raise ConfigError(f"{where}: policy.default", f"expected one of {', '.join(ACTIONS)}")
+    tools = _tools(head.get("tools", []), where, base or Path.cwd())
+    extra = set(head) - {"version", "default", "tools"}
+    if extra:
+        raise ConfigError(f"{where}: policy", f"unknown key(s): {', '.join(sorted(extra))}")
     paths = data.get("paths", {})
     if not isinstance(paths, dict):
         raise ConfigError(f"{where}: paths", "expected a table of class = [globs]")
@@ -92,7 +100,30 @@ def parse_policy(data: Mapping[str, Any], where: str = "<policy>") -> Policy:
                               f"unknown path class(es): {', '.join(sorted(bad))}")
         seen.add(rule.id)
         rules.append(rule)
-    return Policy(tuple(rules), default, PathClassifier.build(table), where)
+    return Policy(tuple(rules), default, PathClassifier.build(table), where, tools=tools)
+
+
+def _tools(raw: Any, where: str, base: Path) -> ToolTable:
+    """``[policy] tools = ["tools"]``: files or directories (every ``*.toml`` in them, sorted),
+    relative to the policy file; a relative entry missing there is taken from the shipped
+    configuration directory (``config/`` next to the shipped policy) when it exists there."""
+    if isinstance(raw, str):
+        raw = [raw]
+    if not isinstance(raw, list) or not all(isinstance(x, str) for x in raw):
+        raise ConfigError(f"{where}: policy.tools", "expected a list of files or directories")
+    files: list[Path] = []
+    for entry in raw:
+        p = (base / entry) if not Path(entry).is_absolute() else Path(entry)
+        shipped = DEFAULT_POLICY_PATH.parent / entry
+        if not p.exists() and not Path(entry).is_absolute() and shipped.exists():
+            p = shipped  # a copied policy file without its tools directory: the shipped ones
+        if p.is_dir():
+            files.extend(sorted(p.glob("*.toml")))
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise ConfigError(f"{where}: policy.tools", f"no such file or directory: {p}")
+    return load_tool_files(files, where)
 
 
 def run_examples(policy: Policy) -> list[ExampleFailure]:
@@ -110,4 +141,21 @@ def run_examples(policy: Policy) -> list[ExampleFailure]:
             d = policy.decide(example, ctx)
             if rule.id in matched_rules(d):
                 failures.append(ExampleFailure(rule.id, example, "not_match", "it matched"))
+    seen: set[int] = set()
+    ctx = Context(principals=("agents",), target="example-host", login="azureuser")
+    for decl in policy.tools.tools.values():
+        if id(decl) in seen:
+            continue
+        seen.add(id(decl))
+        for action, line in decl.examples:
+            d = policy.decide(line, ctx)
+            if d.action != action:
+                failures.append(ExampleFailure(f"tool {decl.name} ({decl.source})", line, action,
+                                               f"got {d.action}: {d.reason}"))
     return failures
+
+
+def example_count(policy: Policy) -> int:
+    """Rule examples plus tool declaration examples."""
+    tools = {id(d): len(d.examples) for d in policy.tools.tools.values()}
+    return sum(len(r.match) + len(r.not_match) for r in policy.rules) + sum(tools.values())

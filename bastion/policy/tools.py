@@ -220,33 +220,6 @@ def _curl(unit: Unit, f: Facts) -> None:
                 unit.tags.add("http:imds-token")
 
 
-def _sed(unit: Unit, f: Facts) -> None:
-    scripts = _values(f, "-e", "--expression")
-    if not scripts and f.positionals:
-        scripts = [unit.argv[f.positionals[0]]]
-    for s in scripts:
-        if re.search(r"(^|[;\n}]\s*)[0-9,$/]*\s*e(\s|$|;)|/[gipI0-9]*e[gipI0-9]*\s*($|;)|"
-                     r"(^|[;\n])\s*[0-9,$/]*\s*[wW]\s+\S", s):
-            unit.tags.add("sed:exec-or-write")
-    if f.flags & {"-i", "--in-place"} or any(x.startswith("--in-place") for x in f.flags):
-        unit.tags.add("sed:in-place")
-
-
-def _awk(unit: Unit, f: Facts) -> None:
-    for a in unit.argv[1:]:
-        if re.search(r"system\s*\(|\|\s*getline|\|\s*\"|print[^;]*>\s*\"|\|&", a):
-            unit.tags.add("awk:exec-or-write")
-
-
-def _tar(unit: Unit, f: Facts) -> None:
-    for a in unit.argv[1:]:
-        if a.startswith(("--checkpoint-action", "--to-command", "--use-compress-program",
-                         "--rsh-command", "--info-script", "--new-volume-script")) or a in (
-            "-I", "-F",
-        ):
-            unit.tags.add("tar:exec-option")
-
-
 def _rsync(unit: Unit, f: Facts) -> None:
     if f.flags & {"-e", "--rsh", "--rsync-path"}:
         unit.tags.add("rsync:exec-option")
@@ -305,13 +278,6 @@ _TAGGERS = {
     "terragrunt": _terraform,
     "curl": _curl,
     "wget": _curl,
-    "sed": _sed,
-    "gsed": _sed,
-    "awk": _awk,
-    "gawk": _awk,
-    "mawk": _awk,
-    "nawk": _awk,
-    "tar": _tar,
     "rsync": _rsync,
     "ssh": _ssh_like,
     "scp": _ssh_like,
