@@ -465,7 +465,7 @@ class Runtime:
 def ensure_host_key(path: Path) -> asyncssh.SSHKey:
     """Load the bastion's host key, creating an Ed25519 key (0600) on first start."""
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         key = asyncssh.generate_private_key("ssh-ed25519")
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as fh:
@@ -541,7 +541,7 @@ async def serve(
 ) -> None:
     """Listen until SIGTERM/SIGINT (or ``stop``), then close sessions with a notice."""
     config = runtime.config
-    config.state_dir.mkdir(parents=True, exist_ok=True)
+    config.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     host_key = ensure_host_key(config.server.host_key)
     await runtime.start()
     try:
