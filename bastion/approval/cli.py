@@ -157,7 +157,8 @@ def _details(r: ApprovalRequest) -> str:
         ("expires", iso(r.expires_at)),
         ("decided", iso(r.decided_at) or "-"),
         ("decided by", _v(", ".join(r.decided_by)) or "-"),
-        ("link", r.approve_url),
+        ("link", r.operator_url or r.approve_url),  # operators only: it can decide
+        ("status link", r.approve_url),
     ]
     if r.mode == "defer":
         rows.append(("usable until", iso(r.use_before) or "-"))

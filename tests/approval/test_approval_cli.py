@@ -117,7 +117,7 @@ async def test_approvals_deny_and_errors_are_one_line(
     wrong = f"{(int(right) + 1) % 1_000_000:06d}"
     assert await _cli("approvals", "deny", req.id, "--operator", "bob", "--totp", wrong, *cfg) == 2
     err = capsys.readouterr().err
-    assert err == "bastion: wrong TOTP code\n"
+    assert err == "bastion: unknown operator or wrong TOTP code\n"
     assert await _cli("approvals", "deny", req.id, "--operator", "bob", "--totp", right, *cfg) == 0
     assert f"{req.id}: denied by bob" in capsys.readouterr().out
     assert await _cli("approvals", "show", "nope", *cfg) == 2

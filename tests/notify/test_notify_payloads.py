@@ -114,8 +114,10 @@ async def test_teams_gets_an_adaptive_card_with_the_facts_and_a_link(
     card = attachment["content"]
     assert card["$schema"] == "http://adaptivecards.io/schemas/adaptive-card.json"
     assert (card["type"], card["version"]) == ("AdaptiveCard", "1.4")
+    # the operators' signed link, not the agent's status link
+    assert request.operator_url.startswith(f"https://bastion.test/approvals/{request.id}?op=")
     assert card["actions"] == [{"type": "Action.OpenUrl", "title": "Open approval",
-                                "url": f"https://bastion.test/approvals/{request.id}"}]  # fmt: skip
+                                "url": request.operator_url}]  # fmt: skip
     texts = ["".join(i["text"] for i in b["inlines"]) for b in card["body"]
              if b["type"] == "RichTextBlock"]  # fmt: skip
     assert f"Request: {request.id}" in texts
