@@ -496,9 +496,7 @@ class ApprovalBroker:
 
     def link_token(self, request_id: str, expires_at: float) -> str:
         """The signature that makes a status link an operator link (bound to id and deadline)."""
-        message = f"operator-link|{request_id}|{int(expires_at)}".encode()
-        mac = hmac.new(self._link_key, message, hashlib.sha256).digest()
-        return base64.urlsafe_b64encode(mac[:24]).decode()
+        return sign_operator_link(self._link_key, request_id, expires_at)
 
     def operator_url(self, request_id: str, expires_at: float) -> str:
         """The link delivered only to operators (chat notices, ``approvals show``)."""
@@ -682,6 +680,14 @@ class ApprovalBroker:
             )
         except AuditError as exc:  # the refusal stands either way
             log.error("audit.failed", extra={"ctx": {"request": request_id, "error": str(exc)}})
+
+
+def sign_operator_link(key: bytes, request_id: str, expires_at: float) -> str:
+    """The ``op`` value of a request's operator link: 192 bits of HMAC-SHA256 under ``key``
+    (the database's ``approval_keys`` "link" key) over the request id and its deadline."""
+    message = f"operator-link|{request_id}|{int(expires_at)}".encode()
+    mac = hmac.new(key, message, hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(mac[:24]).decode()
 
 
 async def _keys(db: Database) -> dict[str, bytes]:
