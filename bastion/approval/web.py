@@ -225,7 +225,7 @@ async def _post(request: web.Request) -> web.Response:
     guard = request.app[_GUARD]
     now = request.app[_CLOCK]()
     address = request.remote or ""
-    sent_link = form.get("op")
+    sent_link = form.get("op") or request.query.get("op")  # the form field, or the action URL
     link = (
         sent_link
         if isinstance(sent_link, str) and _valid_link(request, approval, sent_link)

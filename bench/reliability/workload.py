@@ -139,9 +139,10 @@ class Approver:
         """GET the page (its CSRF cookie and token), POST approve with a fresh code. Each
         approval keeps its own cookie, as separate browser tabs would; retried a few times."""
         url = f"{self.base_url}/approvals/{request_id}"
+        link = ""
         if self.db_path is not None:  # the page decides only from the signed operator link
-            token = await asyncio.to_thread(operator_token, self.db_path, request_id)
-            url += f"?op={token}"
+            link = await asyncio.to_thread(operator_token, self.db_path, request_id)
+            url += f"?op={link}"
         problem = ""
         for _attempt in range(5):
             async with http.get(url) as page:
@@ -153,7 +154,7 @@ class Approver:
                 await asyncio.sleep(1.0)
                 continue
             name, code = await self._operator()
-            form = {"csrf": token.group(1), "operator": name, "totp": code,
+            form = {"csrf": token.group(1), "operator": name, "totp": code, "op": link,
                     "action": "approve", "reason": "load test"}  # fmt: skip
             headers = {"Cookie": f"{COOKIE}={cookie.value}"}
             async with http.post(url, data=form, headers=headers, allow_redirects=False) as done:
