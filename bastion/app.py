@@ -50,7 +50,7 @@ from bastion.notify import NotifierHub, build_notifiers
 from bastion.notify import add_routes as add_notify_routes
 from bastion.ops.health import add_routes as add_health_routes
 from bastion.ops.health import standard_readiness
-from bastion.ops.limits import AuthFailureLimiter, ConnectionLimiter, Limits, parse_limits
+from bastion.ops.limits import ConnectionLimiter, Limits, LoginLockout, parse_limits
 from bastion.ops.metrics import Metrics
 from bastion.ops.sdnotify import Notifier, watchdog_loop
 from bastion.recording import RecordingStore, parse_recording_config
@@ -130,7 +130,7 @@ class Runtime:
     def __post_init__(self) -> None:
         self.metrics.set_targets(self.config.targets)
         self.connections = ConnectionLimiter.from_limits(self.limits)
-        self.auth_limiter = AuthFailureLimiter.from_limits(self.limits)
+        self.auth_limiter = LoginLockout.from_limits(self.limits)
 
     async def start(self) -> None:
         """Open the required sinks; the bastion does not listen without them."""
@@ -153,8 +153,15 @@ class Runtime:
                 self.sinks = RecordingSinkFactory(self.recordings, self.audit, self.input_masking)
         if self.audit_path is not None:  # the full bastion, not a bare relay under test
             assert self.audit is not None
-            approvals_config = parse_approvals_config(self.config.raw, self.config.base_dir)
+            approvals_config = replace(
+                parse_approvals_config(self.config.raw, self.config.base_dir),
+                max_pending_per_identity=self.limits.max_pending_approvals_per_identity,
+            )
             self.approvals = await ApprovalBroker.open(self.audit.db, self.audit, approvals_config)
+            # Held commands are stored masked by the same masker as audit rows.
+            self.approvals.mask = lambda text: filter_text(
+                self.output_filter_factory(pty=False), text
+            )
             if self.role == "worker":
                 # The supervisor notifies operators and abandons what a dead worker held.
                 link = self.link
@@ -191,7 +198,7 @@ class Runtime:
             )
             add_certificate_routes(app, self.issuer)
         if self.approvals is not None:
-            add_approval_routes(app, self.approvals)
+            add_approval_routes(app, self.approvals, metrics=self.metrics)
         if self.notify:
             add_notify_routes(app, self.notify)
         recordings_dir = self.recordings.root if self.recordings else config.state_dir
@@ -312,10 +319,11 @@ class Runtime:
         self.connections.close_connection()
         self.servers.discard(server)
         server.close_upstream()
-        if server.session is None and server.refusals:
+        if server.session is None and server.refusals and not server.cap_refused:
             # One failed login per connection that never authenticated: an agent whose client
-            # offers a plain key before its certificate is not punished for it.
-            self.login_failed(server.peer_ip)
+            # offers a plain key before its certificate is not punished for it, and one refused
+            # only for max_sessions_per_identity (a good certificate) is not a failed login.
+            self.login_failed(server.peer_ip, server.auth_key_id)
         if server.session is not None:
             self.release_session(server.session.identity.key_id)
             self.metrics.session_closed(server.session.target)
@@ -346,17 +354,20 @@ class Runtime:
         else:
             self.link.event("release_session", key_id)
 
-    async def auth_allowed(self, server: AgentServer) -> bool:
-        """False while this source address is locked out after too many failed logins."""
+    async def auth_allowed(self, server: AgentServer, identity: str | None = None) -> bool:
+        """False while this source address (or, with ``identity``, this certificate identity
+        from it) is locked out after too many failed logins."""
         if self.link is None:
-            return self.auth_limiter.allow(server.peer_ip, time.monotonic())
-        return await self._ask("auth_allowed", server.peer_ip)
+            return self.auth_limiter.allow(server.peer_ip, identity, time.monotonic())
+        if identity is None:
+            return await self._ask("auth_allowed", server.peer_ip)
+        return await self._ask("auth_allowed", server.peer_ip, identity)
 
-    def login_failed(self, source: str) -> None:
+    def login_failed(self, source: str, identity: str | None = None) -> None:
         if self.link is None:
-            self.auth_limiter.failed(source, time.monotonic())
+            self.auth_limiter.failed(source, identity, time.monotonic())
         else:
-            self.link.event("auth_failed", source)
+            self.link.event("auth_failed", source, identity or "")
 
     async def _ask(self, op: str, *args: object) -> bool:
         assert self.link is not None
@@ -468,7 +479,7 @@ class Runtime:
 def ensure_host_key(path: Path) -> asyncssh.SSHKey:
     """Load the bastion's host key, creating an Ed25519 key (0600) on first start."""
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         key = asyncssh.generate_private_key("ssh-ed25519")
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as fh:
@@ -546,7 +557,7 @@ async def serve(
 ) -> None:
     """Listen until SIGTERM/SIGINT (or ``stop``), then close sessions with a notice."""
     config = runtime.config
-    config.state_dir.mkdir(parents=True, exist_ok=True)
+    config.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     host_key = ensure_host_key(config.server.host_key)
     await runtime.start()
     try:

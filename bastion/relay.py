@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import asyncssh
 
-from bastion.approval import EXIT_DEFERRED, EXIT_DENIED_BY_OPERATOR, EXIT_EXPIRED
+from bastion.approval import EXIT_DEFERRED, EXIT_DENIED_BY_OPERATOR, EXIT_EXPIRED, ApprovalRefused
 from bastion.audit import AuditError
 from bastion.hooks import (
     EXIT_BASTION_ERROR,
@@ -426,22 +426,25 @@ class ChannelRelay:
             )
             if used is not None:
                 return HoldResult(True, f"approval: {used} (deferred, used once)")
-        request = await broker.submit(
-            session_id=self.session.session_id,
-            requester_key_id=ident.key_id,
-            requester_serial=ident.serial,
-            principals=ident.principals,
-            target=self.session.target,
-            login=self.session.login,
-            channel_kind=self.request.kind,
-            command=command,
-            units=verdict.units,
-            rules=verdict.rules,
-            approvers=verdict.approvers,
-            approvals_required=verdict.approvals_required,
-            timeout=verdict.hold_timeout,
-            mode=mode,
-        )
+        try:
+            request = await broker.submit(
+                session_id=self.session.session_id,
+                requester_key_id=ident.key_id,
+                requester_serial=ident.serial,
+                principals=ident.principals,
+                target=self.session.target,
+                login=self.session.login,
+                channel_kind=self.request.kind,
+                command=command,
+                units=verdict.units,
+                rules=verdict.rules,
+                approvers=verdict.approvers,
+                approvals_required=verdict.approvals_required,
+                timeout=verdict.hold_timeout,
+                mode=mode,
+            )
+        except ApprovalRefused as exc:  # limits.max_pending_approvals_per_identity
+            return HoldResult(False, str(exc), EXIT_REVIEW_REFUSED)
         where = (
             request.approve_url
             if self.runtime.http is not None

@@ -16,8 +16,14 @@ another process is seen well within a second; decisions made in this process wak
 from __future__ import annotations
 
 import asyncio
+import base64
+import builtins
 import contextlib
+import hashlib
+import hmac
 import logging
+import secrets
+import shlex
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
@@ -30,6 +36,7 @@ import orjson
 from bastion.approval.config import ApprovalsConfig, Mode, parse_mode
 from bastion.approval.ids import new_request_id, parse_request_id
 from bastion.approval.model import (
+    BAD_CREDENTIALS,
     ApprovalRefused,
     ApprovalRequest,
     Outcome,
@@ -43,7 +50,7 @@ from bastion.approval.operators import (
     load_operator,
     match_totp,
 )
-from bastion.approval.render import escape_visible
+from bastion.approval.render import escape_visible, mask_secrets
 from bastion.approval.rows import AUDITED_SQL, load_request
 from bastion.approval.schema import COMPONENT, MIGRATIONS
 from bastion.audit.db import Database
@@ -58,6 +65,9 @@ MAX_COMMAND = 64 * 1024
 MAX_REASON = 500
 VIAS = ("cli", "web", "slack")
 AUDIT_GRACE = 10.0  # seconds an approval may wait for its audit row when decided near the deadline
+LINK_GRACE = 86400.0  # an operator link still shows the full page this long after the deadline
+_DUMMY_SECRET = "A" * 32  # compared against for an unknown operator: same work as a real one
+_MASKED_ARG = "[MASKED]"
 
 
 Listener = Callable[[str, ApprovalRequest], None]
@@ -81,12 +91,19 @@ class ApprovalBroker:
         audit: AuditStore,
         config: ApprovalsConfig,
         clock: Callable[[], float] = time.time,
+        keys: dict[str, bytes] | None = None,
     ) -> None:
         self.db = db
         self.audit = audit
         self.config = config
         self.clock = clock
         self.operators = OperatorStore(db, clock)
+        keys = keys or {}
+        # Shared through the database by every process (workers, supervisor, CLI): see open().
+        self._link_key = keys.get("link") or secrets.token_bytes(32)
+        self._units_key = keys.get("units") or secrets.token_bytes(32)
+        # Held commands are stored masked (like audit rows); the runtime sets its own masker.
+        self.mask: Callable[[str], str] = mask_secrets
         self._wakeups: dict[str, asyncio.Event] = {}
         self._listeners: list[Listener] = []
 
@@ -109,7 +126,7 @@ class ApprovalBroker:
     ) -> ApprovalBroker:
         """Run the approvals migrations on ``db`` and return a broker over it."""
         await db.migrate(COMPONENT, MIGRATIONS)
-        return cls(db, audit, config, clock)
+        return cls(db, audit, config, clock, keys=await _keys(db))
 
     # -- the relay's side ------------------------------------------------------------------------
 
@@ -147,7 +164,11 @@ class ApprovalBroker:
             raise BastionError("command too long to hold for approval")
         if not requester_key_id or not target or not login:
             raise BastionError("a held command needs a requester, a target and a login")
-        units_text = canonical_units(units)
+        # What is stored is masked: the command, the units shown to operators. The relay runs the
+        # line it holds in memory; deferred approvals match the exact units by a keyed hash.
+        shown = self.mask(command)
+        units_text = canonical_units([self._mask_unit(u) for u in units])
+        units_key = self._units_hash(units)
         now = self.clock()
         values = {
             "state": "pending",
@@ -159,9 +180,10 @@ class ApprovalBroker:
             "target": target,
             "login": login,
             "channel_kind": channel_kind,
-            "command": command,
-            "command_escaped": escape_visible(command),
+            "command": shown,
+            "command_escaped": escape_visible(shown),
             "units": units_text,
+            "units_key": units_key,
             "rules": orjson.dumps(list(rules)).decode(),
             "approvers": orjson.dumps(sorted(set(approvers))).decode(),
             "approvals_required": approvals_required,
@@ -172,15 +194,16 @@ class ApprovalBroker:
             if chosen == "defer":
                 async with conn.execute(
                     "SELECT id FROM approval_requests WHERE state = 'pending' AND mode = 'defer' "
-                    "AND requester_key_id = ? AND target = ? AND login = ? AND units = ? "
+                    "AND requester_key_id = ? AND target = ? AND login = ? AND units_key = ? "
                     "AND expires_at > ? ORDER BY created_at LIMIT 1",
-                    (requester_key_id, target, login, units_text, now),
+                    (requester_key_id, target, login, units_key, now),
                 ) as cur:
                     existing = await cur.fetchone()
                 if existing is not None:
                     found = await self._load(conn, str(existing[0]))
                     assert found is not None
                     return found
+            await self._check_pending_cap(conn, requester_key_id, now)
             request_id = new_request_id()
             names = ", ".join(values)
             marks = ", ".join("?" for _ in values)
@@ -282,16 +305,16 @@ class ApprovalBroker:
         units: Sequence[Sequence[str]],
     ) -> str | None:
         """Use (once) an approved deferred request for exactly these units; its id, or None."""
-        units_text = canonical_units(units)
+        units_key = self._units_hash(units)
         now = self.clock()
         async with self.db.transaction() as conn:
             async with (
                 conn.execute(
                     "SELECT id FROM approval_requests WHERE state = 'approved' AND mode = 'defer' "  # noqa: S608 (constants)
                     "AND used_at IS NULL AND requester_key_id = ? AND target = ? AND login = ? "
-                    "AND units = ? AND use_before > ? AND EXISTS (" + AUDITED_SQL + ") "
+                    "AND units_key = ? AND use_before > ? AND EXISTS (" + AUDITED_SQL + ") "
                     "ORDER BY decided_at LIMIT 1",
-                    (requester_key_id, target, login, units_text, now),
+                    (requester_key_id, target, login, units_key, now),
                 ) as cur
             ):
                 row = await cur.fetchone()
@@ -326,6 +349,10 @@ class ApprovalBroker:
         Order of checks: the request is open, the operator exists and is not locked, the code is
         right and unused (a right code is spent even if a later check refuses), then the
         operator is not the requester, is in an allowed group, and has not already approved.
+        An unknown operator and a wrong code get the same answer (``BAD_CREDENTIALS``). Wrong
+        codes sent through the page (``via="web"``) are counted by the page's own limits
+        (``bastion.approval.guard``), never in the operator's row: an agent, which can reach the
+        page, cannot lock an operator out of the CLI or Slack.
         """
         request_id = parse_request_id(request_id)
         if via not in VIAS:
@@ -334,6 +361,7 @@ class ApprovalBroker:
         now = self.clock()
         changes: list[_Change] = []
         refusal: str | None = None
+        refusal_kind = "other"
         outcome: Outcome | None = None
         async with self.db.transaction() as conn:
             request = await self._load(conn, request_id)
@@ -349,23 +377,26 @@ class ApprovalBroker:
                 changes.append(closed)
                 refusal = f"request {request_id} expired"
             elif op is None:
-                refusal = f"unknown operator {operator!r}"
+                match_totp(_DUMMY_SECRET, totp, now)  # the same work as for a real operator
+                refusal, refusal_kind = BAD_CREDENTIALS, "credentials"
             elif op.locked_until > now:
                 refusal = (
                     f"operator {operator!r} is locked for {int(op.locked_until - now) + 1}s "
                     "after repeated wrong codes"
                 )
+                refusal_kind = "locked"
             else:
                 step = match_totp(op.totp_secret, totp, now)
                 if step is None:
-                    failures = op.failures + 1
-                    locked = now + LOCKOUT_SECONDS if failures >= MAX_FAILURES else 0.0
-                    await conn.execute(
-                        "UPDATE approval_operators SET failures = ?, locked_until = ? "
-                        "WHERE name = ?",
-                        (0 if locked else failures, locked, op.name),
-                    )
-                    refusal = "wrong TOTP code"
+                    if via != "web":
+                        failures = op.failures + 1
+                        locked = now + LOCKOUT_SECONDS if failures >= MAX_FAILURES else 0.0
+                        await conn.execute(
+                            "UPDATE approval_operators SET failures = ?, locked_until = ? "
+                            "WHERE name = ?",
+                            (0 if locked else failures, locked, op.name),
+                        )
+                    refusal, refusal_kind = BAD_CREDENTIALS, "credentials"
                 elif step <= op.last_step:
                     refusal = "this TOTP code was already used; wait for the next one"
                 else:
@@ -398,7 +429,7 @@ class ApprovalBroker:
             self._wake(change.request.id)
         if refusal is not None:
             await self._audit_refusal(request_id, operator, via, refusal)
-            raise ApprovalRefused(refusal)
+            raise ApprovalRefused(refusal, refusal_kind)
         assert outcome is not None
         return outcome
 
@@ -459,7 +490,99 @@ class ApprovalBroker:
     # -- internals -------------------------------------------------------------------------------
 
     async def _load(self, conn: aiosqlite.Connection, request_id: str) -> ApprovalRequest | None:
-        return await load_request(conn, request_id, self.config.approve_url)
+        return await load_request(conn, request_id, self.config.approve_url, self.operator_url)
+
+    # -- operator links ----------------------------------------------------------------------------
+
+    def link_token(self, request_id: str, expires_at: float) -> str:
+        """The signature that makes a status link an operator link (bound to id and deadline)."""
+        return sign_operator_link(self._link_key, request_id, expires_at)
+
+    def operator_url(self, request_id: str, expires_at: float) -> str:
+        """The link delivered only to operators (chat notices, ``approvals show``)."""
+        return f"{self.config.approve_url(request_id)}?op={self.link_token(request_id, expires_at)}"
+
+    def check_link(self, request: ApprovalRequest, token: object) -> bool:
+        """True for this request's operator token, until ``LINK_GRACE`` after its deadline."""
+        if not isinstance(token, str) or len(token) != 32:
+            return False
+        if self.clock() > request.expires_at + LINK_GRACE:
+            return False
+        return hmac.compare_digest(token, self.link_token(request.id, request.expires_at))
+
+    async def guessing_detected(
+        self, *, scope: str, key: str, failures: int, address: str, request_id: str
+    ) -> None:
+        """The page's limits tripped: an audit row and a warning (the page counts the metric)."""
+        log.warning(
+            "approval.guessing",
+            extra={
+                "ctx": {
+                    "scope": scope,
+                    "key": key[:64],
+                    "failures": failures,
+                    "source": address,
+                    "request": request_id,
+                }
+            },
+        )
+        try:
+            await self.audit.record(
+                "approval",
+                request=request_id,
+                event="guessing",
+                scope=scope,
+                key=key[:64],
+                failures=failures,
+                source=address,
+                via="web",
+            )
+        except AuditError as exc:  # the lock stands either way
+            log.error("audit.failed", extra={"ctx": {"request": request_id, "error": str(exc)}})
+
+    # -- what is stored of a held command --------------------------------------------------------
+
+    def _mask_unit(self, unit: Sequence[str]) -> builtins.list[str]:
+        """Each argument masked; one the masker changes only in the context of the whole unit
+        (``--password hunter2``) is replaced as a whole."""
+        args = [str(a) for a in unit]
+        whole = self.mask(shlex.join(args))
+        out = []
+        for arg in args:
+            masked = self.mask(arg)
+            if masked == arg and shlex.quote(arg) not in whole:
+                masked = _MASKED_ARG
+            out.append(masked)
+        return out
+
+    def _units_hash(self, units: Sequence[Sequence[str]]) -> str:
+        """A keyed hash of the exact units: deferred approvals match on it, never on secrets."""
+        text = canonical_units(units).encode("utf-8", "surrogateescape")
+        return hmac.new(self._units_key, text, hashlib.sha256).hexdigest()
+
+    async def _check_pending_cap(
+        self, conn: aiosqlite.Connection, requester_key_id: str, now: float
+    ) -> None:
+        cap = self.config.max_pending_per_identity
+        if cap <= 0:
+            return
+        async with conn.execute(
+            "SELECT count(*) FROM approval_requests WHERE state = 'pending' "
+            "AND requester_key_id = ? AND expires_at > ?",
+            (requester_key_id, now),
+        ) as cur:
+            row = await cur.fetchone()
+        pending = int(row[0]) if row else 0
+        if pending >= cap:
+            log.warning(
+                "approval.pending_cap",
+                extra={"ctx": {"identity": requester_key_id[:64], "pending": pending}},
+            )
+            raise ApprovalRefused(
+                f"not held: this identity already has {pending} pending approval requests "
+                f"(limits.max_pending_approvals_per_identity = {cap}); wait for a decision",
+                "cap",
+            )
 
     async def _transition(
         self,
@@ -557,3 +680,23 @@ class ApprovalBroker:
             )
         except AuditError as exc:  # the refusal stands either way
             log.error("audit.failed", extra={"ctx": {"request": request_id, "error": str(exc)}})
+
+
+def sign_operator_link(key: bytes, request_id: str, expires_at: float) -> str:
+    """The ``op`` value of a request's operator link: 192 bits of HMAC-SHA256 under ``key``
+    (the database's ``approval_keys`` "link" key) over the request id and its deadline."""
+    message = f"operator-link|{request_id}|{int(expires_at)}".encode()
+    mac = hmac.new(key, message, hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(mac[:24]).decode()
+
+
+async def _keys(db: Database) -> dict[str, bytes]:
+    """This database's random keys, made once (the first process to open it wins the race)."""
+    async with db.transaction() as conn:
+        for name in ("link", "units"):
+            await conn.execute(
+                "INSERT OR IGNORE INTO approval_keys (name, key) VALUES (?, ?)",
+                (name, secrets.token_bytes(32)),
+            )
+    rows = await db.fetchall("SELECT name, key FROM approval_keys")
+    return {str(r[0]): bytes(r[1]) for r in rows}

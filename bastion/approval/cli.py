@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import os
 import shlex
 import sys
 from collections.abc import Awaitable, Callable
@@ -18,7 +16,7 @@ import orjson
 from bastion.approval.broker import ApprovalBroker
 from bastion.approval.config import ApprovalsConfig, parse_approvals_config
 from bastion.approval.model import ApprovalRequest, iso
-from bastion.approval.render import display_text
+from bastion.approval.render import display_text, escape_visible
 from bastion.audit.errors import AuditError
 from bastion.audit.store import AuditStore
 from bastion.errors import BastionError
@@ -40,14 +38,6 @@ def _setup(config_path: str) -> _Setup:
     return _Setup(db_path_from_config(config_path), parse_approvals_config(config.raw))
 
 
-def _protect(db_path: Path) -> None:
-    """The database holds TOTP secrets: owner-only, like a private key."""
-    for suffix in ("", "-wal", "-shm"):
-        path = Path(f"{db_path}{suffix}")
-        with contextlib.suppress(FileNotFoundError):
-            os.chmod(path, 0o600)
-
-
 def _with_broker(args: argparse.Namespace, body: Callable[[ApprovalBroker], Awaitable[int]]) -> int:
     setup = _setup(args.config)
 
@@ -58,13 +48,11 @@ def _with_broker(args: argparse.Namespace, body: Callable[[ApprovalBroker], Awai
             raise BastionError(str(exc)) from None
         try:
             broker = await ApprovalBroker.open(audit.db, audit, setup.config)
-            _protect(setup.db_path)
             return await body(broker)
         except AuditError as exc:
             raise BastionError(str(exc)) from None
         finally:
             await audit.close()
-            _protect(setup.db_path)
 
     return asyncio.run(run())
 
@@ -135,35 +123,42 @@ def _operators_remove(args: argparse.Namespace) -> int:
 # -- approvals ------------------------------------------------------------------------------------
 
 
+def _v(value: object) -> str:
+    """A field another party controls (the CA sets key ids, operators type reasons) made safe
+    for a terminal: control characters, newlines and escape sequences shown as escapes."""
+    return escape_visible(str(value))
+
+
 def _summary(r: ApprovalRequest) -> str:
     line = display_text(r.command)
     if len(line) > 60:
         line = line[:57] + "..."
     return (
-        f"{r.id}  {r.state:<9} {r.requester_key_id} -> {r.login}@{r.target}  "
-        f"[{','.join(r.rules)}]  {r.approvals}/{r.approvals_required}  {line}"
+        f"{r.id}  {r.state:<9} {_v(r.requester_key_id)} -> {_v(r.login)}@{_v(r.target)}  "
+        f"[{_v(','.join(r.rules))}]  {r.approvals}/{r.approvals_required}  {line}"
     )
 
 
 def _details(r: ApprovalRequest) -> str:
     rows: list[tuple[str, Any]] = [
         ("request", r.id),
-        ("state", r.state + (f" ({r.reason})" if r.reason else "")),
+        ("state", r.state + (f" ({display_text(r.reason)})" if r.reason else "")),
         ("mode", r.mode),
-        ("requester", f"{r.requester_key_id} (serial {r.requester_serial})"),
-        ("principals", ", ".join(r.principals)),
-        ("target", f"{r.login}@{r.target}"),
-        ("session", r.session_id or "-"),
+        ("requester", f"{_v(r.requester_key_id)} (serial {r.requester_serial})"),
+        ("principals", _v(", ".join(r.principals))),
+        ("target", f"{_v(r.login)}@{_v(r.target)}"),
+        ("session", _v(r.session_id or "-")),
         ("channel", r.channel_kind),
         ("command", display_text(r.command)),
-        ("rules", ", ".join(r.rules)),
-        ("approvers", ", ".join(r.approvers) or "any enrolled operator"),
+        ("rules", _v(", ".join(r.rules))),
+        ("approvers", _v(", ".join(r.approvers)) or "any enrolled operator"),
         ("approvals", f"{r.approvals} of {r.approvals_required}"),
         ("created", iso(r.created_at)),
         ("expires", iso(r.expires_at)),
         ("decided", iso(r.decided_at) or "-"),
-        ("decided by", ", ".join(r.decided_by) or "-"),
-        ("link", r.approve_url),
+        ("decided by", _v(", ".join(r.decided_by)) or "-"),
+        ("link", r.operator_url or r.approve_url),  # operators only: it can decide
+        ("status link", r.approve_url),
     ]
     if r.mode == "defer":
         rows.append(("usable until", iso(r.use_before) or "-"))
@@ -172,8 +167,8 @@ def _details(r: ApprovalRequest) -> str:
     text += "units:\n" + "".join(f"  - {display_text(shlex.join(u))}\n" for u in r.units)
     if r.decisions:
         text += "decisions:\n" + "".join(
-            f"  - {d.operator} {'approved' if d.approve else 'denied'} via {d.via} at "
-            f"{iso(d.at)}{': ' + d.reason if d.reason else ''}\n"
+            f"  - {_v(d.operator)} {'approved' if d.approve else 'denied'} via {_v(d.via)} at "
+            f"{iso(d.at)}{': ' + display_text(d.reason) if d.reason else ''}\n"
             for d in r.decisions
         )
     return text
@@ -220,9 +215,9 @@ def _approvals_show(args: argparse.Namespace) -> int:
                 sys.stdout.write(
                     "notifications:\n"
                     + "".join(
-                        f"  - {n['notifier']} {n['event']}: {n['state']} after "
+                        f"  - {_v(n['notifier'])} {_v(n['event'])}: {_v(n['state'])} after "
                         f"{n['attempts']} attempt(s)"
-                        + (f" ({n['error']})" if n["error"] else "")
+                        + (f" ({_v(n['error'])})" if n["error"] else "")
                         + f" at {n['updated_at']}\n"
                         for n in notes
                     )

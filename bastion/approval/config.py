@@ -34,6 +34,8 @@ class ApprovalsConfig:
     defer_validity: float = 3600.0
     public_url: str = "http://127.0.0.1:8080"
     poll_interval: float = 0.2  # how often a waiter looks for decisions made by other processes
+    # [limits] max_pending_approvals_per_identity (set by the runtime; 0 = no cap, for tests)
+    max_pending_per_identity: int = 0
 
     def approve_url(self, request_id: str) -> str:
         return f"{self.public_url}/approvals/{request_id}"

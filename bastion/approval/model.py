@@ -18,8 +18,21 @@ FINAL_STATES: tuple[State, ...] = ("approved", "denied", "expired", "abandoned")
 Via = Literal["cli", "web", "slack"]
 
 
+# The one answer for an unknown operator, a wrong code and (on the page) a locked operator, so
+# names cannot be probed.
+BAD_CREDENTIALS = "unknown operator or wrong TOTP code"
+
+
 class ApprovalRefused(BastionError):
-    """A decision was not accepted; the message is one line an operator can act on."""
+    """A decision (or a hold) was not accepted; the message is one line to act on.
+
+    ``kind`` says why, for callers that count failures: "credentials" (unknown operator or wrong
+    code), "locked" (the operator is locked after wrong codes), "other" (everything else).
+    """
+
+    def __init__(self, message: str, kind: str = "other") -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 def iso(ts: float | None) -> str | None:
@@ -78,8 +91,9 @@ class ApprovalRequest:
     reason: str
     use_before: float | None
     used_at: float | None
-    approve_url: str
+    approve_url: str  # the status link shown to the agent: anyone may see, nobody decides
     decisions: tuple[DecisionRecord, ...] = ()
+    operator_url: str = ""  # the signed, expiring link for operators only (notices, the CLI)
 
     @property
     def approvals(self) -> int:
@@ -123,6 +137,7 @@ class ApprovalRequest:
             "use_before": iso(self.use_before),
             "used_at": iso(self.used_at),
             "approve_url": self.approve_url,
+            "operator_url": self.operator_url,
             "decisions": [
                 {
                     "operator": d.operator,

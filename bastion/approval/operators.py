@@ -1,9 +1,11 @@
 """Operators: named humans who approve held commands, each with a TOTP secret.
 
-Secrets live in the shared database (``<state_dir>/bastion.db``), which the CLI keeps at 0600 in a
-0700 state directory: whoever can read it can mint codes, so it is protected like a private key.
-A code counts once: the last accepted time step is stored per operator, and a code from that
-step or an earlier one is refused. Five wrong codes in a row lock the operator for five minutes.
+Secrets live in the shared database (``<state_dir>/bastion.db``), created 0600 in a 0700 state
+directory (``bastion.audit.db.create_private``): whoever can read it can mint codes, so it is
+protected like a private key. A code counts once: the last accepted time step is stored per
+operator, and a code from that step or an earlier one is refused. Five wrong codes in a row on
+the CLI or in Slack lock the operator for five minutes; the web page counts its own failures
+(``bastion.approval.guard``) so an agent cannot trigger that lock.
 """
 
 from __future__ import annotations

@@ -27,9 +27,12 @@ AUDITED_SQL = (
 
 
 async def load_request(
-    conn: aiosqlite.Connection, request_id: str, approve_url: Callable[[str], str]
+    conn: aiosqlite.Connection,
+    request_id: str,
+    approve_url: Callable[[str], str],
+    operator_url: Callable[[str, float], str] | None = None,
 ) -> ApprovalRequest | None:
-    """One request with its decisions, or None."""
+    """One request with its decisions, or None; ``operator_url(id, expires_at)`` signs links."""
     async with conn.execute(
         f"SELECT {_COLUMNS} FROM approval_requests WHERE id = ?",  # noqa: S608
         (request_id,),
@@ -73,6 +76,7 @@ async def load_request(
         used_at=None if r[22] is None else float(r[22]),
         approve_url=approve_url(str(r[0])),
         decisions=decisions,
+        operator_url=operator_url(str(r[0]), float(r[17])) if operator_url else "",
     )
 
 

@@ -56,4 +56,15 @@ MIGRATIONS = [
         created_at REAL NOT NULL
     );
     """,
+    # v2: commands are stored masked; deferred approvals match on a keyed hash of the exact
+    # units (units_key) instead of the stored text. approval_keys holds this database's random
+    # keys (the operator-link key, the units key), made by the broker on first open.
+    """
+    ALTER TABLE approval_requests ADD COLUMN units_key TEXT;
+    CREATE INDEX approval_requests_units_key ON approval_requests (requester_key_id, units_key);
+    CREATE TABLE approval_keys (
+        name TEXT PRIMARY KEY,
+        key BLOB NOT NULL
+    );
+    """,
 ]

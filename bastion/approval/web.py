@@ -1,10 +1,21 @@
 """The approval page: ``GET/POST /approvals/{id}`` on the bastion's aiohttp server.
 
 The page is plain server-rendered HTML (works without JavaScript; a hashed inline script only
-ticks the countdown). Anyone holding the link may *see* the request (the id carries 80 random
-bits); deciding needs an enrolled operator's TOTP code. POSTs need a CSRF token: a random cookie
-(SameSite=Strict, HttpOnly) and, in a hidden field, an HMAC of that cookie and the request id
-under a per-process key (double submit bound to the request); anything else gets 403.
+ticks the countdown). Two links lead to it:
+
+- the *status link* ``/approvals/{id}`` is what the agent is shown: anyone holding it may see
+  the request's state (the id carries 80 random bits) but not decide, and a decided request
+  does not name its approvers there;
+- the *operator link* ``/approvals/{id}?op=...`` adds a signature over the id and the deadline
+  (``ApprovalBroker.link_token``) and is delivered only to operators (chat notices, ``bastion
+  approvals show``). Only it shows the decision form, and a POST must carry it: the second
+  factor the agent cannot see, next to the operator's TOTP code.
+
+POSTs also need a CSRF token: a random cookie (SameSite=Strict, HttpOnly) and, in a hidden
+field, an HMAC of that cookie and the request id under a per-process key (double submit bound
+to the request); anything else gets 403. Failed attempts are counted per source address, per
+request and per operator name by ``PageGuard`` (page only; the operator's CLI/Slack standing is
+untouched); a limit that trips answers 429 and raises an alert (log line, metric, audit row).
 Everything shown is HTML-escaped, commands are masked for secrets and their invisible
 characters made visible.
 """
@@ -18,21 +29,31 @@ import html
 import secrets
 import shlex
 import time
-from urllib.parse import urlsplit
+from collections.abc import Callable
+from urllib.parse import quote, urlsplit
 
 from aiohttp import web
 
 from bastion.approval.broker import ApprovalBroker
+from bastion.approval.guard import PageGuard, Tripped
 from bastion.approval.ids import parse_request_id
-from bastion.approval.model import ApprovalRefused, ApprovalRequest, iso
-from bastion.approval.render import display_text, has_hidden
+from bastion.approval.model import BAD_CREDENTIALS, ApprovalRefused, ApprovalRequest, iso
+from bastion.approval.render import display_text, escape_visible, has_hidden
 from bastion.audit.errors import AuditError
 from bastion.errors import BastionError
+from bastion.ops.metrics import Metrics
 
 COOKIE = "bastion_csrf"
 _BROKER: web.AppKey[ApprovalBroker] = web.AppKey("approval_broker", ApprovalBroker)
 _KEY: web.AppKey[bytes] = web.AppKey("approval_csrf_key", bytes)
+_GUARD: web.AppKey[PageGuard] = web.AppKey("approval_guard", PageGuard)
+_METRICS: web.AppKey[Metrics | None] = web.AppKey("approval_metrics")
+_CLOCK: web.AppKey[Callable[[], float]] = web.AppKey("approval_clock")
 MAX_FORM = 4096
+STATUS_ONLY = (
+    "This link shows the request's status; it cannot decide. Operators decide from the link in "
+    "their notification, or at the bastion host with: bastion approvals approve {id}"
+)
 
 STYLE = (
     "body{font:16px/1.5 system-ui,sans-serif;max-width:60rem;margin:1rem auto;padding:0 1rem;"
@@ -82,11 +103,20 @@ HEADERS = {
 
 
 def add_routes(
-    app: web.Application, broker: ApprovalBroker, *, csrf_key: bytes | None = None
+    app: web.Application,
+    broker: ApprovalBroker,
+    *,
+    csrf_key: bytes | None = None,
+    guard: PageGuard | None = None,
+    metrics: Metrics | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> None:
     """Serve ``/approvals/{id}`` (page and decision form) from ``broker`` on ``app``."""
     app[_BROKER] = broker
     app[_KEY] = csrf_key or secrets.token_bytes(32)
+    app[_GUARD] = guard or PageGuard()
+    app[_METRICS] = metrics
+    app[_CLOCK] = clock
     app.router.add_get("/approvals/{id}", _show)
     app.router.add_post("/approvals/{id}", _post)
 
@@ -132,16 +162,26 @@ async def _load(request: web.Request) -> ApprovalRequest:
 
 async def _show(request: web.Request) -> web.Response:
     approval = await _load(request)
-    return await _render(request, approval)
+    link = request.query.get("op")
+    return await _render(request, approval, link if _valid_link(request, approval, link) else None)
+
+
+def _valid_link(request: web.Request, approval: ApprovalRequest, link: object) -> bool:
+    return request.app[_BROKER].check_link(approval, link)
 
 
 async def _render(
-    request: web.Request, approval: ApprovalRequest, error: str = "", status: int = 200
+    request: web.Request,
+    approval: ApprovalRequest,
+    link: str | None,
+    error: str = "",
+    status: int = 200,
 ) -> web.Response:
+    """The operator page when ``link`` is the request's operator token, else the status page."""
     cookie = _cookie_value(request) or secrets.token_urlsafe(24)
     token = _token(request.app[_KEY], cookie, approval.id)
     context = await _recent_commands(request.app[_BROKER], approval)
-    response = _respond(_page_for(approval, token, error, context), status)
+    response = _respond(_page_for(approval, token, error, context, link), status)
     secure = urlsplit(request.app[_BROKER].config.public_url).scheme == "https"
     response.set_cookie(
         COOKIE,
@@ -155,11 +195,49 @@ async def _render(
     return response
 
 
+def _refusal(title: str, message: str, status: int) -> web.Response:
+    return _respond(
+        _page(title, f"<h1>{_e(title)}</h1><p role='alert' class='alert'>{_e(message)}</p>"),
+        status,
+    )
+
+
+async def _tripped(request: web.Request, tripped: list[Tripped], approval_id: str) -> None:
+    """A limit tripped: guessing detected. Metric here, log line and audit row by the broker."""
+    metrics = request.app[_METRICS]
+    for t in tripped:
+        if metrics is not None:
+            metrics.approval_guessing(t.scope)
+        await request.app[_BROKER].guessing_detected(
+            scope=t.scope,
+            key=t.key,
+            failures=t.failures,
+            address=request.remote or "",
+            request_id=approval_id,
+        )
+
+
 async def _post(request: web.Request) -> web.Response:
     approval = await _load(request)
     if request.content_length is not None and request.content_length > MAX_FORM:
         raise web.HTTPRequestEntityTooLarge(max_size=MAX_FORM, actual_size=request.content_length)
     form = await request.post()
+    guard = request.app[_GUARD]
+    now = request.app[_CLOCK]()
+    address = request.remote or ""
+    sent_link = form.get("op") or request.query.get("op")  # the form field, or the action URL
+    link = (
+        sent_link
+        if isinstance(sent_link, str) and _valid_link(request, approval, sent_link)
+        else None
+    )
+    if guard.address_locked(address, with_link=link is not None, now=now):
+        return _refusal(
+            "Too many attempts",
+            "Too many failed attempts from this address; try again later, or decide with "
+            "the CLI at the bastion host or in Slack.",
+            429,
+        )
     cookie = _cookie_value(request)
     sent = form.get("csrf")
     if (
@@ -168,6 +246,11 @@ async def _post(request: web.Request) -> web.Response:
         or not hmac.compare_digest(sent, _token(request.app[_KEY], cookie, approval.id))
         or not _same_origin(request)
     ):
+        # Counted with the link-less posts: a forged or replayed form is not an operator's.
+        tripped = guard.failed(
+            address=address, with_link=False, request_id=approval.id, operator=None, now=now
+        )
+        await _tripped(request, tripped, approval.id)
         return _respond(
             _page(
                 "Forbidden",
@@ -177,6 +260,12 @@ async def _post(request: web.Request) -> web.Response:
             ),
             403,
         )
+    if link is None:  # the status link: the agent's, or a guess
+        tripped = guard.failed(
+            address=address, with_link=False, request_id=approval.id, operator=None, now=now
+        )
+        await _tripped(request, tripped, approval.id)
+        return _refusal("Forbidden", STATUS_ONLY.format(id=approval.id), 403)
     action = form.get("action")
     operator, code, reason = (form.get(k) for k in ("operator", "totp", "reason"))
     if (
@@ -185,23 +274,42 @@ async def _post(request: web.Request) -> web.Response:
         or not isinstance(code, str)
     ):
         return await _render(
-            request, approval, "Choose Approve or Deny and fill in both fields.", 400
+            request, approval, link, "Choose Approve or Deny and fill in both fields.", 400
+        )
+    name = operator.strip()[:64]
+    if guard.request_locked(approval.id, now) or guard.operator_locked(name, now):
+        return _refusal(
+            "Too many attempts",
+            "Too many wrong codes on this page for this request or operator name; wait, or "
+            "decide with the CLI at the bastion host or in Slack.",
+            429,
         )
     try:
         await request.app[_BROKER].decide(
             approval.id,
-            operator=operator.strip()[:64],
+            operator=name,
             totp=code[:16],
             approve=action == "approve",
             reason=reason if isinstance(reason, str) else "",
             via="web",
         )
     except ApprovalRefused as exc:
+        message = str(exc)
+        if exc.kind in ("credentials", "locked"):
+            message = BAD_CREDENTIALS  # a locked operator must not look different on the page
+            tripped = guard.failed(
+                address=address, with_link=True, request_id=approval.id, operator=name, now=now
+            )
+            await _tripped(request, tripped, approval.id)
         refreshed = await request.app[_BROKER].get(approval.id) or approval
-        return await _render(request, refreshed, str(exc), 400)
+        return await _render(request, refreshed, link, message, 400)
     except AuditError:
-        return await _render(request, approval, "The decision could not be audited.", 500)
-    raise web.HTTPSeeOther(location=f"/approvals/{approval.id}", headers=HEADERS)
+        return await _render(request, approval, link, "The decision could not be audited.", 500)
+    raise web.HTTPSeeOther(location=_self_url(approval.id, link), headers=HEADERS)
+
+
+def _self_url(request_id: str, link: str | None) -> str:
+    return f"/approvals/{request_id}" + (f"?op={quote(link, safe='')}" if link else "")
 
 
 def _same_origin(request: web.Request) -> bool:
@@ -247,13 +355,20 @@ def _page(title: str, body: str) -> str:
     )
 
 
-def _page_for(r: ApprovalRequest, token: str, error: str, recent: list[str]) -> str:
+def _page_for(
+    r: ApprovalRequest, token: str, error: str, recent: list[str], link: str | None
+) -> str:
+    """``link`` set: the operator view (form, who decided); None: the status view."""
     remaining = max(0, int(r.expires_at - time.time()))
     rows = [
         ("Request", f"<code>{_e(r.id)}</code>"),
         ("State", f"<span class='state {_e(r.state)}'>{_e(r.state)}</span>"),
-        ("Requester", f"{_e(r.requester_key_id)} (certificate serial {_e(r.requester_serial)})"),
-        ("Principals", _e(", ".join(r.principals))),
+        (
+            "Requester",
+            f"{_e(escape_visible(r.requester_key_id))} "
+            f"(certificate serial {_e(r.requester_serial)})",
+        ),
+        ("Principals", _e(escape_visible(", ".join(r.principals)))),
         ("Target", f"<code>{_e(r.login)}@{_e(r.target)}</code>"),
         (
             "Channel",
@@ -272,16 +387,19 @@ def _page_for(r: ApprovalRequest, token: str, error: str, recent: list[str]) -> 
                 f"in {remaining // 60}m {remaining % 60}s</span>)",
             )
         )
-    else:
+    elif link is not None:
         who = ", ".join(r.decided_by)
         rows.append(("Decided", f"{_e(iso(r.decided_at))}" + (f" by {_e(who)}" if who else "")))
         if r.reason:
-            rows.append(("Reason", _e(r.reason)))
+            rows.append(("Reason", _e(display_text(r.reason))))
+    else:  # who decided, and their reason, only for operators
+        rows.append(("Decided", _e(iso(r.decided_at))))
     summary = "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in rows)
     parts = [
         f"<h1>Held command: <span class='state {_e(r.state)}'>{_e(r.state)}</span></h1>",
         f"<p role='alert' class='alert'>{_e(error)}</p>" if error else "",
         f"<dl>{summary}</dl>",
+        "" if link is not None else f"<p class='warn'>{_e(STATUS_ONLY.format(id=r.id))}</p>",
         "<h2>Command line as typed</h2>",
     ]
     if has_hidden(r.command):
@@ -293,11 +411,11 @@ def _page_for(r: ApprovalRequest, token: str, error: str, recent: list[str]) -> 
     parts.append("<h2>What would run (normalised)</h2><ol>")
     parts.extend(f"<li><code>{_e(display_text(shlex.join(u)))}</code></li>" for u in r.units)
     parts.append("</ol>")
-    if r.decisions:
+    if r.decisions and link is not None:
         parts.append("<h2>Decisions</h2><ul>")
         parts.extend(
             f"<li>{_e(d.operator)} {'approved' if d.approve else 'denied'} via {_e(d.via)} at "
-            f"{_e(iso(d.at))}{': ' + _e(d.reason) if d.reason else ''}</li>"
+            f"{_e(iso(d.at))}{': ' + _e(display_text(d.reason)) if d.reason else ''}</li>"
             for d in r.decisions
         )
         parts.append("</ul>")
@@ -311,10 +429,11 @@ def _page_for(r: ApprovalRequest, token: str, error: str, recent: list[str]) -> 
         )
     else:
         parts.append("<p>None recorded.</p>")
-    if r.state == "pending":
+    if r.state == "pending" and link is not None:
         parts.append(
-            f"<h2>Decide</h2><form method='post' action='/approvals/{_e(r.id)}'>"
+            f"<h2>Decide</h2><form method='post' action='{_e(_self_url(r.id, link))}'>"
             f"<input type='hidden' name='csrf' value='{_e(token)}'>"
+            f"<input type='hidden' name='op' value='{_e(link)}'>"
             "<label for='operator'>Operator name</label>"
             "<input id='operator' name='operator' required autocomplete='username' "
             "autocapitalize='none' spellcheck='false' maxlength='64'>"

@@ -9,6 +9,7 @@ transaction, so several bastion processes starting at once apply it exactly once
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Iterable, Sequence
@@ -45,6 +46,17 @@ def split_statements(script: str) -> list[str]:
     return statements
 
 
+def create_private(path: Path) -> None:
+    """Create the database file owner-only (0600) before SQLite opens it, if it is missing.
+
+    It holds operators' TOTP secrets. SQLite gives its ``-wal`` and ``-shm`` files the mode of
+    the database file, so they are born 0600 too; nothing is chmod-ed afterwards. An existing
+    file is left as it is (``check-config`` reports a loose mode).
+    """
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    os.close(fd)
+
+
 class Database:
     """One aiosqlite connection; ``transaction()`` serialises writers within this process."""
 
@@ -61,6 +73,7 @@ class Database:
             raise AuditError(f"no database at {path}")
         try:
             path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            create_private(path)
             conn = await aiosqlite.connect(path, isolation_level=None)
         except (OSError, sqlite3.Error) as exc:
             raise AuditError(f"cannot open database {path}: {exc}") from None

@@ -44,6 +44,7 @@ class NotifyEvent:
     decided_by: tuple[str, ...] = ()
     decided_at: float | None = None
     reason: str = ""  # masked and escaped
+    operator_url: str = ""  # the signed operator link (approve_url is the agent's status link)
 
     @classmethod
     def from_request(cls, kind: EventKind, request: ApprovalRequest) -> NotifyEvent:
@@ -64,6 +65,7 @@ class NotifyEvent:
             decided_by=request.decided_by,
             decided_at=request.decided_at,
             reason=masked(request.reason),
+            operator_url=request.operator_url or request.approve_url,
         )
 
     def webhook_json(self) -> dict[str, Any]:
@@ -78,6 +80,7 @@ class NotifyEvent:
             "command": self.command,
             "rules": list(self.rules),
             "approve_url": self.approve_url,
+            "operator_url": self.operator_url,
             "expires_at": iso(self.expires_at),
             "state": self.state,
             "approvers": list(self.approvers),

@@ -66,7 +66,7 @@ def message_blocks(event: NotifyEvent) -> list[Block]:
     title = "Command held for approval" if pending else f"Request {event.state}"
     approvers = mrkdwn_escape(", ".join(event.approvers) or "any operator")
     approvers += f" ({event.approvals_required} needed)"
-    link = f"<{event.approve_url}|Open the approval page>"
+    link = f"<{event.operator_url or event.approve_url}|Open the approval page>"
     blocks: list[Block] = [
         {"type": "header", "text": _plain(title)},
         {

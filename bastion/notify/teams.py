@@ -61,7 +61,13 @@ def adaptive_card(event: NotifyEvent) -> dict[str, Any]:
         "type": "AdaptiveCard",
         "version": CARD_VERSION,
         "body": body,
-        "actions": [{"type": "Action.OpenUrl", "title": "Open approval", "url": event.approve_url}],
+        "actions": [
+            {
+                "type": "Action.OpenUrl",
+                "title": "Open approval",
+                "url": event.operator_url or event.approve_url,
+            }
+        ],
     }
 
 

@@ -225,7 +225,10 @@ def _limits(config: Config, report: Report, uid: int) -> None:
         lim = parse_limits(config.raw.get("limits", {}))
         report.ok(
             f"limits: {lim.max_connections} connections, {lim.max_sessions_per_identity} per"
-            f" identity, {lim.auth_failures_per_minute} auth failures/min per source"
+            f" identity, {lim.auth_failures_per_minute} auth failures/min per source and identity"
+            f" ({lim.auth_failures_per_address_per_minute} per source),"
+            f" {lim.max_channels_per_connection} channels per connection,"
+            f" {lim.max_pending_approvals_per_identity} pending approvals per identity"
         )
 
 

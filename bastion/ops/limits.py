@@ -6,9 +6,15 @@ max_connections = 256            # TCP connections open at once (before authenti
 max_sessions_per_identity = 8    # authenticated connections per certificate key id
 idle_timeout = "30m"             # no traffic either way (suspended while approval is pending)
 max_command_length = 16384       # bytes in one exec command or one shell line
-auth_failures_per_minute = 10    # failed logins per source address before refusing it
+auth_failures_per_minute = 10    # failed logins per source address and identity before locking
+auth_failures_per_address_per_minute = 100  # failed logins per address, all identities together
 auth_lockout = "5m"              # how long a source over the rate stays refused
+max_channels_per_connection = 10 # channels open at once on one SSH connection
+max_pending_approvals_per_identity = 5  # held commands waiting for an operator, per key id
 ```
+
+A failed login is one connection that never authenticated after a refusal of its key or
+certificate; a refusal for ``max_sessions_per_identity`` is not one (the certificate was good).
 
 The login timeout is ``[server] login_timeout`` (bastion/config.py).
 """
@@ -30,7 +36,10 @@ _KEYS = frozenset(
         "idle_timeout",
         "max_command_length",
         "auth_failures_per_minute",
+        "auth_failures_per_address_per_minute",
         "auth_lockout",
+        "max_channels_per_connection",
+        "max_pending_approvals_per_identity",
     }
 )
 MAX_TRACKED_SOURCES = 10_000  # AuthFailureLimiter memory bound (about 1 MB)
@@ -42,8 +51,11 @@ class Limits:
     max_sessions_per_identity: int = 8
     idle_timeout: float = 1800.0  # 0 disables
     max_command_length: int = 16384
-    auth_failures_per_minute: int = 10
+    auth_failures_per_minute: int = 10  # per source address and certificate identity
     auth_lockout: float = 300.0
+    auth_failures_per_address_per_minute: int = 100  # per source address, every identity
+    max_channels_per_connection: int = 10
+    max_pending_approvals_per_identity: int = 5
 
 
 def parse_limits(section: Mapping[str, Any], where: str = "limits") -> Limits:
@@ -77,7 +89,19 @@ def parse_limits(section: Mapping[str, Any], where: str = "limits") -> Limits:
         auth_failures_per_minute=integer(
             "auth_failures_per_minute", d.auth_failures_per_minute, 1, 10_000
         ),
+        auth_failures_per_address_per_minute=integer(
+            "auth_failures_per_address_per_minute",
+            d.auth_failures_per_address_per_minute,
+            1,
+            100_000,
+        ),
         auth_lockout=duration("auth_lockout", d.auth_lockout, 86400.0),
+        max_channels_per_connection=integer(
+            "max_channels_per_connection", d.max_channels_per_connection, 1, 1000
+        ),
+        max_pending_approvals_per_identity=integer(
+            "max_pending_approvals_per_identity", d.max_pending_approvals_per_identity, 1, 10_000
+        ),
     )
 
 
@@ -199,3 +223,49 @@ class AuthFailureLimiter:
         elapsed = max(0.0, now - bucket.updated)  # a clock that steps back never adds tokens
         bucket.tokens = min(self.capacity, bucket.tokens + elapsed * self.rate)
         bucket.updated = max(bucket.updated, now)
+
+
+class LoginLockout:
+    """Failed logins keyed per source address *and* certificate identity, plus a much higher bar
+    per address alone.
+
+    Many agents share an address (a NAT, a CI runner pool): one identity failing again and again
+    locks only itself at that address (``auth_failures_per_minute``); the address as a whole is
+    refused only past ``auth_failures_per_address_per_minute``, which counts every failure from
+    it, including those that never named a trusted certificate (those have no identity, and a
+    claimed key id in an untrusted certificate is not one: anyone could claim a victim's).
+    """
+
+    def __init__(
+        self,
+        per_identity: int,
+        per_address: int,
+        lockout: float,
+        max_sources: int = MAX_TRACKED_SOURCES,
+    ) -> None:
+        self.pairs = AuthFailureLimiter(per_identity, lockout, max_sources)
+        self.addresses = AuthFailureLimiter(per_address, lockout, max_sources)
+
+    @classmethod
+    def from_limits(cls, limits: Limits) -> LoginLockout:
+        return cls(
+            limits.auth_failures_per_minute,
+            limits.auth_failures_per_address_per_minute,
+            limits.auth_lockout,
+        )
+
+    @staticmethod
+    def _pair(address: str, identity: str) -> str:
+        return f"{address}\x00{identity}"
+
+    def allow(self, address: str, identity: str | None, now: float) -> bool:
+        """May this address (and, once known, this identity from it) try to log in now?"""
+        if not self.addresses.allow(address, now):
+            return False
+        return identity is None or self.pairs.allow(self._pair(address, identity), now)
+
+    def failed(self, address: str, identity: str | None, now: float) -> None:
+        """One failed login from ``address``; ``identity`` is the trusted certificate's key id."""
+        self.addresses.failed(address, now)
+        if identity:
+            self.pairs.failed(self._pair(address, identity), now)

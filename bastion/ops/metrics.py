@@ -48,6 +48,7 @@ AUTH_LABELS = frozenset(label for _, label in AUTH_REASONS) | {OTHER}
 DECISION_ACTIONS = frozenset({"allow", "review", "deny"})
 APPROVAL_OUTCOMES = frozenset({"approved", "denied", "expired", "abandoned"})  # approval.model
 DIRECTIONS = frozenset({"in", "out"})
+GUESSING_SCOPES = frozenset({"address", "request", "operator"})  # bastion.approval.guard
 _RULE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,79}$")
 
 # Approval waits are human-scale: seconds to hours.
@@ -111,6 +112,14 @@ class Metrics:
         self.recorder_errors = Counter(
             "bastion_recorder_errors", "Recording failures (each ends a session)", registry=r
         )
+        self.approval_guessing_total = Counter(
+            "bastion_approval_guessing",
+            "Approval page limits tripped by repeated failed attempts (an alert), by scope",
+            ["scope"],
+            registry=r,
+        )
+        for scope in sorted(GUESSING_SCOPES):
+            self.approval_guessing_total.labels(scope=scope)
         for label in sorted(AUTH_LABELS):  # so dashboards see zeros, not absent series
             self.auth_failures.labels(reason=label)
         for direction in sorted(DIRECTIONS):
@@ -143,6 +152,10 @@ class Metrics:
         outcome = outcome if outcome in APPROVAL_OUTCOMES else OTHER
         self.approvals.labels(outcome=outcome).inc()
         self.approval_wait.labels(outcome=outcome).observe(max(0.0, wait_seconds))
+
+    def approval_guessing(self, scope: str) -> None:
+        label = scope if scope in GUESSING_SCOPES else OTHER
+        self.approval_guessing_total.labels(scope=label).inc()
 
     def masked(self, rule: str, n: int = 1) -> None:
         if n > 0:

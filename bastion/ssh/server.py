@@ -65,6 +65,11 @@ class BastionConnection(asyncssh.SSHServerConnection):
         identity = owner.check_userauth_key(username, key_data)
         if identity is None:
             return False
+        if not await owner.runtime.auth_allowed(owner, identity.key_id):
+            owner.refuse_auth(
+                "too many failed logins for this identity from this address; try later"
+            )
+            return False
         if not msg:  # the client only asks whether this key would be accepted
             return True
         try:
@@ -109,6 +114,10 @@ class AgentServer(asyncssh.SSHServer):
         self.notices: list[str] = []
         self.counted = False  # holds a slot in the connection limiter
         self.refusals = 0  # told to the agent on stderr when its next channel starts
+        # The failed-login lockout's keys: the trusted certificate's key id once one passed the
+        # checks, and whether the only refusal was the session cap (not a failed login).
+        self.auth_key_id: str | None = None
+        self.cap_refused = False
         # Upstream connections to the target with the number of channels each carries: a new
         # one is opened only when every open one holds the target's max_sessions.
         self._upstreams: dict[asyncssh.SSHClientConnection, int] = {}
@@ -163,6 +172,7 @@ class AgentServer(asyncssh.SSHServer):
                 peer_ip=self.peer_ip,
                 is_revoked=self.runtime.is_revoked,
             )
+            self.auth_key_id = identity.key_id
             self._check_access(identity)
         except CertificateRefused as exc:
             self.refuse_auth(str(exc))
@@ -191,6 +201,7 @@ class AgentServer(asyncssh.SSHServer):
     async def authenticated(self, identity: Identity) -> bool:
         assert self.requested is not None
         if not await self.runtime.admit_session(self, identity.key_id):
+            self.cap_refused = True
             self.refuse_auth("too many concurrent sessions for this identity")
             return False
         if not self.counted:  # the connection closed while its session was being admitted
@@ -221,8 +232,18 @@ class AgentServer(asyncssh.SSHServer):
 
         if self.session is None:
             return False
+        cap = self.runtime.limits.max_channels_per_connection
+        if len(self.channels) >= cap:  # channels open now on this connection (multiplexing)
+            self.runtime.refused(self, "channel-cap", str(cap))
+            raise asyncssh.ChannelOpenError(
+                asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED,
+                f"too many channels open on this connection (limits.max_channels_per_connection"
+                f" = {cap}); close one first",
+            )
         self.next_channel_no += 1
-        return AgentSession(self, self.next_channel_no)
+        agent = AgentSession(self, self.next_channel_no)
+        self.channels.add(agent)  # counted from the open; AgentSession.connection_lost discards
+        return agent
 
     def connection_requested(
         self, dest_host: str, dest_port: int, orig_host: str, orig_port: int

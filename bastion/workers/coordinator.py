@@ -1,11 +1,11 @@
 """What the supervisor keeps for all its workers, and the worker-side stand-ins that report to it.
 
 Limits that must hold for the whole bastion live here once: sessions per certificate identity and
-failed logins per source address (a worker asks before it admits a login; the kernel spreads one
-agent's connections over every worker, so per-worker counts would multiply the caps). Metrics and
-approval events arrive as fire-and-forget events: ``/metrics`` and the notifiers are served by the
-supervisor. When a worker dies, what it held is released and its waiting approval requests are
-abandoned (their agents were disconnected with it).
+failed logins per source address and identity (a worker asks before it admits a login; the kernel
+spreads one agent's connections over every worker, so per-worker counts would multiply the caps).
+Metrics and approval events arrive as fire-and-forget events: ``/metrics`` and the notifiers are
+served by the supervisor. When a worker dies, what it held is released and its waiting approval
+requests are abandoned (their agents were disconnected with it).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from bastion.ops.limits import AuthFailureLimiter, ConnectionLimiter, Limits
+from bastion.ops.limits import ConnectionLimiter, Limits, LoginLockout
 from bastion.ops.metrics import Metrics
 from bastion.workers.ipc import Link
 
@@ -54,7 +54,7 @@ class Coordinator:
     ) -> None:
         # Connections are capped per worker (each takes a share); sessions per identity here.
         self.sessions = ConnectionLimiter(limits.max_connections, limits.max_sessions_per_identity)
-        self.auth = AuthFailureLimiter.from_limits(limits)
+        self.auth = LoginLockout.from_limits(limits)
         self.metrics = metrics
         self.clock = clock
         self.on_approval: ApprovalListener | None = None
@@ -72,10 +72,10 @@ class Coordinator:
             return self.admit_session(worker, _text(args, 0))
         if op == "release_session":
             self.release_session(worker, _text(args, 0))
-        elif op == "auth_allowed":
-            return self.auth.allow(_text(args, 0), self.clock())
-        elif op == "auth_failed":
-            self.auth.failed(_text(args, 0), self.clock())
+        elif op == "auth_allowed":  # [address] or [address, identity]
+            return self.auth.allow(_text(args, 0), _identity(args), self.clock())
+        elif op == "auth_failed":  # [address] or [address, identity ("" when none)]
+            self.auth.failed(_text(args, 0), _identity(args), self.clock())
         elif op == "metric":
             self._metric(_text(args, 0), args[1:])
         elif op == "approval":
@@ -127,6 +127,11 @@ def _text(args: list[Any], index: int) -> str:
     if len(args) <= index or not isinstance(args[index], str) or len(args[index]) > MAX_KEY:
         raise ValueError("expected a string argument")
     return str(args[index])
+
+
+def _identity(args: list[Any]) -> str | None:
+    """The optional certificate identity after the address ("" or absent: none)."""
+    return (_text(args, 1) or None) if len(args) > 1 else None
 
 
 class RemoteMetrics(Metrics):

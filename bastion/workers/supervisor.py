@@ -239,7 +239,7 @@ def worker_command(args: Sequence[str]) -> list[str]:
 
 async def supervise(config: Config, serve_args: Sequence[str]) -> None:
     """Run the supervisor until SIGTERM/SIGINT; ``serve_args`` are passed on to every worker."""
-    config.state_dir.mkdir(parents=True, exist_ok=True)
+    config.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     ensure_host_key(config.server.host_key)
     runtime = build_runtime(config, role="supervisor")
     reserved = reserve_port(config.server.host, config.server.port)

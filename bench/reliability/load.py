@@ -61,7 +61,9 @@ class Load:
         self.peak_kib = 0
         # One approver for the whole run: it remembers which time step each operator has
         # spent (a TOTP code counts once), across rounds.
-        self.approver = Approver(stack.http_url, stack.operators, self.tally)
+        self.approver = Approver(
+            stack.http_url, stack.operators, self.tally, stack.state_dir / "bastion.db"
+        )
 
     async def connect(self, identity: Identity) -> asyncssh.SSHClientConnection:
         return await asyncssh.connect(

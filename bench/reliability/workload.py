@@ -13,12 +13,15 @@ exception) is an *unexpected error* with a one-line description.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import secrets
+import sqlite3
 import string
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import aiohttp
 import asyncssh
@@ -102,8 +105,15 @@ class Approver:
     POST approve with the current TOTP code. A code counts once per operator and time step,
     so a pool of operators shares the work; when all have decided in this step, wait."""
 
-    def __init__(self, base_url: str, operators: dict[str, str], tally: Tally) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        operators: dict[str, str],
+        tally: Tally,
+        db_path: Path | None = None,
+    ) -> None:
         self.base_url = base_url
+        self.db_path = db_path  # where the operator link's key is (see operator_token)
         self.tally = tally
         self.queue: asyncio.Queue[str] = asyncio.Queue()
         self.totp = {name: pyotp.TOTP(secret) for name, secret in operators.items()}
@@ -129,6 +139,10 @@ class Approver:
         """GET the page (its CSRF cookie and token), POST approve with a fresh code. Each
         approval keeps its own cookie, as separate browser tabs would; retried a few times."""
         url = f"{self.base_url}/approvals/{request_id}"
+        link = ""
+        if self.db_path is not None:  # the page decides only from the signed operator link
+            link = await asyncio.to_thread(operator_token, self.db_path, request_id)
+            url += f"?op={link}"
         problem = ""
         for _attempt in range(5):
             async with http.get(url) as page:
@@ -140,7 +154,7 @@ class Approver:
                 await asyncio.sleep(1.0)
                 continue
             name, code = await self._operator()
-            form = {"csrf": token.group(1), "operator": name, "totp": code,
+            form = {"csrf": token.group(1), "operator": name, "totp": code, "op": link,
                     "action": "approve", "reason": "load test"}  # fmt: skip
             headers = {"Cookie": f"{COOKIE}={cookie.value}"}
             async with http.post(url, data=form, headers=headers, allow_redirects=False) as done:
@@ -168,6 +182,20 @@ class Approver:
                 task.add_done_callback(pending.discard)
             if pending:
                 await asyncio.gather(*pending)
+
+
+def operator_token(db_path: Path, request_id: str) -> str:
+    """What the operator link of a chat notice carries: the load's approver plays an operator
+    who received it (the agent only ever sees the status link, which cannot decide)."""
+    from bastion.approval.broker import sign_operator_link
+
+    uri = f"file:{db_path}?mode=ro"
+    with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=15)) as conn:
+        key = conn.execute("SELECT key FROM approval_keys WHERE name = 'link'").fetchone()[0]
+        row = conn.execute(
+            "SELECT expires_at FROM approval_requests WHERE id = ?", (request_id,)
+        ).fetchone()
+    return sign_operator_link(bytes(key), request_id, float(row[0]))
 
 
 def _alert(html: str) -> str:

@@ -318,3 +318,66 @@ async def test_unaudited_approval_never_runs(live_env: Env) -> None:
     assert (out.state, out.reason) == ("denied", "the approval was not audited")
     lookup = {"requester_key_id": "ci-agent-1", "target": "web-01", "login": "azureuser"}
     assert await env.broker.consume_deferred(**lookup, units=held.units) is None
+
+
+async def test_operator_link_is_bound_to_request_and_deadline_and_expires(
+    env: Env, clock: FakeClock
+) -> None:
+    """The operator token verifies only for its request, and not past the deadline + grace."""
+    from bastion.approval.broker import LINK_GRACE
+
+    req = await env.submit(timeout=60)
+    other = await env.submit(command="az vm delete -n vm2 --yes")
+    token = req.operator_url.split("?op=", 1)[1]
+    assert env.broker.check_link(req, token)
+    assert not env.broker.check_link(other, token)
+    assert not env.broker.check_link(req, token[:-1] + ("A" if token[-1] != "A" else "B"))
+    assert not env.broker.check_link(req, None) and not env.broker.check_link(req, "")
+    clock.advance(60 + LINK_GRACE + 1)
+    assert not env.broker.check_link(req, token)
+
+
+async def test_operator_link_key_is_shared_through_the_database(env: Env, tmp_path: Path) -> None:
+    """Another process (the CLI, a worker) opening the same database signs the same link."""
+    req = await env.submit()
+    second = await open_env(env.db_path, env.clock)
+    try:
+        again = await second.broker.get(req.id)
+        assert again is not None and again.operator_url == req.operator_url
+    finally:
+        await second.audit.close()
+
+
+async def test_wrong_codes_on_the_page_do_not_lock_the_operator(env: Env) -> None:
+    """via="web" failures leave the operator's row alone (the page counts them itself)."""
+    await env.enrol("alice")
+    req = await env.submit()
+    wrong = f"{(int(env.code('alice')) + 1) % 1_000_000:06d}"
+    for _ in range(8):
+        with pytest.raises(ApprovalRefused) as refused:
+            await env.broker.decide(req.id, operator="alice", totp=wrong, approve=True, via="web")
+        assert refused.value.kind == "credentials"
+    outcome = await env.broker.decide(
+        req.id, operator="alice", totp=env.code("alice"), approve=True, via="cli"
+    )
+    assert outcome.state == "approved"
+
+
+async def test_held_command_and_units_are_stored_masked(env: Env) -> None:
+    """The masker runs before the row is written: a token as an argument, and a value the masker
+    recognises only from its flag (``--password VALUE``), never reach the table."""
+    token = "ghp_" + "x1Y2z3" * 6
+    req = await env.submit(
+        command=f"az login --password hunter2-is-long --token {token}",
+        units=(("az", "login", "--password", "hunter2-is-long", "--token", token),),
+    )
+    rows = await env.audit.db.fetchall(
+        "SELECT command, command_escaped, units FROM approval_requests WHERE id = ?", (req.id,)
+    )
+    stored = " ".join(str(v) for v in rows[0])
+    assert token not in stored and "[MASKED:github-token]" in stored
+    assert "hunter2-is-long" not in stored  # masked in the line by its flag, so in the units too
+    got = await env.broker.get(req.id)
+    assert got is not None and got.units == (
+        ("az", "login", "--password", "[MASKED]", "--token", "[MASKED:github-token]"),
+    )

@@ -117,10 +117,34 @@ async def test_approvals_deny_and_errors_are_one_line(
     wrong = f"{(int(right) + 1) % 1_000_000:06d}"
     assert await _cli("approvals", "deny", req.id, "--operator", "bob", "--totp", wrong, *cfg) == 2
     err = capsys.readouterr().err
-    assert err == "bastion: wrong TOTP code\n"
+    assert err == "bastion: unknown operator or wrong TOTP code\n"
     assert await _cli("approvals", "deny", req.id, "--operator", "bob", "--totp", right, *cfg) == 0
     assert f"{req.id}: denied by bob" in capsys.readouterr().out
     assert await _cli("approvals", "show", "nope", *cfg) == 2
     assert capsys.readouterr().err.startswith("bastion: not a request id: 'nope'")
     assert await _cli("approvals", "list", "--config", str(config_file.parent / "missing")) == 2
     assert "file not found" in capsys.readouterr().err
+
+
+async def test_approvals_list_and_show_escape_the_key_id(
+    config_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The CA controls the key id: ANSI escapes, CR/LF and bidi controls in it are printed as
+    visible escapes, so a key id cannot clear the screen, forge a line or hide text."""
+    await _enrol(config_file, capsys, "alice")
+    hostile = "ci\x1b[2J\x1b]0;owned\x07\r\nabcd-fake  approved by alice\u202e"
+    env = await _env(config_file)
+    try:
+        req = await env.submit(requester_key_id=hostile, principals=("agents\x1b[31m",))
+    finally:
+        await env.audit.close()
+    cfg = ("--config", str(config_file))
+    assert await _cli("approvals", "list", *cfg) == 0
+    listed = capsys.readouterr().out
+    assert await _cli("approvals", "show", req.id, *cfg) == 0
+    shown = capsys.readouterr().out
+    for out in (listed, shown):
+        assert "\x1b" not in out and "\r" not in out and "\x07" not in out and "\u202e" not in out
+        assert "ci\\x1b[2J\\x1b]0;owned\\x07\\r\\nabcd-fake" in out
+    assert len(listed.splitlines()) == 1  # the key id's newline did not add a line
+    assert "agents\\x1b[31m" in shown

@@ -1,10 +1,12 @@
-"""The operator's real path: the agent's stderr names a link, an operator opens it in Chromium,
-approves with a TOTP code, and the agent's held command completes. And a restart of the bastion
-while a request is pending leaves it abandoned."""
+"""The operator's real path: the agent's stderr names the status link (it shows the request but
+cannot decide); the operator opens the signed operator link (from ``bastion approvals show``, as
+chat notices carry it) in Chromium, approves with a TOTP code, and the agent's held command
+completes. And a restart of the bastion while a request is pending leaves it abandoned."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -57,19 +59,38 @@ async def test_operator_approves_in_browser_and_command_completes(
         assert proc.stderr is not None
         line = (await asyncio.wait_for(proc.stderr.readline(), 30)).decode()
         url = line.split(" operator at ", 1)[1].strip()
-        assert url.startswith("http://127.0.0.1:") and "/approvals/" in url
+        assert url.startswith("http://127.0.0.1:") and "/approvals/" in url and "?op=" not in url
+        request_id = line.split(" as ", 1)[1].split()[0]
+        shown = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "bastion.cli", "approvals", "show", request_id, "--json",
+             "--config", str(config)],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        signed = json.loads(shown.stdout)["operator_url"]
+        assert f"/approvals/{request_id}?op=" in signed
+        # listen = ":0": only the serving process knows its port; the signature is what counts
+        operator_url = url + "?op=" + signed.split("?op=", 1)[1]
         async with async_playwright() as p:
             browser = await p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
             try:
                 page = await browser.new_page()
-                response = await page.goto(url)
+                response = await page.goto(url)  # what the agent saw: status only
                 assert response is not None and response.status == 200
                 assert "az group delete -n rg --yes" in await page.locator("pre").first.inner_text()
+                assert await page.locator("form").count() == 0
+                assert "cannot decide" in await page.content()
+                response = await page.goto(operator_url)
+                assert response is not None and response.status == 200
                 await page.get_by_label("Operator name").fill("alice")
                 await page.get_by_label("Authenticator code (TOTP)").fill(totp.now())
                 async with page.expect_navigation():
                     await page.get_by_role("button", name="Approve").click()
                 assert "approved" in await page.locator("h1").inner_text()
+                assert "alice approved via web" in await page.content()
+                await page.goto(url)  # the status link, decided: no approver named
+                assert "approved" in await page.locator("h1").inner_text()
+                assert "alice" not in await page.content()
             finally:
                 await browser.close()
         out, err = await asyncio.wait_for(proc.communicate(), 30)

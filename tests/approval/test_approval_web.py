@@ -103,19 +103,21 @@ async def test_post_without_csrf_token_is_forbidden(served: tuple[Env, str]) -> 
     env, _ = served
     await env.enrol("alice")
     req = await env.submit()
-    form = {"operator": "alice", "totp": env.code("alice"), "action": "approve"}
+    op = req.operator_url.split("?op=", 1)[1]
+    form = {"operator": "alice", "totp": env.code("alice"), "action": "approve", "op": op}
+    url = req.operator_url
     # unsafe=True: keep cookies set by an IP-address host (127.0.0.1)
     async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
-        async with http.post(req.approve_url, data=form) as resp:
+        async with http.post(url, data=form) as resp:
             assert resp.status == 403
-        async with http.get(req.approve_url) as page:  # now the session holds the cookie
+        async with http.get(url) as page:  # now the session holds the cookie
             html = await page.text()
         csrf = re.search(r"name='csrf' value='([^']+)'", html)
         assert csrf is not None
-        async with http.post(req.approve_url, data=form) as resp:  # cookie but no token
+        async with http.post(url, data=form) as resp:  # cookie but no token
             assert resp.status == 403
         async with http.post(
-            req.approve_url,
+            url,
             data={**form, "csrf": csrf.group(1)},
             headers={"Origin": "https://evil.test"},
         ) as resp:
@@ -123,12 +125,10 @@ async def test_post_without_csrf_token_is_forbidden(served: tuple[Env, str]) -> 
         got = await env.broker.get(req.id)
         assert got is not None and got.state == "pending"
         wrong = f"{(int(form['totp']) + 1) % 1_000_000:06d}"
-        async with http.post(
-            req.approve_url, data={**form, "totp": wrong, "csrf": csrf.group(1)}
-        ) as resp:
+        async with http.post(url, data={**form, "totp": wrong, "csrf": csrf.group(1)}) as resp:
             assert resp.status == 400 and "wrong TOTP code" in await resp.text()
         async with http.post(
-            req.approve_url, data={**form, "csrf": csrf.group(1)}, allow_redirects=False
+            url, data={**form, "csrf": csrf.group(1)}, allow_redirects=False
         ) as resp:
             assert resp.status == 303
     got = await env.broker.get(req.id)
@@ -158,7 +158,7 @@ async def test_browser_approves_and_wait_returns(served: tuple[Env, str], tmp_pa
             page = await browser.new_page(viewport={"width": 1000, "height": 900})
             console: list[str] = []
             page.on("console", lambda msg: console.append(msg.text))
-            resp = await page.goto(req.approve_url)
+            resp = await page.goto(req.operator_url)  # the operators' link (chat, CLI)
             assert resp is not None and resp.status == 200
             assert "pending" in (await page.locator("h1").inner_text())
             assert "rg-web-prod" in await page.locator("pre").inner_text()

@@ -135,7 +135,9 @@ def test_failed_logins_lock_out_the_address_on_every_worker(
 ) -> None:
     """Four plain-key logins use up the address's budget wherever they landed; then a valid
     certificate is refused on both workers (with per-worker counts one would still admit it)."""
-    served = serve(auth_failures_per_minute=4, auth_lockout="5m")
+    served = serve(  # plain keys name no identity: they count toward the address's own bar
+        auth_failures_per_minute=4, auth_failures_per_address_per_minute=4, auth_lockout="5m"
+    )
     plain = Agent.create(tmp_path / "plain", None, name="plain")
     for _ in range(4):
         done = served.ssh(plain, "echo no")

@@ -107,7 +107,9 @@ async def test_coordinator_counts_sessions_for_every_worker() -> None:
 async def test_coordinator_locks_out_an_address_across_workers() -> None:
     now = [1000.0]
     coord = Coordinator(
-        Limits(auth_failures_per_minute=3, auth_lockout=60), Metrics(), clock=lambda: now[0]
+        Limits(auth_failures_per_minute=3, auth_failures_per_address_per_minute=3, auth_lockout=60),
+        Metrics(),
+        clock=lambda: now[0],
     )
     for worker in (1, 2, 1):
         assert await coord.handle(worker, "auth_allowed", ["10.0.0.9"]) is True
@@ -116,6 +118,20 @@ async def test_coordinator_locks_out_an_address_across_workers() -> None:
     assert await coord.handle(2, "auth_allowed", ["10.0.0.8"]) is True
     now[0] += 61
     assert await coord.handle(1, "auth_allowed", ["10.0.0.9"]) is True
+
+
+async def test_coordinator_locks_one_identity_not_its_neighbours() -> None:
+    """Issue 20 finding 7: failures of one identity, spread over workers, lock that identity at
+    the address; another identity from the same address is still allowed."""
+    coord = Coordinator(
+        Limits(auth_failures_per_minute=3, auth_lockout=60), Metrics(), clock=lambda: 1000.0
+    )
+    for worker in (1, 2, 1):
+        await coord.handle(worker, "auth_failed", ["10.0.0.9", "noisy"])
+    assert await coord.handle(2, "auth_allowed", ["10.0.0.9", "noisy"]) is False
+    assert await coord.handle(2, "auth_allowed", ["10.0.0.9", "quiet"]) is True
+    assert await coord.handle(2, "auth_allowed", ["10.0.0.9"]) is True  # the address is open
+    assert await coord.handle(1, "auth_allowed", ["10.0.0.7", "noisy"]) is True
 
 
 async def test_coordinator_refuses_unknown_operations_and_metrics() -> None:

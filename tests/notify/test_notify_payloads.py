@@ -57,7 +57,9 @@ async def test_webhook_posts_signed_json_for_request_and_outcome(
         "command": "az group delete -n rg-test --yes", "rules": ["az-destructive"],
         "state": "pending",
     }  # fmt: skip
-    assert first["approve_url"] == f"https://bastion.test/approvals/{request.id}"
+    assert first["approve_url"] == f"https://bastion.test/approvals/{request.id}"  # status link
+    assert first["operator_url"] == request.operator_url  # the signed link that can decide
+    assert first["operator_url"].startswith(first["approve_url"] + "?op=")
     assert first["expires_at"].endswith("Z")
     second = orjson.loads(receiver.posts[1][0])
     assert (second["event"], second["state"], second["decided_by"]) == (
@@ -114,8 +116,10 @@ async def test_teams_gets_an_adaptive_card_with_the_facts_and_a_link(
     card = attachment["content"]
     assert card["$schema"] == "http://adaptivecards.io/schemas/adaptive-card.json"
     assert (card["type"], card["version"]) == ("AdaptiveCard", "1.4")
+    # the operators' signed link, not the agent's status link
+    assert request.operator_url.startswith(f"https://bastion.test/approvals/{request.id}?op=")
     assert card["actions"] == [{"type": "Action.OpenUrl", "title": "Open approval",
-                                "url": f"https://bastion.test/approvals/{request.id}"}]  # fmt: skip
+                                "url": request.operator_url}]  # fmt: skip
     texts = ["".join(i["text"] for i in b["inlines"]) for b in card["body"]
              if b["type"] == "RichTextBlock"]  # fmt: skip
     assert f"Request: {request.id}" in texts
@@ -156,6 +160,7 @@ async def test_slack_message_blocks_then_update_with_outcome(
     assert fields[:3] == ["*Requester*\nci-agent-1", "*Target*\nazureuser@web-01",
                           "*Rules*\naz-destructive"]  # fmt: skip
     assert fields[3].startswith("*Expires*\n<!date^")
+    assert f"<{request.operator_url}|Open the approval page>" in str(blocks)  # operators' link
     pre = blocks[2]["elements"][0]
     assert pre["type"] == "rich_text_preformatted"
     assert pre["elements"][0]["text"] == "az group delete -n rg-test --yes"

@@ -158,10 +158,12 @@ async def test_wrong_totp_keeps_the_modal_open_with_an_error(endpoint: Endpoint)
     status, body = await endpoint.post(submission(opened.body["view"], "U0ALICE", wrong))
     assert status == 200
     assert orjson.loads(body) == {
-        "response_action": "errors", "errors": {"totp": "wrong TOTP code"}
+        "response_action": "errors", "errors": {"totp": "unknown operator or wrong TOTP code"}
     }  # fmt: skip
     (row,) = await _refusals(env)
-    assert (row["operator"], row["via"], row["reason"]) == ("alice", "slack", "wrong TOTP code")
+    assert (row["operator"], row["via"], row["reason"]) == (
+        "alice", "slack", "unknown operator or wrong TOTP code"
+    )  # fmt: skip
     still = await env.broker.get(request.id)
     assert still is not None and still.state == "pending"
 

@@ -181,7 +181,10 @@ max_sessions_per_identity = 8
 idle_timeout = "30m"
 max_command_length = 16384
 auth_failures_per_minute = 10
+auth_failures_per_address_per_minute = 100
 auth_lockout = "5m"
+max_channels_per_connection = 10
+max_pending_approvals_per_identity = 5
 """
     )
     return path

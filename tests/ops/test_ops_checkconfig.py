@@ -218,6 +218,24 @@ def test_bad_limits(capsys: pytest.CaptureFixture[str], good: Path) -> None:
     _fails(capsys, good, "limits.max_connections")
 
 
+def test_limits_for_channels_pending_approvals_and_lockout(
+    capsys: pytest.CaptureFixture[str], good: Path
+) -> None:
+    """The caps of issue 20 are known keys: valid values are reported, bad ones name the key."""
+    base = good.read_text()
+    good.write_text(
+        base + "\n[limits]\nmax_channels_per_connection = 4\n"
+        "max_pending_approvals_per_identity = 3\nauth_failures_per_address_per_minute = 50\n"
+    )
+    status, out, err = run(capsys, "--config", str(good))
+    assert status == 0, out + err
+    assert "4 channels per connection, 3 pending approvals per identity" in out
+    assert "(50 per source)" in out
+    for key in ("max_channels_per_connection", "max_pending_approvals_per_identity"):
+        good.write_text(base + f"\n[limits]\n{key} = 0\n")
+        _fails(capsys, good, f"limits.{key}")
+
+
 def test_bad_masking(capsys: pytest.CaptureFixture[str], good: Path) -> None:
     """A bad [masking] section fails."""
     good.write_text(good.read_text() + '\n[masking]\nengine = "quantum"\n')

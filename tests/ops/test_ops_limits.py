@@ -9,6 +9,7 @@ from bastion.ops.limits import (
     AuthFailureLimiter,
     ConnectionLimiter,
     Limits,
+    LoginLockout,
     parse_limits,
 )
 
@@ -155,3 +156,42 @@ def test_many_sources_stay_within_the_cap() -> None:
     for i in range(20_000):
         lim.failed(f"10.{i // 65536}.{i // 256 % 256}.{i % 256}", float(i))
     assert len(lim) == 1000
+
+
+def test_lockout_is_per_address_and_identity_with_a_higher_bar_per_address() -> None:
+    """One identity failing locks itself at that address only; the address as a whole locks
+    only past its own, higher bar, and failures without an identity count only there."""
+    lock = LoginLockout(per_identity=3, per_address=10, lockout=60)
+    for _ in range(3):
+        lock.failed("10.0.0.1", "noisy", 0.0)
+    assert not lock.allow("10.0.0.1", "noisy", 1.0)
+    assert lock.allow("10.0.0.1", "quiet", 1.0)
+    assert lock.allow("10.0.0.1", None, 1.0)
+    assert lock.allow("10.0.0.2", "noisy", 1.0)
+    for _ in range(7):  # 3 + 7 = the address's 10
+        lock.failed("10.0.0.1", None, 2.0)
+    assert not lock.allow("10.0.0.1", "quiet", 3.0)
+    assert not lock.allow("10.0.0.1", None, 3.0)
+    assert lock.allow("10.0.0.1", "quiet", 63.0)
+
+
+def test_new_limits_keys_are_parsed_and_bounded() -> None:
+    lim = parse_limits(
+        {
+            "max_channels_per_connection": 3,
+            "max_pending_approvals_per_identity": 4,
+            "auth_failures_per_address_per_minute": 50,
+        }
+    )
+    assert (
+        lim.max_channels_per_connection,
+        lim.max_pending_approvals_per_identity,
+        lim.auth_failures_per_address_per_minute,
+    ) == (3, 4, 50)
+    for key in (
+        "max_channels_per_connection",
+        "max_pending_approvals_per_identity",
+        "auth_failures_per_address_per_minute",
+    ):
+        with pytest.raises(ConfigError, match=f"limits.{key}: expected an integer"):
+            parse_limits({key: 0})

@@ -109,7 +109,10 @@ def test_channels_past_max_sessions_get_another_connection(
     tmp_path: Path, stock_sshd: SshdTarget, ca: CertificateAuthority
 ) -> None:
     """One agent connection with 25 channels open at once against MaxSessions 10: all run."""
-    config = write_config(tmp_path, ca, target_block(stock_sshd), extra=POLICY, workers=1)
+    config = write_config(
+        tmp_path, ca, target_block(stock_sshd), workers=1,
+        extra=POLICY + "[limits]\nmax_channels_per_connection = 30\n",
+    )  # fmt: skip
     served = ServeProcess.start(config)
     host_pub = (tmp_path / "ssh_host_ed25519_key.pub").read_text().strip()
     known = tmp_path / "known_hosts_bastion"
