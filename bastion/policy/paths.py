@@ -427,6 +427,16 @@ def _glob_to_regex(glob: str) -> str:
     return "".join(out) + r"\Z"
 
 
+@functools.lru_cache(maxsize=1024)
+def _path_regex(glob: str) -> re.Pattern[str]:
+    return re.compile(_glob_to_regex(glob))
+
+
+def path_glob_match(glob: str, path: str) -> bool:
+    """Does a canonical path match a class-style glob (``*`` within a folder, ``**`` across)?"""
+    return _path_regex(glob).match(path) is not None
+
+
 def glob_match(pattern: str, value: str) -> bool:
     """Case-sensitive fnmatch (``*`` matches anything, including ``/``)."""
     return fnmatch.fnmatchcase(value, pattern)

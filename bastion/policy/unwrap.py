@@ -11,6 +11,7 @@ import posixpath
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from bastion.policy import envreads, envvars
 from bastion.policy.chars import skeleton
 from bastion.policy.model import Finding
 from bastion.policy.syntax import RawUnit, Word, parse
@@ -24,19 +25,8 @@ INTERPRETERS = frozenset(
     {"python", "python3", "python2", "perl", "ruby", "node", "nodejs", "php", "lua", "Rscript",
      "pwsh", "powershell", "deno", "bun", "tclsh", "osascript", "jshell", "irb"}
 )
-# Variables that make the next program run other code, or switch its identity/context.
-CODE_VARS = frozenset(
-    {"PATH", "ENV", "BASH_ENV", "PROMPT_COMMAND", "PS0", "PS1", "PS2", "PS4", "IFS",
-     "SHELLOPTS", "BASHOPTS", "PAGER", "EDITOR", "VISUAL", "LESSOPEN", "LESSCLOSE", "SSH_ASKPASS",
-     "NODE_OPTIONS", "PERL5OPT", "PERL5LIB", "RUBYOPT", "PYTHONSTARTUP", "PYTHONPATH",
-     "JAVA_TOOL_OPTIONS", "KUBECONFIG", "AZURE_CONFIG_DIR", "HISTFILE", "HOME", "SUDO_ASKPASS",
-     "BROWSER", "MANPAGER", "SYSTEMD_PAGER", "TERMINFO", "GCONV_PATH", "HOSTALIASES"}
-)
-CODE_VAR_PREFIXES = ("LD_", "DYLD_", "BASH_FUNC_", "GIT_")
-SAFE_GIT_VARS = frozenset(
-    {"GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_NAME", "GIT_COMMITTER_EMAIL",
-     "GIT_AUTHOR_DATE", "GIT_COMMITTER_DATE", "GIT_TERMINAL_PROMPT", "GIT_TRACE", "GIT_PAGER"}
-)
+# Environment assignments are judged by `envvars` (a value grammar per variable), reads of the
+# environment tagged by `envreads`.
 
 
 @dataclass
@@ -136,7 +126,7 @@ def _normalise(raw: RawUnit, depth: int) -> list[Unit]:
         return [unit]
     if raw.in_function:
         unit.tags.add("in-function")
-    extra = _assignments(raw.assigns, unit)
+    extra = _assignments(raw.assigns, unit, depth)
     if raw.kind == "assign":
         unit.argv = ["<assign>", *(f"{n}={v.text}" for n, v in raw.assigns)]
         unit.static = [True, *(v.static for _, v in raw.assigns)]
@@ -149,18 +139,32 @@ def _normalise(raw: RawUnit, depth: int) -> list[Unit]:
                                      "the command name is only known at run time"))
         unit.argv[0] = "<dynamic>"
         return [unit, *extra]
-    return [*_resolve(unit, depth), *extra]
+    resolved = _resolve(unit, depth)
+    for u in resolved:
+        envreads.tag(u, raw.assigns)
+    return [*resolved, *extra]
 
 
-def _assignments(assigns: list[tuple[str, Word]], unit: Unit) -> list[Unit]:
-    for name, _value in assigns:
-        upper = name.upper().split("[", 1)[0]
-        if upper in CODE_VARS or (
-            upper.startswith(CODE_VAR_PREFIXES) and upper not in SAFE_GIT_VARS
-        ):
-            unit.findings.append(Finding("review", "exec-env",
-                                         f"sets {name}, which can make programs run other code"))
-    return []
+def _assignments(assigns: list[tuple[str, Word]], unit: Unit, depth: int = 0) -> list[Unit]:
+    """Judge each ``NAME=value`` by its variable's value grammar (``envvars``): floors go on
+    ``unit``; command values come back as re-gated units, written files as redirect units."""
+    extra: list[Unit] = []
+    for name, value in assigns:
+        j = envvars.judge(name, value.text, value.static)
+        unit.findings.extend(j.findings)
+        for text, static, how in j.commands:
+            for inner in reparse(text, static, depth, unit, name):
+                if how == "pager":
+                    inner.stdin = inner.stdin or "pipe"
+                elif inner.kind == "command":
+                    inner.argv.append("<file>")  # editors and helpers get names we cannot see
+                    inner.static.append(False)
+                    inner.tags.add("dynamic-args")
+                extra.append(inner)
+        for path, static in j.writes:
+            extra.append(Unit("redirect", [">", path], [True, static],
+                              f"{name}={value.text}", tags={"env:write"}))
+    return extra
 
 
 def _program_name(unit: Unit) -> None:
@@ -363,8 +367,8 @@ def _env(unit: Unit, depth: int, out: list[Unit]) -> Unit | None:
                                          f"env option {a!r} is not understood"))
             return None
         elif "=" in a and not a.startswith("="):
-            name = a.split("=", 1)[0]
-            _assignments([(name, Word(a))], unit)
+            name, value = a.split("=", 1)
+            out.extend(_assignments([(name, Word(value, unit.static[i]))], unit, depth))
             i += 1
         else:
             break
