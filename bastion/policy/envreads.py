@@ -59,6 +59,8 @@ def tag(unit: Unit, assigns: list[tuple[str, Word]]) -> None:
         unit.tags.add("env:dump")
     if program in _NON_EXPANDING:
         return
+    if all(unit.static) and (unit.stdin != "herestring" or unit.payload is not None):
+        return  # every word is literal: a `$NAME` in the text is quoted, not expanded
     text_refs = Counter(secret_references(unit.text))
     for _name, value in assigns:
         text_refs.subtract(secret_references(value.text))  # judged as an assignment instead

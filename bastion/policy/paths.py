@@ -176,7 +176,7 @@ def expand_braces(glob: str) -> list[str]:
     out: list[str] = []
     for alt in m.group(1).split(","):
         out.extend(expand_braces(glob[: m.start()] + alt + glob[m.end():]))
-    return out
+    return list(dict.fromkeys(out))
 
 
 @dataclass(frozen=True)
