@@ -372,6 +372,7 @@ _GRAMMAR: dict[str, Grammar] = {
     "NODE_TLS_REJECT_UNAUTHORIZED": _unless(lambda v: v == "1", _TLS),
     "NODE_EXTRA_CA_CERTS": _code(_TLS),
     "NODE_REPL_HISTORY": _write_path, "NODE_V8_COVERAGE": _write_path,
+    "NODE_REDIRECT_WARNINGS": _write_path,
     "NODE_REPL_EXTERNAL_MODULE": _code("node loads that module as its REPL"),
     # Perl, Ruby, Lua, PHP, R, Java
     "PERL5OPT": _options(_PERL_OPTS, "perl options"),
