@@ -16,7 +16,7 @@ import fnmatch
 import functools
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import unquote
 
 from bastion.errors import ConfigError
@@ -184,6 +184,36 @@ class _Class:
     globs: tuple[str, ...]
     regex: re.Pattern[str] | None
     exclude: re.Pattern[str] | None
+    # For "could this folder hold a member?": anchored globs by literal prefix, and `**/name/...`
+    # globs by their first name, so a path is only tested against globs it can concern.
+    anchored: tuple[tuple[str, str], ...] = ()
+    named: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def may_hold(self, folder: str) -> bool:
+        inside = folder.rstrip("/") + "/"
+        for prefix, glob in self.anchored:
+            if (prefix.startswith(inside) or inside.startswith(prefix)) and _may_hold(folder, glob):
+                return True
+        for name in inside.split("/"):
+            if any(_may_hold(folder, g) for g in self.named.get(name, ())):
+                return True
+        return False
+
+
+_Holders = tuple[tuple[tuple[str, str], ...], dict[str, tuple[str, ...]]]
+
+
+def _holders(globs: Iterable[str]) -> _Holders:
+    anchored: list[tuple[str, str]] = []
+    named: dict[str, list[str]] = {}
+    for g in globs:
+        if g.startswith("**/"):
+            first = g[3:].split("/", 1)[0]
+            if _GLOB_CHARS.isdisjoint(first) and "/" in g[3:]:
+                named.setdefault(first, []).append(g)
+        else:
+            anchored.append((_literal_prefix(g), g))
+    return tuple(anchored), {k: tuple(v) for k, v in named.items()}
 
 
 def _compile(globs: Iterable[str]) -> re.Pattern[str] | None:
@@ -222,7 +252,9 @@ class PathClassifier:
                     negative.extend(expand_braces(entry[1:]))
                 else:
                     positive.extend(expand_braces(entry))
-            classes[name] = _Class(tuple(positive), _compile(positive), _compile(negative))
+            anchored, named = _holders(positive)
+            classes[name] = _Class(tuple(positive), _compile(positive), _compile(negative),
+                                   anchored, named)
         return cls(classes)
 
     def classify(self, raw: str, login: str | None = None) -> frozenset[str]:
@@ -273,7 +305,7 @@ class PathClassifier:
                 found.add(name)
         for name in CONTAINER_CLASSES:
             holder = self.classes.get(name)
-            if holder is not None and any(_may_hold(path, g) for g in holder.globs):
+            if holder is not None and holder.may_hold(path):
                 found.add(f"{name}-dir")
         return found
 
@@ -314,6 +346,7 @@ def _glob_hits(argument: str, class_glob: str) -> bool:
     )
 
 
+@functools.lru_cache(maxsize=4096)
 def _literal_prefix(glob: str) -> str:
     cut = min((i for i, c in enumerate(glob) if c in _GLOB_CHARS), default=len(glob))
     return glob[:cut]
@@ -326,6 +359,8 @@ def _may_hold(folder: str, glob: str) -> bool:
     inside = folder.rstrip("/") + "/"
     if glob.startswith("**/"):
         first = glob[3:].split("/", 1)[0]
+        if f"{first}/" not in inside:
+            return False
         if _GLOB_CHARS.isdisjoint(first) and "/" in glob[3:] and (
             inside.endswith(f"/{first}/") or inside == f"{first}/"
         ):
@@ -363,6 +398,23 @@ def _tokens(glob: str) -> tuple[_Token, ...]:
     return tuple(out)
 
 
+@functools.lru_cache(maxsize=4096)
+def _profile(glob: str) -> tuple[tuple[_Token, ...], str, str, int, bool]:
+    """Tokens, literal head and tail, number of literal "/" and whether ``**`` occurs."""
+    tokens = _tokens(glob)
+    return (tokens, _literal_head(tokens), _literal_head(tokens[::-1])[::-1],
+            sum(1 for t in tokens if t == ("lit", "/")), ("dstar", "") in tokens)
+
+
+def _literal_head(tokens: tuple[_Token, ...]) -> str:
+    out: list[str] = []
+    for kind, char in tokens:
+        if kind != "lit":
+            break
+        out.append(char)
+    return "".join(out)
+
+
 def _common_char(a: _Token, b: _Token) -> bool:
     if a[0] == "lit" and b[0] == "lit":
         return a[1] == b[1]
@@ -377,7 +429,14 @@ def _common_char(a: _Token, b: _Token) -> bool:
 def may_intersect(a: str, b: str) -> bool:
     """True if some path matches both globs (``*``/``?`` stay within a component, ``**`` spans
     components, ``[...]`` is any one character). Decided exactly for those forms."""
-    ta, tb = _tokens(a), _tokens(b)
+    ta, ha, sa, slashes_a, dstar_a = _profile(a)
+    tb, hb, sb, slashes_b, dstar_b = _profile(b)
+    # Cheap necessary conditions first: the literal heads and tails must agree, and only `**`
+    # absorbs a "/" (without one, a glob needs as many "/" as the other spells).
+    if not (ha.startswith(hb) or hb.startswith(ha)) or not (sa.endswith(sb) or sb.endswith(sa)):
+        return False
+    if (slashes_b > slashes_a and not dstar_a) or (slashes_a > slashes_b and not dstar_b):
+        return False
     seen: set[tuple[int, int]] = set()
     stack = [(0, 0)]
     while stack:
