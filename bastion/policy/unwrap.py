@@ -8,6 +8,7 @@ shell, or a code-executing variable adds a review finding; nothing here can lowe
 from __future__ import annotations
 
 import posixpath
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -142,7 +143,68 @@ def _normalise(raw: RawUnit, depth: int) -> list[Unit]:
     resolved = _resolve(unit, depth)
     for u in resolved:
         envreads.tag(u, raw.assigns)
+        extra.extend(_builtin_assignments(u, raw.assigns, depth))
     return [*resolved, *extra]
+
+
+_DECLARERS = frozenset({"export", "declare", "typeset", "local", "readonly"})
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\[.*\])?$")
+# Builtins that assign a variable named by an argument, with a value the gate cannot see.
+_READ_VALUE_OPTS = {"read": frozenset("dinNptu"), "mapfile": frozenset("dnOsuc"),
+                    "readarray": frozenset("dnOsuc")}
+
+
+def _builtin_assignments(unit: Unit, parsed: list[tuple[str, Word]], depth: int) -> list[Unit]:
+    """Assignments that bash makes but the parser does not show as such: quoted declaration
+    words (``export 'PAGER=sh -c id'``), namerefs (``declare -n r=PAGER``), and builtins that
+    assign a named variable (``printf -v``, ``read``, ``mapfile``, ``getopts``, ``wait -p``).
+    Each is judged by the variable's grammar; a value the gate cannot see is dynamic."""
+    if unit.kind != "command" or not unit.argv:
+        return []
+    program, argv = unit.program, unit.argv
+    seen = {n for n, _ in parsed}
+    pairs: list[tuple[str, Word]] = []
+    unknown = Word("$(unknown)", static=False)
+    if program in _DECLARERS:
+        options = "".join(a[1:] for a in argv[1:] if a[:1] in ("-", "+") and len(a) > 1)
+        for i, a in enumerate(argv[1:], 1):
+            if a[:1] in ("-", "+") or "=" not in a:
+                continue
+            name, value = a.split("=", 1)
+            if "n" in options:
+                pairs.append((value, unknown))  # a nameref: assignments through it set `value`
+            elif name not in seen and _NAME.match(name):
+                pairs.append((name, Word(value, unit.static[i])))
+    elif program == "printf" and len(argv) > 2 and argv[1].startswith("-v"):
+        pairs.append((argv[1][2:] or argv[2], unknown))
+    elif program in _READ_VALUE_OPTS:
+        value_opts = _READ_VALUE_OPTS[program]
+        names: list[str] = []
+        i = 1
+        while i < len(argv):
+            a = argv[i]
+            if a.startswith("-") and len(a) > 1 and a != "--":
+                if a[1] == "a" or a[1] == "C":
+                    if a[1] == "C":
+                        unit.findings.append(Finding("review", "exec-env",
+                                                     f"{program} -C runs a callback"))
+                    target = a[2:] or (argv[i + 1] if i + 1 < len(argv) else "")
+                    if a[1] == "a":
+                        names.append(target)
+                    i += 1 if a[2:] else 2
+                    continue
+                i += 2 if a[1] in value_opts and len(a) == 2 else 1
+                continue
+            names.append(a)
+            i += 1
+        if program != "read":
+            names = names[-1:]  # mapfile's one operand is the array
+        pairs.extend((n, unknown) for n in names)
+    elif program == "getopts" and len(argv) > 2:
+        pairs.append((argv[2], unknown))
+    elif program == "wait" and "-p" in argv and argv.index("-p") + 1 < len(argv):
+        pairs.append((argv[argv.index("-p") + 1], unknown))
+    return _assignments(pairs, unit, depth) if pairs else []
 
 
 def _assignments(assigns: list[tuple[str, Word]], unit: Unit, depth: int = 0) -> list[Unit]:

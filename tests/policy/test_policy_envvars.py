@@ -62,6 +62,12 @@ EVERYDAY = [
     "ps -ef",
     "ps -u eve",
     "TOKENIZERS_PARALLELISM=false python -m pytest",
+    "read -r line < file.txt",
+    "printf -v out '%s' x",
+    "mapfile -t lines < list.txt",
+    "declare -n ref=other",
+    "export 'FOO=bar'",
+    "while read -r f; do echo \"$f\"; done < files.txt",
 ]
 
 
@@ -138,6 +144,20 @@ HELD = [
     ("X=$GITHUB_TOKEN", "review"),
     ("export LOG=$AZURE_CLIENT_SECRET", "review"),
     ("GIT_UNKNOWN_NEW_VARIABLE=1 git status", "review"),
+    # assignments bash makes that the parser does not show as such
+    ("declare -x 'PAGER=sh -c id'", "review"),
+    ("export \"LD_PRELOAD=/tmp/x.so\"", "review"),
+    ("export PA\\GER='sh -c id'", "review"),
+    ("printf -v PAGER %s 'sh -c id'", "review"),
+    ("printf -vGIT_PAGER %s x", "review"),
+    ("read PAGER <<< 'sh -c id'", "review"),
+    ("read -a PATH <<< x", "review"),
+    ("mapfile -t LD_PRELOAD < list", "review"),
+    ("mapfile -C 'sh -c id' -c 1 lines < list", "review"),
+    ("declare -n ref=PAGER", "review"),
+    ("getopts ab IFS", "review"),
+    ("PAGER='sh -c id'", "review"),
+    ("PATH=/tmp/evil:$PATH", "review"),
 ]
 
 
