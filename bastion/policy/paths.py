@@ -16,7 +16,7 @@ import fnmatch
 import functools
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from urllib.parse import unquote
 
 from bastion.errors import ConfigError
@@ -33,6 +33,8 @@ CONTAINER_CLASSES = ("secret",)
 CASE_FOLDED_CLASSES = frozenset({"secret"})
 # Classes another user's home does not inherit from `~/...` globs (it is not our workspace).
 _NOT_INHERITED = frozenset({"workspace", "relative", "workspace-root", "parent"})
+# ... nor does a guessed reading of a climbing relative path (`../../etc/shadow` as /etc/shadow).
+_NOT_GUESSED = _NOT_INHERITED | {"absolute", "home", "root"}
 
 _FILE_URL = re.compile(r"^file:(?://([^/]*))?(/.*)$", re.I | re.S)
 _USER_HOME = re.compile(r"^~([a-z_][a-z0-9_.-]*\$?)(?=/|$)", re.I)
@@ -46,6 +48,7 @@ _SENTINEL_HOME = "/home/\x00"  # the login's home when the login is not known
 class _Form:
     path: str
     other_home: str | None = None  # `~/rest` spelling of a path in someone else's home
+    guess: bool = False  # a reading that may be the path (classes other than workspace count)
 
 
 def _components_walk(absolute: bool, parts: Iterable[str]) -> tuple[str, list[str]]:
@@ -123,6 +126,15 @@ def canonical_forms(raw: str, login: str | None = None) -> tuple[_Form, ...]:
         forms.append(_canonical(unquote(m.group(2)), login))  # a host curl refuses: fail closed
     if _cwd_link(raw):
         forms.append(_Form(_plain(raw)))  # /proc/self/cwd/x is x here, and a /proc path too
+    climbed = forms[0].path
+    if climbed.startswith("../"):
+        # The working directory is not known here: `../../etc/shadow` may be /etc/shadow, and
+        # `../.bashrc` a home's start-up file. Fail closed: also read the rest as from / and ~.
+        rest = climbed
+        while rest.startswith("../"):
+            rest = rest[3:]
+        if rest and rest != "..":
+            forms += [replace(_canonical(base + rest, login), guess=True) for base in ("/", "~/")]
     return tuple(dict.fromkeys(forms))
 
 
@@ -265,9 +277,14 @@ class PathClassifier:
         if _DIRSTACK.match(raw):
             found.add("dynamic")  # ~- is $OLDPWD, ~N / ~+N / ~-N the directory stack
         for form in canonical_forms(raw, login):
-            found |= self._classify_path(form.path)
+            classes = self._classify_path(form.path)
+            if form.guess:
+                classes -= _NOT_GUESSED
+            found |= classes
             if form.other_home is not None:
-                found |= self._classify_path(form.other_home) - _NOT_INHERITED
+                found |= self._classify_path(form.other_home) - (
+                    _NOT_GUESSED if form.guess else _NOT_INHERITED
+                )
         return frozenset(found)
 
     def _classify_path(self, path: str) -> set[str]:

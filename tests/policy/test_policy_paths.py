@@ -86,13 +86,21 @@ SECRET = [
     # canonical spellings of the above
     "~/x/../.ssh/id_rsa", "/proc/self/root/etc/shadow", "file:///home/azureuser/.ssh/id_rsa",
     "~bob/.ssh/id_rsa", "/root/.ssh/id_ed25519", "//etc//shadow", "/proc/self/cwd/.env",
+    # a climbing relative path may reach /etc or a home: the cwd is not known here
+    "../../etc/shadow", "../../../home/azureuser/.ssh/id_rsa", "/proc/1/cwd/../../etc/shadow",
+    # container, cluster and CI-runner secrets
+    "/var/run/secrets/kubernetes.io/serviceaccount/token", "/run/secrets/db_password",
+    "rootfs/etc/shadow", "/proc/1/mem", "~/actions-runner/.credentials", "/etc/krb5.keytab",
+    "vpn/client.ovpn", "/etc/wireguard/wg0.conf", "/etc/rancher/k3s/k3s.yaml", "~/.m2/settings.xml",
+    "~/.config/rclone/rclone.conf", "~/.s3cfg",
 ]
 NOT_SECRET = [
     "~/.ssh/id_rsa.pub", "~/.ssh/id_ed25519.pub", "~/.ssh/known_hosts", "~/.ssh/config",
     "src/keys.py", "docs/keys.md", "key_test.go", "docs/.env.example", ".env.sample",
     ".env.template", ".envrc.example", "/etc/ssl/certs/ISRG_Root_X1.pem",
     ".venv/lib/python3.11/site-packages/certifi/cacert.pem", "~/.kube/cache/discovery/x.json",
-    "README.md", "environ.py", "/proc/1/status", "~/.azure-pipelines.yml", "main.tf",
+    "README.md", "environ.py", "/proc/1/status", "../README.md", "../../var/log/syslog",
+    "~/.azure-pipelines.yml", "main.tf",
     "variables.tf", "ca.crt", "~/.bashrc", "pem/README", "rsa_test.py",
 ]
 
@@ -120,12 +128,14 @@ STARTUP = [
     "/etc/sudoers.d/x", "/etc/pam.d/sshd", "/etc/systemd/system/x.timer",
     "/etc/update-motd.d/99-x", "~/.config/fish/config.fish", "~/.pam_environment",
     "~/.xprofile", "~/.local/bin/git", "/home/bob/.bashrc", "/root/.profile", ".envrc",
-    "/etc/apt/apt.conf.d/99x", "/proc/self/root/home/azureuser/.bashrc",
+    "/etc/apt/apt.conf.d/99x", "/proc/self/root/home/azureuser/.bashrc", "../.bashrc",
+    "~/.lesskey", "~/.mailcap", "~/.bash_completion", "~/.gdbinit", "~/.cargo/config.toml",
+    "/etc/environment.d/90-x.conf", "/etc/rc2.d/S99x", "/etc/bash_completion.d/x",
 ]
 NOT_STARTUP = [
     "src/bashrc.py", "docs/vimrc.md", ".gitignore", ".github/workflows/ci.yml", "hooks/x.sh",
     "site-packages.txt", ".venv/lib/python3.11/site-packages/pkg/mod.py", "~/notes/.profile.md",
-    "~/.cache/pip/x", "/tmp/.bashrc",
+    "~/.cache/pip/x", "/tmp/.bashrc", "../README.md", "../../var/log/syslog",
 ]
 
 
