@@ -61,6 +61,7 @@ class Judgement:
     findings: list[Finding] = field(default_factory=list)
     commands: list[tuple[str, bool, str]] = field(default_factory=list)  # (text, static, how)
     writes: list[tuple[str, bool]] = field(default_factory=list)  # (path, static)
+    persists: bool = True  # a bare assignment or export, not a prefix of one command
 
     def hold(self, name: str, why: str) -> None:
         self.findings.append(Finding("review", "exec-env", f"sets {name}: {why}"))
@@ -72,6 +73,15 @@ Grammar = Callable[[str, str, bool, Judgement], None]
 # -- value grammars ------------------------------------------------------------------------------
 def _harmless(name: str, value: str, static: bool, j: Judgement) -> None:
     return None
+
+
+def _ifs(name: str, value: str, static: bool, j: Judgement) -> None:
+    """IFS splits the results of expansions, which the gate treats as unknown anyway; as a
+    prefix (``IFS= read -r line``) it only reaches that command. Kept for the rest of a shell
+    session (a bare assignment, ``export``) it would re-split ``$HOME``, which the gate reads as
+    one word: held."""
+    if j.persists:
+        j.hold(name, "changes how the shell splits words for the rest of the session")
 
 
 def _code(why: str) -> Grammar:
@@ -127,8 +137,10 @@ def _options(allowed: re.Pattern[str], what: str) -> Grammar:
     """An option string: every word must be a known harmless option of that tool."""
     def judge(name: str, value: str, static: bool, j: Judgement) -> None:
         if not static:
-            j.hold(name, f"its {what} are only known at run time")
-            return
+            value = _without_self(value, name)  # NODE_OPTIONS="$NODE_OPTIONS --max-old-..."
+            if "$" in value or "`" in value:
+                j.hold(name, f"its {what} are only known at run time")
+                return
         try:
             words = shlex.split(value)
         except ValueError:
@@ -209,6 +221,10 @@ def _entries(value: str) -> list[str]:
     return value.split(":")
 
 
+def _without_self(value: str, name: str) -> str:
+    return re.sub(rf"\$(\{{{name}\}}|{name}(?![A-Za-z0-9_]))", "", value)
+
+
 def _self_ref(entry: str, name: str) -> bool:
     return entry in (f"${name}", f"${{{name}}}")
 
@@ -255,7 +271,7 @@ def _credential_dir(*globs: str) -> Grammar:
         for entry in _entries(value):
             if _self_ref(entry, name):
                 continue
-            if not static or "$" in entry or not _in_dirs(entry, globs):
+            if "$" in entry or "`" in entry or not _in_dirs(entry, globs):
                 j.hold(name, f"points the tool at credentials or config in {entry!r}, outside "
                        f"{' '.join(globs)} (such a file can run programs or leak its contents)")
                 return
@@ -293,7 +309,7 @@ _GRAMMAR: dict[str, Grammar] = {
     "PS1": _unless(_prompt, "the prompt string runs substitutions"),
     "PS2": _unless(_prompt, "the prompt string runs substitutions"),
     "PS4": _unless(_prompt, "the trace prompt runs substitutions under set -x"),
-    "IFS": _code("changes how the shell splits words (the gate's view of the line)"),
+    "IFS": _ifs,
     "SHELLOPTS": _code("turns on shell options for every child shell"),
     "BASHOPTS": _code("turns on shell options for every child shell"),
     "GLOBIGNORE": _code("changes what globs expand to"),
@@ -503,10 +519,11 @@ def grammar_for(name: str) -> Grammar:
     return _harmless
 
 
-def judge(name: str, value: str, static: bool) -> Judgement:
-    """Judge ``name=value``: floors to add, command lines to re-gate, files it writes."""
+def judge(name: str, value: str, static: bool, persists: bool = True) -> Judgement:
+    """Judge ``name=value``: floors to add, command lines to re-gate, files it writes.
+    ``persists`` is False for a prefix assignment (``VAR=x cmd``), which reaches one command."""
     base = name.split("[", 1)[0]
-    j = Judgement()
+    j = Judgement(persists=persists)
     grammar_for(base)(base, value, static, j)
     leaked = secret_references(value)
     if leaked and not secret_variable(base):

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from bastion.policy import envreads, envvars
 from bastion.policy.chars import skeleton
 from bastion.policy.model import Finding
+from bastion.policy.secretnames import secret_variable
 from bastion.policy.syntax import RawUnit, Word, parse
 
 MAX_DEPTH = 4
@@ -173,6 +174,10 @@ def _builtin_assignments(unit: Unit, parsed: list[tuple[str, Word]], depth: int)
             name, value = a.split("=", 1)
             if "n" in options:
                 pairs.append((value, unknown))  # a nameref: assignments through it set `value`
+                if secret_variable(value):
+                    unit.findings.append(Finding(
+                        "review", "exec-env",
+                        f"{name} becomes another name for the secret variable {value}"))
             elif name not in seen and _NAME.match(name):
                 pairs.append((name, Word(value, unit.static[i])))
     elif program == "printf" and len(argv) > 2 and argv[1].startswith("-v"):
@@ -204,15 +209,19 @@ def _builtin_assignments(unit: Unit, parsed: list[tuple[str, Word]], depth: int)
         pairs.append((argv[2], unknown))
     elif program == "wait" and "-p" in argv and argv.index("-p") + 1 < len(argv):
         pairs.append((argv[argv.index("-p") + 1], unknown))
-    return _assignments(pairs, unit, depth) if pairs else []
+    return _assignments(pairs, unit, depth, persists=True) if pairs else []
 
 
-def _assignments(assigns: list[tuple[str, Word]], unit: Unit, depth: int = 0) -> list[Unit]:
+def _assignments(assigns: list[tuple[str, Word]], unit: Unit, depth: int = 0,
+                 persists: bool | None = None) -> list[Unit]:
     """Judge each ``NAME=value`` by its variable's value grammar (``envvars``): floors go on
-    ``unit``; command values come back as re-gated units, written files as redirect units."""
+    ``unit``; command values come back as re-gated units, written files as redirect units.
+    An assignment persists (for the rest of a shell) unless it prefixes a command."""
     extra: list[Unit] = []
+    if persists is None:
+        persists = unit.kind == "assign" or unit.program in _DECLARERS or not unit.argv
     for name, value in assigns:
-        j = envvars.judge(name, value.text, value.static)
+        j = envvars.judge(name, value.text, value.static, persists)
         unit.findings.extend(j.findings)
         for text, static, how in j.commands:
             for inner in reparse(text, static, depth, unit, name):

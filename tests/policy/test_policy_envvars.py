@@ -68,6 +68,11 @@ EVERYDAY = [
     "declare -n ref=other",
     "export 'FOO=bar'",
     "while read -r f; do echo \"$f\"; done < files.txt",
+    "while IFS= read -r line; do echo \"$line\"; done < f.txt",
+    "IFS=, read -r a b <<< \"x,y\"",
+    "NODE_OPTIONS=\"$NODE_OPTIONS --max-old-space-size=4096\" npm run build",
+    "JAVA_OPTS=\"$JAVA_OPTS -Xmx2g\" mvn test",
+    "export KUBECONFIG=~/.kube/config:$KUBECONFIG",
 ]
 
 
@@ -131,7 +136,13 @@ HELD = [
     ("PATH=$X:$PATH ls", "review"),
     ("PATH='$PATH':/usr/bin ls", "review"),
     ("HOME=/tmp/h git status", "review"),
-    ("IFS=/ ls", "review"),
+    ("IFS=/", "review"),
+    ("export IFS=x", "review"),
+    ("read IFS <<< x", "review"),
+    ("NODE_OPTIONS=\"$NODE_OPTIONS -r ./x.js\" npm test", "review"),
+    ("NODE_OPTIONS=\"$OTHER\" npm test", "review"),
+    ("export KUBECONFIG=$KUBECONFIG:./x.yaml", "review"),
+    ("declare -n r=GITHUB_TOKEN", "review"),
     ("SHELLOPTS=xtrace bash s.sh", "review"),
     ("BASHOPTS=extdebug bash s.sh", "review"),
     ("CDPATH=/etc cd ssh", "review"),
