@@ -4,6 +4,8 @@ of key, credential, start-up and persistence file, with near-misses left out."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bastion.errors import ConfigError
 from bastion.policy import Policy, load_policy
@@ -180,3 +182,28 @@ def test_exclusion_with_question_mark_is_refused() -> None:
     """An exclusion with ? or [...] could exclude more than its author meant: a clear error."""
     with pytest.raises(ConfigError, match="exclusion"):
         PathClassifier.build({"k": ["**/*", "!**/*.pu?"]})
+
+
+_parts = st.sampled_from(["a", "b", ".ssh", "id_rsa", "home", "azureuser", "etc", "shadow",
+                          "proc", "self", "1", "root", "cwd", ".", "..", ""])
+_paths = st.tuples(st.sampled_from(["", "/", "~/", "~bob/"]),
+                   st.lists(_parts, min_size=0, max_size=8)).map(lambda t: t[0] + "/".join(t[1]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(_paths)
+def test_normalise_is_idempotent(path: str) -> None:
+    """A canonical path is its own canonical form."""
+    once = normalise(path, LOGIN)
+    assert normalise(once, LOGIN) == once
+
+
+@settings(max_examples=300, deadline=None)
+@given(_paths, st.sampled_from(["./", "/", "x/../"]), st.integers(min_value=0, max_value=8))
+def test_noise_components_do_not_change_the_reading(path: str, noise: str, at: int) -> None:
+    """Inserting `./`, an empty component or `x/..` after a separator changes nothing."""
+    cuts = [i + 1 for i, c in enumerate(path) if c == "/"]
+    if not cuts:
+        return
+    i = cuts[at % len(cuts)]
+    assert normalise(path[:i] + noise + path[i:], LOGIN) == normalise(path, LOGIN)
