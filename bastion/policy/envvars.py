@@ -255,6 +255,26 @@ def _program_path(name: str, value: str, static: bool, j: Judgement) -> None:
             return
 
 
+TRUSTED_LIB_DIRS = ("/lib", "/lib64", "/usr/lib", "/usr/lib64", "/usr/lib/*", "/usr/local/lib",
+                    "/usr/local/lib64", "/usr/local/cuda/lib64", "/usr/local/cuda-*/lib64",
+                    "/usr/local/cuda/extras/CUPTI/lib64", "/opt/*/lib", "/opt/*/lib64")
+TRUSTED_GOROOTS = ("/usr/local/go", "/usr/lib/go", "/usr/lib/go-*", "/opt/go", "~/go", "~/sdk/*",
+                   "~/.go")
+
+
+def _trusted_dirs(globs: tuple[str, ...], what: str) -> Grammar:
+    """A list of directories a program loads code from: each must be a root-owned system place
+    (the variable's own old value keeps its place)."""
+    def judge(name: str, value: str, static: bool, j: Judgement) -> None:
+        for entry in _entries(value):
+            if not static and _self_ref(entry, name):
+                continue
+            if "$" in entry or "`" in entry or not _in_dirs(entry, globs):
+                j.hold(name, f"{what} from {entry or '.'!r}, not a system directory")
+                return
+    return judge
+
+
 def _module_path(name: str, value: str, static: bool, j: Judgement) -> None:
     """PYTHONPATH and friends: where an interpreter imports code from. Static entries are what a
     test or build tool runs anyway; an entry only known at run time is held."""
@@ -452,8 +472,10 @@ _GRAMMAR: dict[str, Grammar] = {
     "GOOGLE_APPLICATION_CREDENTIALS": _credential_dir("~/.config/gcloud/**"),
     "CLOUDSDK_CONFIG": _credential_dir("~/.config/gcloud", "~/.config/gcloud/**"),
     "DOCKER_CONFIG": _credential_dir("~/.docker", "~/.docker/*"),
-    # PATH
+    # PATH and the other directory lists of trusted programs
     "PATH": _program_path,
+    "LD_LIBRARY_PATH": _trusted_dirs(TRUSTED_LIB_DIRS, "the dynamic linker loads libraries"),
+    "GOROOT": _trusted_dirs(TRUSTED_GOROOTS, "go runs its compiler and tools"),
 }
 # Families: a prefix whose members all share one grammar.
 _PREFIXES: tuple[tuple[str, Grammar], ...] = (

@@ -73,6 +73,8 @@ EVERYDAY = [
     "NODE_OPTIONS=\"$NODE_OPTIONS --max-old-space-size=4096\" npm run build",
     "JAVA_OPTS=\"$JAVA_OPTS -Xmx2g\" mvn test",
     "export KUBECONFIG=~/.kube/config:$KUBECONFIG",
+    "export LD_LIBRARY_PATH=/usr/local/cuda/lib64:$LD_LIBRARY_PATH",
+    "export GOROOT=/usr/local/go",
 ]
 
 
@@ -143,6 +145,9 @@ HELD = [
     ("NODE_OPTIONS=\"$OTHER\" npm test", "review"),
     ("export KUBECONFIG=$KUBECONFIG:./x.yaml", "review"),
     ("declare -n r=GITHUB_TOKEN", "review"),
+    ("LD_LIBRARY_PATH=. ls", "review"),
+    ("GOROOT=/tmp/evil go build ./...", "review"),
+    ("export PATH=$PATH:$(go env GOPATH)/bin", "review"),
     ("SHELLOPTS=xtrace bash s.sh", "review"),
     ("BASHOPTS=extdebug bash s.sh", "review"),
     ("CDPATH=/etc cd ssh", "review"),
