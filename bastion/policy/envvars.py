@@ -105,7 +105,8 @@ def _command(how: str, harmless: Callable[[str], bool] = lambda v: False) -> Gra
     def judge(name: str, value: str, static: bool, j: Judgement) -> None:
         if static and (not value.strip() or harmless(value.strip())):
             return  # empty: the program falls back to its default (git: no pager)
-        j.hold(name, f"the program runs it as a {how}")
+        shown = value if len(value) <= 60 else value[:57] + "..."
+        j.hold(name, f"the program runs {shown!r} as its {how}")
         j.commands.append((value, static, how))
     return judge
 
