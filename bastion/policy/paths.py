@@ -200,6 +200,27 @@ class _Class:
     # globs by their first name, so a path is only tested against globs it can concern.
     anchored: tuple[tuple[str, str], ...] = ()
     named: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # Every entry in file order (positive?, glob, regex): where an exclusion matches, the last
+    # matching entry decides, as in .gitignore (so a later glob can take a path back in).
+    entries: tuple[tuple[bool, str, re.Pattern[str]], ...] = ()
+
+    def member(self, path: str, is_glob: bool) -> bool:
+        if self.regex is None:
+            return False
+        if is_glob:
+            if not any(_glob_hits(path, g) for g in self.globs):
+                return False
+        elif not self.regex.match(path):
+            return False
+        if self.exclude is None or not self.exclude.match(path):
+            return True
+        for positive, glob, regex in reversed(self.entries):
+            if not positive:
+                if regex.match(path):
+                    return False
+            elif _glob_hits(path, glob) if is_glob else regex.match(path):
+                return True
+        return False
 
     def may_hold(self, folder: str) -> bool:
         inside = folder.rstrip("/") + "/"
@@ -256,17 +277,21 @@ class PathClassifier:
         for name, entries in table.items():
             positive: list[str] = []
             negative: list[str] = []
+            ordered: list[tuple[bool, str, re.Pattern[str]]] = []
             for entry in entries:
                 if entry.startswith("!"):
                     if not _GLOB_CHARS.isdisjoint(entry[1:].replace("*", "")):
                         raise ConfigError(f"{where}.{name}", f"exclusion {entry!r} may use only "
                                           "* and ** (a ? or [...] could exclude too much)")
-                    negative.extend(expand_braces(entry[1:]))
+                    globs = expand_braces(entry[1:])
+                    negative.extend(globs)
                 else:
-                    positive.extend(expand_braces(entry))
+                    globs = expand_braces(entry)
+                    positive.extend(globs)
+                ordered.extend((not entry.startswith("!"), g, _path_regex(g)) for g in globs)
             anchored, named = _holders(positive)
             classes[name] = _Class(tuple(positive), _compile(positive), _compile(negative),
-                                   anchored, named)
+                                   anchored, named, tuple(ordered))
         return cls(classes)
 
     def classify(self, raw: str, login: str | None = None) -> frozenset[str]:
@@ -308,16 +333,9 @@ class PathClassifier:
         for name, c in self.classes.items():
             if c.regex is None:
                 continue
-            if is_glob:
-                hit = any(_glob_hits(path, g) for g in c.globs) and not (
-                    c.exclude is not None and c.exclude.match(path)
-                )
-            else:
-                hit = _literal_hit(c, path)
+            hit = c.member(path, is_glob)
             if not hit and name in CASE_FOLDED_CLASSES and folded != path:
-                hit = _literal_hit(c, folded) if not is_glob else any(
-                    _glob_hits(folded, g) for g in c.globs
-                ) and not (c.exclude is not None and c.exclude.match(folded))
+                hit = c.member(folded, is_glob)
             if hit:
                 found.add(name)
         for name in CONTAINER_CLASSES:
@@ -325,12 +343,6 @@ class PathClassifier:
             if holder is not None and holder.may_hold(path):
                 found.add(f"{name}-dir")
         return found
-
-
-def _literal_hit(c: _Class, path: str) -> bool:
-    return bool(c.regex is not None and c.regex.match(path)) and not (
-        c.exclude is not None and c.exclude.match(path)
-    )
 
 
 @functools.lru_cache(maxsize=4096)

@@ -71,6 +71,7 @@ SECRET = [
     "/srv/keys/id_rsa", "keys/id_ed25519", "server.pem", "tls.key", "cert.p12", "cert.pfx",
     "store.jks", "app.keystore", "db.kdbx", "putty.ppk", "AuthKey_ABC.p8", "SERVER.PEM",
     "tests/fixtures/server.pem", "/etc/ssl/private/ssl-cert-snakeoil.key", "~/.gnupg/secring.gpg",
+    "/etc/letsencrypt/live/example.com/privkey.pem", "cert-key.pem", "ca-key.pem", "haproxy.pem",
     # cloud and cluster credentials
     "~/.azure/msal_token_cache.json", "~/.azure", "~/.config/gcloud/credentials.db",
     "~/.config/gcloud/application_default_credentials.json", "~/.aws/credentials",
@@ -103,7 +104,8 @@ NOT_SECRET = [
     ".venv/lib/python3.11/site-packages/certifi/cacert.pem", "~/.kube/cache/discovery/x.json",
     "README.md", "environ.py", "/proc/1/status", "../README.md", "../../var/log/syslog",
     "~/.azure-pipelines.yml", "main.tf",
-    "variables.tf", "ca.crt", "~/.bashrc", "pem/README", "rsa_test.py",
+    "variables.tf", "ca.crt", "~/.bashrc", "pem/README", "rsa_test.py", "cert.pem",
+    "/etc/letsencrypt/live/example.com/fullchain.pem", "chain.pem", "ca.pem", "ca-bundle.pem",
 ]
 
 
@@ -176,6 +178,15 @@ def test_braces_and_exclusions() -> None:
     c = PathClassifier.build({"k": ["**/id_*", "!**/*.pub"]})
     assert c.classify("x/id_rsa") == frozenset({"k", "relative", "workspace"})
     assert "k" not in c.classify("x/id_rsa.pub")
+
+
+def test_last_matching_entry_decides_after_an_exclusion() -> None:
+    """As in .gitignore: a later glob takes an excluded path back into the class."""
+    c = PathClassifier.build({"k": ["**/*.pem", "!**/*cert*.pem", "**/*key*.pem"]})
+    assert "k" in c.classify("server.pem")
+    assert "k" not in c.classify("cert.pem")
+    assert "k" in c.classify("cert-key.pem")
+    assert "k" in c.classify("*cert*.pem")  # could expand to cert-key.pem
 
 
 def test_exclusion_with_question_mark_is_refused() -> None:
