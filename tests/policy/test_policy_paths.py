@@ -135,6 +135,7 @@ STARTUP = [
     "/etc/apt/apt.conf.d/99x", "/proc/self/root/home/azureuser/.bashrc", "../.bashrc",
     "~/.lesskey", "~/.mailcap", "~/.bash_completion", "~/.gdbinit", "~/.cargo/config.toml",
     "/etc/environment.d/90-x.conf", "/etc/rc2.d/S99x", "/etc/bash_completion.d/x",
+    "~/.cargo/bin/git", "~/go/bin/kubectl", "~/.nvm/versions/node/v20.1.0/bin/npm",
 ]
 NOT_STARTUP = [
     "src/bashrc.py", "docs/vimrc.md", ".gitignore", ".github/workflows/ci.yml", "hooks/x.sh",
