@@ -75,13 +75,17 @@ def _harmless(name: str, value: str, static: bool, j: Judgement) -> None:
     return None
 
 
+_PATH_CHARS = re.compile(r"[A-Za-z0-9/._~+@%-]")
+
+
 def _ifs(name: str, value: str, static: bool, j: Judgement) -> None:
     """IFS splits the results of expansions, which the gate treats as unknown anyway; as a
     prefix (``IFS= read -r line``) it only reaches that command. Kept for the rest of a shell
-    session (a bare assignment, ``export``) it would re-split ``$HOME``, which the gate reads as
-    one word: held."""
-    if j.persists:
-        j.hold(name, "changes how the shell splits words for the rest of the session")
+    session (a bare assignment, ``export``), a separator that can occur in a path would re-split
+    ``$HOME`` and ``$PWD``, which the gate reads as one word: held (``IFS=$'\n'`` and
+    ``IFS=,`` are not)."""
+    if j.persists and (not static or _PATH_CHARS.search(value)):
+        j.hold(name, "changes how the shell splits paths for the rest of the session")
 
 
 def _code(why: str) -> Grammar:
@@ -131,7 +135,8 @@ def _harmless_editor(value: str) -> bool:
 
 _PAGER = _command("pager", _harmless_pager)
 _EDITOR = _command("editor", _harmless_editor)
-_PROGRAM = _command("helper program")
+_PROGRAM = _command("helper program", _harmless_editor)  # true/false/: run nothing
+_BROWSER = _command("browser", lambda v: _harmless_editor(v) or v == "none")
 
 
 def _options(allowed: re.Pattern[str], what: str) -> Grammar:
@@ -371,7 +376,7 @@ _GRAMMAR: dict[str, Grammar] = {
     # programs run by other programs
     "GIT_SSH_COMMAND": _PROGRAM, "GIT_SSH": _PROGRAM, "GIT_EXTERNAL_DIFF": _PROGRAM,
     "GIT_ASKPASS": _PROGRAM, "SSH_ASKPASS": _PROGRAM, "SUDO_ASKPASS": _PROGRAM,
-    "GIT_PROXY_COMMAND": _PROGRAM, "KUBECTL_EXTERNAL_DIFF": _PROGRAM, "BROWSER": _PROGRAM,
+    "GIT_PROXY_COMMAND": _PROGRAM, "KUBECTL_EXTERNAL_DIFF": _PROGRAM, "BROWSER": _BROWSER,
     "RSYNC_RSH": _PROGRAM, "RSYNC_CONNECT_PROG": _PROGRAM, "CVS_RSH": _PROGRAM,
     "RUSTC_WRAPPER": _PROGRAM, "CARGO_BUILD_RUSTC_WRAPPER": _PROGRAM, "RUSTC": _PROGRAM,
     "FZF_DEFAULT_COMMAND": _PROGRAM,
@@ -457,9 +462,16 @@ _GRAMMAR: dict[str, Grammar] = {
     "NO_PROXY": _unless(_no_proxy, "lets the program bypass the proxy for other hosts"),
     **{n: _code(_SUPPLY) for n in (
         "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_TRUSTED_HOST", "UV_INDEX_URL",
-        "UV_EXTRA_INDEX_URL", "GOINSECURE", "GONOSUMDB", "GONOSUMCHECK", "GOPROXY",
+        "UV_EXTRA_INDEX_URL", "GOINSECURE", "GONOSUMDB", "GONOSUMCHECK",
         "npm_config_registry", "NPM_CONFIG_REGISTRY", "YARN_REGISTRY")},
     "GOSUMDB": _unless(lambda v: v.lower() != "off", _SUPPLY),
+    # the checksum database still verifies modules fetched directly
+    "GOPROXY": _unless(lambda v: all(p in ("direct", "off", "https://proxy.golang.org")
+                                     for p in re.split(r"[,|]", v)), _SUPPLY),
+    "RUSTFLAGS": _unless(lambda v: not re.search(r"linker|link-arg|plugin|-Z", v),
+                         "rustc runs the named linker or loads the plugin"),
+    "CARGO_ENCODED_RUSTFLAGS": _unless(lambda v: not re.search(r"linker|link-arg|plugin|-Z", v),
+                                       "rustc runs the named linker or loads the plugin"),
     # identities, agents, daemons, credential locations
     "SSH_AUTH_SOCK": _code("uses another ssh agent's keys"),
     "GNUPGHOME": _code("uses another GnuPG home (keys, agent, configuration)"),

@@ -75,6 +75,12 @@ EVERYDAY = [
     "export KUBECONFIG=~/.kube/config:$KUBECONFIG",
     "export LD_LIBRARY_PATH=/usr/local/cuda/lib64:$LD_LIBRARY_PATH",
     "export GOROOT=/usr/local/go",
+    "BROWSER=none npm start",
+    "IFS=$'\\n'",
+    "IFS=,",
+    "GOPROXY=direct go mod download",
+    "RUSTFLAGS=\"-C target-cpu=native\" cargo build --release",
+    "GIT_ASKPASS=true git fetch",
 ]
 
 
@@ -147,6 +153,9 @@ HELD = [
     ("declare -n r=GITHUB_TOKEN", "review"),
     ("LD_LIBRARY_PATH=. ls", "review"),
     ("GOROOT=/tmp/evil go build ./...", "review"),
+    ("GOPROXY=https://proxy.example.com go mod download", "review"),
+    ("RUSTFLAGS='-C linker=/tmp/x' cargo build", "review"),
+    ("BROWSER=./open.sh npm start", "review"),
     ("export PATH=$PATH:$(go env GOPATH)/bin", "review"),
     ("SHELLOPTS=xtrace bash s.sh", "review"),
     ("BASHOPTS=extdebug bash s.sh", "review"),
