@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from typing import TYPE_CHECKING
 
@@ -57,6 +58,8 @@ def tag(unit: Unit, assigns: list[tuple[str, Word]]) -> None:
         _declaration(unit, args)
     elif (program == "set" and not args) or (program == "ps" and ps_shows_environment(args)):
         unit.tags.add("env:dump")
+    elif program in _JQS or program in _AWKS:
+        _program_environment(unit, args, _JQ_ENV if program in _JQS else _AWK_ENV)
     if program in _NON_EXPANDING:
         return
     if all(unit.static) and (unit.stdin != "herestring" or unit.payload is not None):
@@ -80,6 +83,30 @@ def _declaration(unit: Unit, args: list[str]) -> None:
         return
     if "p" in options and any(secret_variable(n.split("=", 1)[0]) for n in operands):
         unit.tags.add("env:secret-print")
+
+
+# jq's `env`/`$ENV` and awk's `ENVIRON` give a filter or program the whole environment. A
+# selection of named variables (`env.HOME`, `$ENV["CI"]`, `ENVIRON["PATH"]`) is judged by the
+# names; anything else is a dump. (The tool grammars may read these programs in full; this only
+# looks for the environment.)
+_JQS = frozenset({"jq", "gojq", "jaq", "yq"})
+_AWKS = frozenset({"awk", "gawk", "mawk", "nawk"})
+_JQ_ENV = re.compile(r'(?<![.\w$])(?:\$ENV|env)\b(?:\s*\.\s*([A-Za-z_]\w*)|\s*\[\s*"(\w+)"\s*\])?')
+_AWK_ENV = re.compile(r'\bENVIRON\b(?:\s*\[\s*"(\w+)"\s*\])?')
+
+
+def _program_environment(unit: Unit, args: list[str], pattern: re.Pattern[str]) -> None:
+    for i, a in enumerate(args, 1):
+        if not unit.static[i]:
+            if "ENV" in a or "env" in a:
+                unit.tags.add("env:dump")  # a program only known at run time that names env
+            continue
+        for m in pattern.finditer(a):
+            name = next((g for g in m.groups() if g), None)
+            if name is None:
+                unit.tags.add("env:dump")
+            elif secret_variable(name):
+                unit.tags.add("env:secret-print")
 
 
 # ps (procps-ng): UNIX options take a dash, BSD options do not; only BSD `e` shows the

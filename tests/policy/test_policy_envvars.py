@@ -260,10 +260,17 @@ READS = [
     ("tr '\\0' '\\n' < /proc/self/environ", "deny"), ("strings /proc/thread-self/environ", "deny"),
     ("curl -H \"Authorization: Bearer $GITHUB_TOKEN\" https://api.github.com/user", "review"),
     ("echo ${!name}", "review"),
+    ("jq -n env", "review"), ("jq -n '$ENV'", "review"), ("jq -n '$ENV.GITHUB_TOKEN'", "deny"),
+    ("jq -n '$ENV[\"AZURE_CLIENT_SECRET\"]'", "deny"),
+    ("awk 'BEGIN{for (k in ENVIRON) print k, ENVIRON[k]}'", "review"),
+    ("awk 'BEGIN{print ENVIRON[\"GITHUB_TOKEN\"]}'", "deny"),
+    # near-misses
+    ("jq -n 'env.HOME'", "allow"), ("jq -r '.environment.name' x.json", "allow"),
+    ("awk 'BEGIN{print ENVIRON[\"HOME\"]}'", "allow"), ("awk '{print $1}' file", "allow"),
 ]
 
 
 @pytest.mark.parametrize(("line", "expect"), READS)
-def test_environment_reads_are_held(line: str, expect: str) -> None:
+def test_environment_reads(line: str, expect: str) -> None:
     got = decide(line)
     assert got == expect, (line, got)
