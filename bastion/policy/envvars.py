@@ -175,9 +175,11 @@ _JAVA_OPTS = re.compile(
     r"-Xm[sxn][0-9]+[kKmMgG]?|-Xss[0-9]+[kKmMgG]?|-Xshare:\w+|-ea|-da|-esa|-dsa|-server|"
     r"-client|-verbose:\w+|-Xint|-Xbatch|-Xrs|-XX:[+-](?!\w*(Agent|OnError|OnOutOfMemory))\w+|"
     r"-XX:(?!\w*(Agent|OnError|OnOutOfMemory|Flags|CompileCommand))\w+=[\w.%:-]*|"
-    r"-D(?!(java\.library\.path|java\.ext\.dirs|java\.system\.class\.loader|java\.security|"
-    r"javax\.net\.ssl|jdk\.tls|com\.sun\.management|[\w.]*proxy(Host|Port|Set)|"
-    r"[\w.]*nonProxyHosts|java\.class\.path|sun\.boot)\b)[\w.-]+(=\S*)?"
+    # -Dkey=value, except the JVM's own keys (class path, agents, security, TLS, JMX: only a
+    # few harmless ones pass), logging configuration (it can instantiate classes) and proxies
+    r"-D(?!((java|javax|jdk|sun|com\.sun)\.(?!awt\.headless|io\.tmpdir|net\.preferIPv[46]"
+    r"(Stack|Addresses)\b)|[\w.]*(log4j|logback|logging\.config|proxy(Host|Port|Set)|"
+    r"nonProxyHosts|agent)))[\w.-]+(=[\w.,:/@+%-]*)?"
 )
 _RUBY_OPTS = re.compile(r"-W[0-2]?|-w|-v|--(disable|enable)[=-][\w-]+|--jit|--yjit|-E[\w:-]+")
 _PERL_OPTS = re.compile(r"-[wWXt]+|-C[0-9A-Za-z]*")

@@ -192,6 +192,22 @@ def test_code_running_assignments_are_held(line: str, expect: str) -> None:
     assert got == expect, (line, got)
 
 
+@pytest.mark.parametrize(
+    ("value", "held"),
+    [("-Xmx2g", False), ("-Dfile.encoding=UTF-8", False), ("-Djava.awt.headless=true", False),
+     ("-Dorg.gradle.daemon=false", False), ("-Duser.timezone=UTC", False), ("-XX:+UseG1GC", False),
+     ("-Djava.library.path=/tmp", True), ("-Dlog4j.configurationFile=http://x/y.xml", True),
+     ("-Dhttps.proxyHost=proxy", True), ("-Djavax.net.ssl.trustStore=/tmp/t", True),
+     ("-Dcom.sun.management.jmxremote", True), ("-javaagent:/tmp/a.jar", True),
+     ("-agentlib:jdwp=transport=dt_socket", True), ("-XX:OnOutOfMemoryError=id", True),
+     ("@/tmp/argfile", True), ("-cp /tmp/x", True)],
+)
+def test_jvm_options(value: str, held: bool) -> None:
+    """JVM option strings: heap, flags and ordinary -D pass; agents, class paths, logging
+    configuration, TLS, proxies and JMX are held."""
+    assert bool(judge("JAVA_TOOL_OPTIONS", value, True).findings) is held
+
+
 def test_grammar_is_by_family() -> None:
     """Members of a family share a grammar; unknown members of a tool's family are held,
     unknown names elsewhere pass."""
