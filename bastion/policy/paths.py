@@ -355,18 +355,22 @@ def _classify_cached(
 def _glob_hits(argument: str, class_glob: str) -> bool:
     """Does a glob *argument* name something in a class? Exact intersection, except that a
     single-name pattern (``**/.env``, ``**/*.pem``) counts only when the argument's last name
-    spells part of that name: a literal run of it (three characters or more, or the whole
-    literal name when shorter) occurs in the pattern (``*/.env``, ``.env*``, ``*.pem``,
-    ``id_*``). The gate cannot see folder contents, so ``dist/*``, ``.*`` and ``*.py`` are
-    left to output masking."""
+    spells that name: at least half of its literal characters, with a literal run of three
+    or more (or the whole literal name when shorter) that occurs in the pattern (``*/.env``,
+    ``.env*``, ``*.pem``, ``id_*``). The gate cannot see folder contents, so ``dist/*``, ``.*``,
+    ``*.py`` and ``*.json`` (against ``accessTokens.json``) are left to output masking."""
     if class_glob.startswith("**/") and "/" not in class_glob[3:]:
         last = argument.rsplit("/", 1)[-1]
         if not _GLOB_CHARS.isdisjoint(last):
             name = class_glob[3:]
             literal = "".join(t[1] if t[0] == "lit" else "\0" for t in _tokens(name))
             need = min(3, max(len(p) for p in literal.split("\0")))
-            runs = "".join(t[1] if t[0] == "lit" else "\0" for t in _tokens(last)).split("\0")
-            if not any(len(r) >= need and r in literal for r in runs if r):
+            runs = [r for r in "".join(t[1] if t[0] == "lit" else "\0"
+                                       for t in _tokens(last)).split("\0") if r]
+            spelled = sum(len(r) for r in runs)
+            if 2 * spelled < len(literal.replace("\0", "")) or not any(
+                len(r) >= need and r in literal for r in runs
+            ):
                 return False
     # A leading `**/` also matches no folder at all (`.env` is `**/.env`), which the token
     # intersection below does not model: try the glob without it too.

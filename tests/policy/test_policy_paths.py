@@ -158,7 +158,8 @@ def test_startup_near_miss(path: str) -> None:
     ("glob", "secret"),
     [("~/.ssh/id_*", True), ("~/.ssh/*.pub", False), ("~/.ssh/id_*.pub", False),
      (".env*", True), (".env.*", True), ("*.pem", True), ("certs/*.key", True),
-     ("src/*.py", False), (".*", False), ("dist/*", False), ("~/.kube/*", True)],
+     ("src/*.py", False), (".*", False), ("dist/*", False), ("~/.kube/*", True),
+     ("config/*.json", False), ("*.tfstate", True), ("id_*", True), ("*credentials*", True)],
 )
 def test_glob_arguments(glob: str, secret: bool) -> None:
     """A glob argument is secret when it can expand to a secret, unless every expansion is
