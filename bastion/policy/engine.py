@@ -151,7 +151,7 @@ class Policy:
                 value = a.partition("=")[2]
             else:
                 value = a.partition("=")[2] if "=" in a else ""
-            if value.startswith(("/", "~", "./", "../")):
+            if value.startswith(("/", "~", "./", "../", "file:")):
                 classes.append(self._classes(value, unit.static[i], login))
         return UnitView("command", tuple(unit.argv), tuple(unit.static), f.path, f.flags,
                         f.options, positionals, tuple(classes), frozenset(unit.tags),

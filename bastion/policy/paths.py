@@ -1,54 +1,318 @@
 """Path classes: what a path argument or redirect target refers to (root, system, device, secret,
-startup file, tmp, workspace, ...). Classification is lexical: the gate never touches the disk."""
+startup file, tmp, workspace, ...). Classification is lexical: the gate never touches the disk.
+
+Every path is first brought to a canonical spelling (``canonical_forms``): ``file:`` URLs give
+their path, ``/proc/self/root`` and ``/proc/<pid>/root`` are ``/``, ``/proc/self/cwd`` is the
+working directory, ``..`` is resolved component by component (so it cannot climb out of a home
+or through a magic link unseen), ``~user`` is that user's home, doubled slashes, ``.`` and
+trailing ``/.`` go. A path may have several readings (``file:///etc/shadow`` is ``/etc/shadow``
+to curl and a relative file to cat); it belongs to the classes of every reading, so the
+canonical form can only add classes, never hide one.
+"""
 
 from __future__ import annotations
 
 import fnmatch
 import functools
-import posixpath
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from urllib.parse import unquote
+
+from bastion.errors import ConfigError
 
 # Classes the engine computes itself; the others come from the policy file's [paths] table.
 BUILTIN_CLASSES = (
     "root", "home", "workspace", "workspace-root", "parent", "relative", "absolute", "dynamic"
 )
-_HOME_PREFIX = re.compile(r"^(/home/[^/]+|/root)(?=/|$)")
-
-
 _GLOB_CHARS = frozenset("*?[")
 # Classes whose anchored locations also mark the folders that hold them ("secret-dir"), so a
 # recursive read of such a folder is caught even though the folder itself is not a secret.
 CONTAINER_CLASSES = ("secret",)
+# Classes also matched against the lower-cased path: `KEY.PEM` is as much a key as `key.pem`.
+CASE_FOLDED_CLASSES = frozenset({"secret"})
+# Classes another user's home does not inherit from `~/...` globs (it is not our workspace).
+_NOT_INHERITED = frozenset({"workspace", "relative", "workspace-root", "parent"})
+# ... nor does a guessed reading of a climbing relative path (`../../etc/shadow` as /etc/shadow).
+_NOT_GUESSED = _NOT_INHERITED | {"absolute", "home", "root"}
+
+_FILE_URL = re.compile(r"^file:(?://([^/]*))?(/.*)$", re.I | re.S)
+_USER_HOME = re.compile(r"^~([a-z_][a-z0-9_.-]*\$?)(?=/|$)", re.I)
+_PID = re.compile(r"^(self|thread-self|[0-9]+)$")
+_HOME_DIR = re.compile(r"^(?:/home/([^/]+)|/root)(?=/|$)")
+_DIRSTACK = re.compile(r"^~(-|[+-]?[0-9]+)(/|$)")
+_SENTINEL_HOME = "/home/\x00"  # the login's home when the login is not known
+
+
+@dataclass(frozen=True)
+class _Form:
+    path: str
+    other_home: str | None = None  # `~/rest` spelling of a path in someone else's home
+    guess: bool = False  # a reading that may be the path (classes other than workspace count)
+
+
+def _components_walk(absolute: bool, parts: Iterable[str]) -> tuple[str, list[str]]:
+    """Resolve ``.``/``..``/empty components; the /proc magic links ``root`` (the process's
+    root, i.e. ``/``) and ``cwd`` (its working directory) are followed as the kernel does.
+    Returns ("abs" | "rel", components); "rel" after a ``cwd`` link means "relative to the
+    working directory"."""
+    kind = "abs" if absolute else "rel"
+    stack: list[str] = []
+    for part in parts:
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if stack and stack[-1] != "..":
+                stack.pop()
+            elif kind == "rel":
+                stack.append("..")
+            continue
+        stack.append(part)
+        if kind == "abs" and stack[0] == "proc" and stack[-1] in ("root", "cwd"):
+            pid_ok = len(stack) >= 3 and _is_pid(stack[1])
+            task_ok = len(stack) == 5 and stack[2] == "task" and _is_pid(stack[3])
+            if pid_ok and (len(stack) == 3 or task_ok):
+                if stack[-1] == "root":
+                    stack = []
+                else:
+                    kind, stack = "rel", []
+        elif kind == "abs" and stack == ["dev", "fd"]:
+            stack = ["proc", "self", "fd"]
+    if (kind == "abs" and stack[:3] == ["proc", "self", "fd"]) or (
+        kind == "abs" and len(stack) >= 3 and stack[0] == "proc" and stack[2] == "fd"
+        and _is_pid(stack[1])
+    ):
+        stack = ["dev", "fd", *stack[3:]]
+    return kind, stack
+
+
+def _is_pid(part: str) -> bool:
+    return bool(_PID.match(part)) or not _GLOB_CHARS.isdisjoint(part)
+
+
+def _home_of(login: str | None) -> str:
+    if login is None:
+        return _SENTINEL_HOME
+    return "/root" if login == "root" else f"/home/{login}"
+
+
+def _spell(kind: str, stack: list[str], login: str | None) -> _Form:
+    if kind == "rel":
+        return _Form("/".join(stack) if stack else ".")
+    path = "/" + "/".join(stack)
+    home = _home_of(login)
+    if path == home or path.startswith(home + "/"):
+        return _Form("~" + path[len(home):])
+    m = _HOME_DIR.match(path)
+    if m:
+        rest = path[m.end():]
+        if login is None:
+            return _Form("~" + rest)  # the login is not known: any home may be ours
+        return _Form(path, "~" + rest)
+    return _Form(path)
+
+
+def canonical_forms(raw: str, login: str | None = None) -> tuple[_Form, ...]:
+    """Every reading of ``raw`` as a path, canonical; the first is the plain shell reading."""
+    forms = [_canonical(raw, login)]
+    m = _FILE_URL.match(raw)
+    if m and (m.group(1) or "").lower() in ("", "localhost", "127.0.0.1"):
+        path = unquote(m.group(2))
+        forms.append(_canonical(path, login))
+        cut = re.split(r"[?#]", path, maxsplit=1)[0]
+        if cut != path:
+            forms.append(_canonical(cut, login))
+    elif m:
+        forms.append(_canonical(unquote(m.group(2)), login))  # a host curl refuses: fail closed
+    if _cwd_link(raw):
+        forms.append(_Form(_plain(raw)))  # /proc/self/cwd/x is x here, and a /proc path too
+    climbed = forms[0].path
+    if climbed.startswith("../"):
+        # The working directory is not known here: `../../etc/shadow` may be /etc/shadow, and
+        # `../.bashrc` a home's start-up file. Fail closed: also read the rest as from / and ~.
+        rest = climbed
+        while rest.startswith("../"):
+            rest = rest[3:]
+        if rest and rest != "..":
+            forms += [replace(_canonical(base + rest, login), guess=True) for base in ("/", "~/")]
+    return tuple(dict.fromkeys(forms))
+
+
+def _cwd_link(raw: str) -> bool:
+    return bool(re.search(r"/proc/[^/]+/(task/[^/]+/)?cwd(/|$)", raw))
+
+
+def _plain(raw: str) -> str:
+    """The lexical spelling without following /proc links (kept as an extra reading)."""
+    absolute = raw.startswith("/")
+    stack: list[str] = []
+    for part in raw.split("/"):
+        if part in ("", "."):
+            continue
+        if part == ".." and stack:
+            stack.pop()
+        elif part != "..":
+            stack.append(part)
+    return ("/" if absolute else "") + "/".join(stack)
+
+
+def _canonical(raw: str, login: str | None) -> _Form:
+    path = raw
+    if path == "":
+        return _Form("")
+    if path == "~" or path.startswith("~/"):
+        path = _home_of(login) + path[1:]
+    elif path == "~+" or path.startswith("~+/"):
+        path = "." + path[2:]  # bash: ~+ is $PWD
+    else:
+        m = _USER_HOME.match(path)
+        if m:
+            user = m.group(1)
+            home = "/root" if user == "root" else f"/home/{user}"
+            path = home + path[m.end():]
+    kind, stack = _components_walk(path.startswith("/"), path.split("/"))
+    return _spell(kind, stack, login)
+
+
+def normalise(raw: str, login: str | None = None) -> str:
+    """The canonical shell reading of a path: the login's home as ``~``, ``..`` and ``.``
+    resolved (through homes and /proc magic links), doubled and trailing slashes gone."""
+    return _canonical(raw, login).path
+
+
+def expand_braces(glob: str) -> list[str]:
+    """``{a,b}`` name families in class globs (nested braces allowed): ``*.{pem,key}``."""
+    m = re.search(r"\{([^{}]*)\}", glob)
+    if m is None:
+        return [glob]
+    out: list[str] = []
+    for alt in m.group(1).split(","):
+        out.extend(expand_braces(glob[: m.start()] + alt + glob[m.end():]))
+    return list(dict.fromkeys(out))
+
+
+@dataclass(frozen=True)
+class _Class:
+    globs: tuple[str, ...]
+    regex: re.Pattern[str] | None
+    exclude: re.Pattern[str] | None
+    # For "could this folder hold a member?": anchored globs by literal prefix, and `**/name/...`
+    # globs by their first name, so a path is only tested against globs it can concern.
+    anchored: tuple[tuple[str, str], ...] = ()
+    named: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # Every entry in file order (positive?, glob, regex): where an exclusion matches, the last
+    # matching entry decides, as in .gitignore (so a later glob can take a path back in).
+    entries: tuple[tuple[bool, str, re.Pattern[str]], ...] = ()
+
+    def member(self, path: str, is_glob: bool) -> bool:
+        if self.regex is None:
+            return False
+        if is_glob:
+            if not any(_glob_hits(path, g) for g in self.globs):
+                return False
+        elif not self.regex.match(path):
+            return False
+        if self.exclude is None or not self.exclude.match(path):
+            return True
+        for positive, glob, regex in reversed(self.entries):
+            if not positive:
+                if regex.match(path):
+                    return False
+            elif _glob_hits(path, glob) if is_glob else regex.match(path):
+                return True
+        return False
+
+    def may_hold(self, folder: str) -> bool:
+        inside = folder.rstrip("/") + "/"
+        for prefix, glob in self.anchored:
+            if (prefix.startswith(inside) or inside.startswith(prefix)) and _may_hold(folder, glob):
+                return True
+        for name in inside.split("/"):
+            if any(_may_hold(folder, g) for g in self.named.get(name, ())):
+                return True
+        return False
+
+
+_Holders = tuple[tuple[tuple[str, str], ...], dict[str, tuple[str, ...]]]
+
+
+def _holders(globs: Iterable[str]) -> _Holders:
+    anchored: list[tuple[str, str]] = []
+    named: dict[str, list[str]] = {}
+    for g in globs:
+        if g.startswith("**/"):
+            first = g[3:].split("/", 1)[0]
+            if _GLOB_CHARS.isdisjoint(first) and "/" in g[3:]:
+                named.setdefault(first, []).append(g)
+        else:
+            anchored.append((_literal_prefix(g), g))
+    return tuple(anchored), {k: tuple(v) for k, v in named.items()}
+
+
+def _compile(globs: Iterable[str]) -> re.Pattern[str] | None:
+    parts = [_glob_to_regex(g) for g in globs]
+    return re.compile("|".join(f"(?:{p})" for p in parts)) if parts else None
 
 
 @dataclass(frozen=True, eq=False)  # hashed by identity: it keys the classification cache
 class PathClassifier:
-    """Compiled glob lists per class name, matched against normalised paths.
+    """Compiled globs per class name, matched against canonical paths.
 
-    A path argument that is itself a glob (``~/.ssh/*``, ``/etc/shad*``) belongs to every class
-    one of whose globs can match a path the argument can expand to (glob intersection), so
-    wildcards cannot hide a secret from the gate.
+    A class entry is a glob (``**`` spans folders, ``*`` and ``?`` stay in one, ``{a,b}`` is a
+    family of names) or an exclusion ``!glob`` that takes matching paths out of the class again
+    (``"!**/*.pub"``). A path argument that is itself a glob (``~/.ssh/*``, ``/etc/shad*``)
+    belongs to every class one of whose globs can match a path the argument can expand to (glob
+    intersection), unless every such path is excluded, so wildcards cannot hide a secret.
     """
 
-    patterns: Mapping[str, tuple[re.Pattern[str], ...]]
-    globs: Mapping[str, tuple[str, ...]]
+    classes: Mapping[str, _Class]
+
+    @property
+    def globs(self) -> Mapping[str, tuple[str, ...]]:
+        return {name: c.globs for name, c in self.classes.items()}
 
     @classmethod
-    def build(cls, table: Mapping[str, Iterable[str]]) -> PathClassifier:
-        globs = {name: tuple(g) for name, g in table.items()}
-        compiled = {
-            name: tuple(re.compile(_glob_to_regex(g)) for g in items)
-            for name, items in globs.items()
-        }
-        return cls(compiled, globs)
+    def build(cls, table: Mapping[str, Iterable[str]], where: str = "paths") -> PathClassifier:
+        classes: dict[str, _Class] = {}
+        for name, entries in table.items():
+            positive: list[str] = []
+            negative: list[str] = []
+            ordered: list[tuple[bool, str, re.Pattern[str]]] = []
+            for entry in entries:
+                if entry.startswith("!"):
+                    if not _GLOB_CHARS.isdisjoint(entry[1:].replace("*", "")):
+                        raise ConfigError(f"{where}.{name}", f"exclusion {entry!r} may use only "
+                                          "* and ** (a ? or [...] could exclude too much)")
+                    globs = expand_braces(entry[1:])
+                    negative.extend(globs)
+                else:
+                    globs = expand_braces(entry)
+                    positive.extend(globs)
+                ordered.extend((not entry.startswith("!"), g, _path_regex(g)) for g in globs)
+            anchored, named = _holders(positive)
+            classes[name] = _Class(tuple(positive), _compile(positive), _compile(negative),
+                                   anchored, named, tuple(ordered))
+        return cls(classes)
 
     def classify(self, raw: str, login: str | None = None) -> frozenset[str]:
         return _classify_cached(self, raw, login)
 
     def _classify(self, raw: str, login: str | None) -> frozenset[str]:
-        path = normalise(raw, login)
+        found: set[str] = set()
+        if _DIRSTACK.match(raw):
+            found.add("dynamic")  # ~- is $OLDPWD, ~N / ~+N / ~-N the directory stack
+        for form in canonical_forms(raw, login):
+            classes = self._classify_path(form.path)
+            if form.guess:
+                classes -= _NOT_GUESSED
+            found |= classes
+            if form.other_home is not None:
+                found |= self._classify_path(form.other_home) - (
+                    _NOT_GUESSED if form.guess else _NOT_INHERITED
+                )
+        return frozenset(found)
+
+    def _classify_path(self, path: str) -> set[str]:
         is_glob = not _GLOB_CHARS.isdisjoint(path)
         found: set[str] = set()
         if path in ("/", "/*", "/.*"):
@@ -65,16 +329,20 @@ class PathClassifier:
             found.add("relative")
             if "parent" not in found and "workspace-root" not in found:
                 found.add("workspace")
-        for name, pats in self.patterns.items():
-            if is_glob:
-                if any(_glob_hits(path, g) for g in self.globs[name]):
-                    found.add(name)
-            elif any(p.match(path) for p in pats):
+        folded = path.lower()
+        for name, c in self.classes.items():
+            if c.regex is None:
+                continue
+            hit = c.member(path, is_glob)
+            if not hit and name in CASE_FOLDED_CLASSES and folded != path:
+                hit = c.member(folded, is_glob)
+            if hit:
                 found.add(name)
         for name in CONTAINER_CLASSES:
-            if any(_may_hold(path, g) for g in self.globs.get(name, ())):
+            holder = self.classes.get(name)
+            if holder is not None and holder.may_hold(path):
                 found.add(f"{name}-dir")
-        return frozenset(found)
+        return found
 
 
 @functools.lru_cache(maxsize=4096)
@@ -86,15 +354,32 @@ def _classify_cached(
 
 def _glob_hits(argument: str, class_glob: str) -> bool:
     """Does a glob *argument* name something in a class? Exact intersection, except that a
-    single-name pattern (``**/.env``, ``**/*.pem``) counts only when the argument spells the
-    name (``*/.env``): the gate cannot see folder contents, so ``dist/*`` is left to masking."""
+    single-name pattern (``**/.env``, ``**/*.pem``) counts only when the argument's last name
+    spells that name: at least half of its literal characters, with a literal run of three
+    or more (or the whole literal name when shorter) that occurs in the pattern (``*/.env``,
+    ``.env*``, ``*.pem``, ``id_*``). The gate cannot see folder contents, so ``dist/*``, ``.*``,
+    ``*.py`` and ``*.json`` (against ``accessTokens.json``) are left to output masking."""
     if class_glob.startswith("**/") and "/" not in class_glob[3:]:
         last = argument.rsplit("/", 1)[-1]
         if not _GLOB_CHARS.isdisjoint(last):
-            return False
-    return may_intersect(argument, class_glob)
+            name = class_glob[3:]
+            literal = "".join(t[1] if t[0] == "lit" else "\0" for t in _tokens(name))
+            need = min(3, max(len(p) for p in literal.split("\0")))
+            runs = [r for r in "".join(t[1] if t[0] == "lit" else "\0"
+                                       for t in _tokens(last)).split("\0") if r]
+            spelled = sum(len(r) for r in runs)
+            if 2 * spelled < len(literal.replace("\0", "")) or not any(
+                len(r) >= need and r in literal for r in runs
+            ):
+                return False
+    # A leading `**/` also matches no folder at all (`.env` is `**/.env`), which the token
+    # intersection below does not model: try the glob without it too.
+    return may_intersect(argument, class_glob) or (
+        class_glob.startswith("**/") and may_intersect(argument, class_glob[3:])
+    )
 
 
+@functools.lru_cache(maxsize=4096)
 def _literal_prefix(glob: str) -> str:
     cut = min((i for i, c in enumerate(glob) if c in _GLOB_CHARS), default=len(glob))
     return glob[:cut]
@@ -107,6 +392,8 @@ def _may_hold(folder: str, glob: str) -> bool:
     inside = folder.rstrip("/") + "/"
     if glob.startswith("**/"):
         first = glob[3:].split("/", 1)[0]
+        if f"{first}/" not in inside:
+            return False
         if _GLOB_CHARS.isdisjoint(first) and "/" in glob[3:] and (
             inside.endswith(f"/{first}/") or inside == f"{first}/"
         ):
@@ -144,6 +431,23 @@ def _tokens(glob: str) -> tuple[_Token, ...]:
     return tuple(out)
 
 
+@functools.lru_cache(maxsize=4096)
+def _profile(glob: str) -> tuple[tuple[_Token, ...], str, str, int, bool]:
+    """Tokens, literal head and tail, number of literal "/" and whether ``**`` occurs."""
+    tokens = _tokens(glob)
+    return (tokens, _literal_head(tokens), _literal_head(tokens[::-1])[::-1],
+            sum(1 for t in tokens if t == ("lit", "/")), ("dstar", "") in tokens)
+
+
+def _literal_head(tokens: tuple[_Token, ...]) -> str:
+    out: list[str] = []
+    for kind, char in tokens:
+        if kind != "lit":
+            break
+        out.append(char)
+    return "".join(out)
+
+
 def _common_char(a: _Token, b: _Token) -> bool:
     if a[0] == "lit" and b[0] == "lit":
         return a[1] == b[1]
@@ -158,7 +462,14 @@ def _common_char(a: _Token, b: _Token) -> bool:
 def may_intersect(a: str, b: str) -> bool:
     """True if some path matches both globs (``*``/``?`` stay within a component, ``**`` spans
     components, ``[...]`` is any one character). Decided exactly for those forms."""
-    ta, tb = _tokens(a), _tokens(b)
+    ta, ha, sa, slashes_a, dstar_a = _profile(a)
+    tb, hb, sb, slashes_b, dstar_b = _profile(b)
+    # Cheap necessary conditions first: the literal heads and tails must agree, and only `**`
+    # absorbs a "/" (without one, a glob needs as many "/" as the other spells).
+    if not (ha.startswith(hb) or hb.startswith(ha)) or not (sa.endswith(sb) or sb.endswith(sa)):
+        return False
+    if (slashes_b > slashes_a and not dstar_a) or (slashes_a > slashes_b and not dstar_b):
+        return False
     seen: set[tuple[int, int]] = set()
     stack = [(0, 0)]
     while stack:
@@ -185,34 +496,6 @@ def may_intersect(a: str, b: str) -> bool:
     return False
 
 
-def normalise(raw: str, login: str | None = None) -> str:
-    """Lexical normalisation: home -> ``~``, collapse ``//``, ``/./`` and ``..`` (absolute only)."""
-    path = raw
-    if path.startswith("~/") or path == "~":
-        pass
-    else:
-        m = _HOME_PREFIX.match(path)
-        if m and (login is None or m.group(1) in (f"/home/{login}", "/root")):
-            path = "~" + path[m.end() :]
-    if path.startswith("/"):
-        path = posixpath.normpath(path)
-        if path.startswith("//"):
-            path = path[1:]
-    elif path.startswith("~/"):
-        rest = posixpath.normpath(path[2:])
-        if rest == ".":
-            path = "~"
-        elif rest.startswith(".."):
-            path = "/home/" + rest[3:] if rest != ".." else "/home"
-        else:
-            path = "~/" + rest
-    elif path not in ("", "."):
-        path = posixpath.normpath(path)
-    if len(path) > 1 and path.endswith("/"):
-        path = path.rstrip("/") or "/"
-    return path
-
-
 def _glob_to_regex(glob: str) -> str:
     """Glob to anchored regex: ``**`` spans directories, ``*`` and ``?`` stay inside one."""
     out: list[str] = []
@@ -234,6 +517,16 @@ def _glob_to_regex(glob: str) -> str:
             out.append(re.escape(c))
         i += 1
     return "".join(out) + r"\Z"
+
+
+@functools.lru_cache(maxsize=1024)
+def _path_regex(glob: str) -> re.Pattern[str]:
+    return re.compile(_glob_to_regex(glob))
+
+
+def path_glob_match(glob: str, path: str) -> bool:
+    """Does a canonical path match a class-style glob (``*`` within a folder, ``**`` across)?"""
+    return _path_regex(glob).match(path) is not None
 
 
 def glob_match(pattern: str, value: str) -> bool:

@@ -8,11 +8,14 @@ shell, or a code-executing variable adds a review finding; nothing here can lowe
 from __future__ import annotations
 
 import posixpath
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from bastion.policy import envreads, envvars
 from bastion.policy.chars import skeleton
 from bastion.policy.model import Finding
+from bastion.policy.secretnames import secret_variable
 from bastion.policy.syntax import RawUnit, Word, parse
 
 MAX_DEPTH = 4
@@ -24,19 +27,8 @@ INTERPRETERS = frozenset(
     {"python", "python3", "python2", "perl", "ruby", "node", "nodejs", "php", "lua", "Rscript",
      "pwsh", "powershell", "deno", "bun", "tclsh", "osascript", "jshell", "irb"}
 )
-# Variables that make the next program run other code, or switch its identity/context.
-CODE_VARS = frozenset(
-    {"PATH", "ENV", "BASH_ENV", "PROMPT_COMMAND", "PS0", "PS1", "PS2", "PS4", "IFS",
-     "SHELLOPTS", "BASHOPTS", "PAGER", "EDITOR", "VISUAL", "LESSOPEN", "LESSCLOSE", "SSH_ASKPASS",
-     "NODE_OPTIONS", "PERL5OPT", "PERL5LIB", "RUBYOPT", "PYTHONSTARTUP", "PYTHONPATH",
-     "JAVA_TOOL_OPTIONS", "KUBECONFIG", "AZURE_CONFIG_DIR", "HISTFILE", "HOME", "SUDO_ASKPASS",
-     "BROWSER", "MANPAGER", "SYSTEMD_PAGER", "TERMINFO", "GCONV_PATH", "HOSTALIASES"}
-)
-CODE_VAR_PREFIXES = ("LD_", "DYLD_", "BASH_FUNC_", "GIT_")
-SAFE_GIT_VARS = frozenset(
-    {"GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_NAME", "GIT_COMMITTER_EMAIL",
-     "GIT_AUTHOR_DATE", "GIT_COMMITTER_DATE", "GIT_TERMINAL_PROMPT", "GIT_TRACE", "GIT_PAGER"}
-)
+# Environment assignments are judged by `envvars` (a value grammar per variable), reads of the
+# environment tagged by `envreads`.
 
 
 @dataclass
@@ -136,7 +128,7 @@ def _normalise(raw: RawUnit, depth: int) -> list[Unit]:
         return [unit]
     if raw.in_function:
         unit.tags.add("in-function")
-    extra = _assignments(raw.assigns, unit)
+    extra = _assignments(raw.assigns, unit, depth)
     if raw.kind == "assign":
         unit.argv = ["<assign>", *(f"{n}={v.text}" for n, v in raw.assigns)]
         unit.static = [True, *(v.static for _, v in raw.assigns)]
@@ -149,18 +141,101 @@ def _normalise(raw: RawUnit, depth: int) -> list[Unit]:
                                      "the command name is only known at run time"))
         unit.argv[0] = "<dynamic>"
         return [unit, *extra]
-    return [*_resolve(unit, depth), *extra]
+    resolved = _resolve(unit, depth)
+    for u in resolved:
+        envreads.tag(u, raw.assigns)
+        extra.extend(_builtin_assignments(u, raw.assigns, depth))
+    return [*resolved, *extra]
 
 
-def _assignments(assigns: list[tuple[str, Word]], unit: Unit) -> list[Unit]:
-    for name, _value in assigns:
-        upper = name.upper().split("[", 1)[0]
-        if upper in CODE_VARS or (
-            upper.startswith(CODE_VAR_PREFIXES) and upper not in SAFE_GIT_VARS
-        ):
-            unit.findings.append(Finding("review", "exec-env",
-                                         f"sets {name}, which can make programs run other code"))
-    return []
+_DECLARERS = frozenset({"export", "declare", "typeset", "local", "readonly"})
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\[.*\])?$")
+# Builtins that assign a variable named by an argument, with a value the gate cannot see.
+_READ_VALUE_OPTS = {"read": frozenset("dinNptu"), "mapfile": frozenset("dnOsuc"),
+                    "readarray": frozenset("dnOsuc")}
+
+
+def _builtin_assignments(unit: Unit, parsed: list[tuple[str, Word]], depth: int) -> list[Unit]:
+    """Assignments that bash makes but the parser does not show as such: quoted declaration
+    words (``export 'PAGER=sh -c id'``), namerefs (``declare -n r=PAGER``), and builtins that
+    assign a named variable (``printf -v``, ``read``, ``mapfile``, ``getopts``, ``wait -p``).
+    Each is judged by the variable's grammar; a value the gate cannot see is dynamic."""
+    if unit.kind != "command" or not unit.argv:
+        return []
+    program, argv = unit.program, unit.argv
+    seen = {n for n, _ in parsed}
+    pairs: list[tuple[str, Word]] = []
+    unknown = Word("$(unknown)", static=False)
+    if program in _DECLARERS:
+        options = "".join(a[1:] for a in argv[1:] if a[:1] in ("-", "+") and len(a) > 1)
+        for i, a in enumerate(argv[1:], 1):
+            if a[:1] in ("-", "+") or "=" not in a:
+                continue
+            name, value = a.split("=", 1)
+            if "n" in options:
+                pairs.append((value, unknown))  # a nameref: assignments through it set `value`
+                if secret_variable(value):
+                    unit.findings.append(Finding(
+                        "review", "exec-env",
+                        f"{name} becomes another name for the secret variable {value}"))
+            elif name not in seen and _NAME.match(name):
+                pairs.append((name, Word(value, unit.static[i])))
+    elif program == "printf" and len(argv) > 2 and argv[1].startswith("-v"):
+        pairs.append((argv[1][2:] or argv[2], unknown))
+    elif program in _READ_VALUE_OPTS:
+        value_opts = _READ_VALUE_OPTS[program]
+        names: list[str] = []
+        i = 1
+        while i < len(argv):
+            a = argv[i]
+            if a.startswith("-") and len(a) > 1 and a != "--":
+                if a[1] == "a" or a[1] == "C":
+                    if a[1] == "C":
+                        unit.findings.append(Finding("review", "exec-env",
+                                                     f"{program} -C runs a callback"))
+                    target = a[2:] or (argv[i + 1] if i + 1 < len(argv) else "")
+                    if a[1] == "a":
+                        names.append(target)
+                    i += 1 if a[2:] else 2
+                    continue
+                i += 2 if a[1] in value_opts and len(a) == 2 else 1
+                continue
+            names.append(a)
+            i += 1
+        if program != "read":
+            names = names[-1:]  # mapfile's one operand is the array
+        pairs.extend((n, unknown) for n in names)
+    elif program == "getopts" and len(argv) > 2:
+        pairs.append((argv[2], unknown))
+    elif program == "wait" and "-p" in argv and argv.index("-p") + 1 < len(argv):
+        pairs.append((argv[argv.index("-p") + 1], unknown))
+    return _assignments(pairs, unit, depth, persists=True) if pairs else []
+
+
+def _assignments(assigns: list[tuple[str, Word]], unit: Unit, depth: int = 0,
+                 persists: bool | None = None) -> list[Unit]:
+    """Judge each ``NAME=value`` by its variable's value grammar (``envvars``): floors go on
+    ``unit``; command values come back as re-gated units, written files as redirect units.
+    An assignment persists (for the rest of a shell) unless it prefixes a command."""
+    extra: list[Unit] = []
+    if persists is None:
+        persists = unit.kind == "assign" or unit.program in _DECLARERS or not unit.argv
+    for name, value in assigns:
+        j = envvars.judge(name, value.text, value.static, persists)
+        unit.findings.extend(j.findings)
+        for text, static, how in j.commands:
+            for inner in reparse(text, static, depth, unit, name):
+                if how == "pager":
+                    inner.stdin = inner.stdin or "pipe"
+                elif inner.kind == "command":
+                    inner.argv.append("<file>")  # editors and helpers get names we cannot see
+                    inner.static.append(False)
+                    inner.tags.add("dynamic-args")
+                extra.append(inner)
+        for path, static in j.writes:
+            extra.append(Unit("redirect", [">", path], [True, static],
+                              f"{name}={value.text}", tags={"env:write"}))
+    return extra
 
 
 def _program_name(unit: Unit) -> None:
@@ -363,8 +438,8 @@ def _env(unit: Unit, depth: int, out: list[Unit]) -> Unit | None:
                                          f"env option {a!r} is not understood"))
             return None
         elif "=" in a and not a.startswith("="):
-            name = a.split("=", 1)[0]
-            _assignments([(name, Word(a))], unit)
+            name, value = a.split("=", 1)
+            out.extend(_assignments([(name, Word(value, unit.static[i]))], unit, depth))
             i += 1
         else:
             break
