@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 
 from bastion.policy.options import Effect
+from bastion.policy.secretnames import secret_variable
 
 # -- sed (GNU sed 4.9, `info sed` "sed scripts") ---------------------------------------------
 _SED_SIMPLE = frozenset("=dDgGhHnNpPxzF")
@@ -247,6 +248,15 @@ def _awk_tokens(text: str) -> list[tuple[str, str]] | None:
     return out
 
 
+def _awk_env_name(tokens: list[tuple[str, str]], k: int) -> str | None:
+    """The literal name in ``ENVIRON["NAME"]`` at token k, else None."""
+    if k + 3 < len(tokens) and tokens[k + 1] == ("op", "[") and tokens[k + 3] == ("op", "]"):
+        kind, text = tokens[k + 2]
+        if kind == "str" and len(text) >= 2 and text[1:-1].replace("_", "a").isalnum():
+            return text[1:-1]
+    return None
+
+
 def scan_awk(program: str, sandbox: bool = False) -> list[Effect]:
     """Effects of an awk program. gawk --sandbox disables system(), redirections and pipes."""
     effects: list[Effect] = []
@@ -287,8 +297,12 @@ def scan_awk(program: str, sandbox: bool = False) -> list[Effect]:
             if text == "system" and nxt[1] == "(":
                 add("runs", "system()", "system() runs a shell command")
             elif text == "ENVIRON":
-                effects.append(Effect("secrets", "ENVIRON", True,
-                                      "awk program: ENVIRON prints environment variables"))
+                # ENVIRON["HOME"] reads one named variable: judged by its name; any other use
+                # (a loop over it, a computed subscript) reads them all.
+                name = _awk_env_name(tokens, k)
+                if name is None or secret_variable(name):
+                    effects.append(Effect("secrets", "ENVIRON", True,
+                                          "awk program: ENVIRON prints environment variables"))
             elif text in ("print", "printf"):
                 in_print = True
                 print_depth = depth
@@ -335,6 +349,7 @@ def scan_awk(program: str, sandbox: bool = False) -> list[Effect]:
 # -- jq (jq 1.7 manual) ----------------------------------------------------------------------
 _JQ_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
 _JQ_WORD = re.compile(r"(\$?[A-Za-z_][A-Za-z0-9_]*)|#[^\n]*")
+_JQ_ENV_NAME = re.compile(r'\s*(?:\.\s*([A-Za-z_]\w*)(?![\w\[.])|\[\s*"(\w+)"\s*\])')
 
 
 def scan_jq(program: str, sandbox: bool = False) -> list[Effect]:
@@ -350,8 +365,13 @@ def scan_jq(program: str, sandbox: bool = False) -> list[Effect]:
         if start > 0 and text[start - 1] == ".":
             continue  # a field name: .env
         if word in ("env", "$ENV"):
-            effects.append(Effect("secrets", word, True,
-                                  f"jq filter: {word} prints environment variables"))
+            # env.HOME / $ENV["CI"] read one named variable: judged by its name; bare env is
+            # the whole environment.
+            named = _JQ_ENV_NAME.match(text, m.end())
+            name = (named.group(1) or named.group(2)) if named else None
+            if name is None or secret_variable(name):
+                effects.append(Effect("secrets", word, True,
+                                      f"jq filter: {word} prints environment variables"))
         elif word in ("import", "include", "modulemeta", "get_search_list"):
             effects.append(Effect("unknown", word, True,
                                   f"jq filter: {word} loads modules the gate cannot see"))

@@ -360,7 +360,8 @@ def test_sed_scanner_unknowns_and_sandbox() -> None:
         ('{f="/etc/x"; print > f}', [("unknown", ">")]),
         ('BEGIN{getline l < "/etc/shadow"}', [("reads", "/etc/shadow")]),
         ("BEGIN{getline l < f}", [("unknown", "getline <")]),
-        ('BEGIN{print ENVIRON["HOME"]}', [("secrets", "ENVIRON")]),
+        ('BEGIN{print ENVIRON["HOME"]}', []),
+        ('BEGIN{print ENVIRON["DB_PASSWORD"]}', [("secrets", "ENVIRON")]),
         ('@load "rwarray"', [("unknown", "@load")]),
         ('{print > "out" "/../../etc/x"}', [("unknown", ">")]),
         ('{print > "out.txt"; n++}', [("writes", "out.txt")]),
@@ -374,7 +375,7 @@ def test_awk_scanner(program: str, want: list[tuple[str, str]]) -> None:
 
 def test_awk_sandbox_keeps_environ() -> None:
     """gawk --sandbox disables system() and redirections, not ENVIRON."""
-    assert _kinds(scan_awk('BEGIN{system("id"); print > "/etc/x"; print ENVIRON["K"]}',
+    assert _kinds(scan_awk('BEGIN{system("id"); print > "/etc/x"; print ENVIRON["DB_PASSWORD"]}',
                            sandbox=True)) == [("secrets", "ENVIRON")]
 
 
@@ -382,8 +383,11 @@ def test_jq_and_less_scanners() -> None:
     assert _kinds(scan_jq(".env")) == []
     assert _kinds(scan_jq('"env"')) == []
     assert _kinds(scan_jq("env | keys")) == [("secrets", "env")]
-    assert _kinds(scan_jq("$ENV.PATH")) == [("secrets", "$ENV")]
-    assert _kinds(scan_jq('"\\(env.HOME)"')) == [("secrets", "env")]
+    assert _kinds(scan_jq("$ENV.GITHUB_TOKEN")) == [("secrets", "$ENV")]
+    assert _kinds(scan_jq("$ENV.PATH")) == []  # one named variable, judged by its name
+    assert _kinds(scan_jq("env.HOME")) == []
+    assert _kinds(scan_jq('"\\(env.GITHUB_TOKEN)"')) == [("secrets", "env")]
+    assert _kinds(scan_jq('"\\(env.HOME)"')) == []
     assert [e.kind for e in scan_jq('import "x" as x; .')] == ["unknown"]
     for safe in ("G", "F", "42", "/ERROR", "?x!y", "g"):
         assert scan_less(safe) == [], safe
@@ -404,13 +408,12 @@ def test_jq_and_less_scanners() -> None:
         ("uniq in ~/.profile", "review", "write-startup-or-system"),
         ("less '+!id' f", "review", "tool-runs"),
         ("man -P 'sh -c id' ls", "review", "tool-runs"),
-        ("jq env", "review", "tool-secrets"),
         ("cat -Q f", "review", "tool-unknown"),
     ],
 )
 def test_gate_judges_effects(line: str, action: str, rule: str) -> None:
     d = _policy().decide(line, CTX)
-    assert (d.action, d.rules[0]) == (action, rule), d.reason
+    assert d.action == action and rule in d.rules, d.reason
 
 
 def test_chdir_outside_the_workspace_holds() -> None:
