@@ -25,6 +25,7 @@ _COMMAND_MODULES = (
     "bastion.identity.cli",
     "bastion.approval.cli",
     "bastion.ops.cli",
+    "bastion.ops.initconfig",
 )
 
 

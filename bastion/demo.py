@@ -18,13 +18,12 @@ from typing import Any
 
 import asyncssh
 
+from bastion import shipped
 from bastion.app import build_runtime, serve
 from bastion.config import load_config
 from bastion.logs import setup_logging
 from bastion.testing.certs import Agent, CertificateAuthority, keygen
 from bastion.testing.sshd import SSHD, SshdTarget, free_port, start_sshd
-
-SHIPPED_POLICY = Path(__file__).resolve().parent.parent / "config" / "policy.toml"
 
 
 def register(subparsers: Any) -> None:
@@ -93,7 +92,7 @@ trusted_user_ca_keys = ["user_ca.pub"]
 max_cert_validity = "24h"
 
 [policy]
-file = "{SHIPPED_POLICY}"
+file = "{shipped.policy_path()}"
 
 [[targets]]
 name = "web-01"
@@ -129,7 +128,16 @@ def _demo(args: argparse.Namespace) -> int:
         target = start_sshd(directory / "target", client_key=upstream_key)
     else:
         target = EmbeddedTarget(directory, upstream_key)
-    config = load_config(_write_config(directory, args.port, target))
+    try:  # from here on, a failure (a bad port, a config error) must not leave sshd running
+        _run(directory, args.port, target)
+    finally:
+        if isinstance(target, SshdTarget):
+            target.stop()
+    return 0
+
+
+def _run(directory: Path, port: int, target: SshdTarget | EmbeddedTarget) -> None:
+    config = load_config(_write_config(directory, port, target))
     runtime = build_runtime(config)
 
     def ready(address: tuple[str, int]) -> None:
@@ -159,9 +167,4 @@ def _demo(args: argparse.Namespace) -> int:
         finally:
             target.stop()
 
-    try:
-        asyncio.run(run())
-    finally:
-        if isinstance(target, SshdTarget):
-            target.stop()
-    return 0
+    asyncio.run(run())
