@@ -126,6 +126,16 @@ class Runtime:
     # for its workers (bastion/workers); "worker": SSH sessions, asking the supervisor via ``link``.
     role: Role = "single"
     link: Link | None = None
+    # A worker's approval page lives on the supervisor's HTTP server: its public URL (the port
+    # actually bound), passed by the supervisor; None when the supervisor serves no page.
+    page_url: str | None = None
+
+    @property
+    def serves_approval_page(self) -> bool:
+        """Whether held commands can name a page (this process's or the supervisor's)."""
+        if self.role == "worker":
+            return self.page_url is not None and self.approvals is not None
+        return self.http is not None and self.approvals is not None
 
     def __post_init__(self) -> None:
         self.metrics.set_targets(self.config.targets)
@@ -162,6 +172,8 @@ class Runtime:
                     self.approvals.add_listener(
                         lambda event, req: link.event("approval", event, req.id)
                     )
+                if self.page_url is not None:  # links name the supervisor's bound port
+                    self.approvals.config = replace(self.approvals.config, public_url=self.page_url)
             else:
                 await self.approvals.abandon_orphans()  # their sessions died with the last process
                 self.notify = build_notifiers(self.config)

@@ -23,6 +23,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--worker-fd", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("--worker-port", type=int, default=0, help=argparse.SUPPRESS)
+    p.add_argument("--worker-page-url", default=None, help=argparse.SUPPRESS)
     p.set_defaults(func=_serve)
 
 
@@ -34,7 +35,9 @@ def _serve(args: argparse.Namespace) -> int:
     if args.worker_fd is not None:
         from bastion.workers.worker import run_worker
 
-        return run_worker(args.config, args.worker_fd, args.worker_index, args.worker_port)
+        return run_worker(
+            args.config, args.worker_fd, args.worker_index, args.worker_port, args.worker_page_url
+        )
     config = load_config(args.config)
     if config.server.workers > 1:
         from bastion.workers.supervisor import supervise

@@ -260,7 +260,12 @@ async def supervise(config: Config, serve_args: Sequence[str]) -> None:
 
     coordinator.on_approval = announce
     count = config.server.workers
-    pool = WorkerPool(runtime, coordinator, worker_command(serve_args), count, port)
+    command = worker_command(serve_args)
+    if runtime.serves_approval_page:
+        assert runtime.approvals is not None
+        # The page is on this process's HTTP server: workers link to it (the bound port).
+        command += ["--worker-page-url", runtime.approvals.config.public_url]
+    pool = WorkerPool(runtime, coordinator, command, count, port)
     stop = asyncio.Event()
 
     async def reload() -> None:
