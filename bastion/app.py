@@ -555,8 +555,8 @@ async def serve(
     config = runtime.config
     config.state_dir.mkdir(parents=True, exist_ok=True)
     host_key = ensure_host_key(config.server.host_key)
-    await runtime.start()
-    try:
+    try:  # a failed start (e.g. the HTTP port taken) stops what did start, or nothing exits
+        await runtime.start()
         listener = await start_listener(runtime, host_key, reuse_port=reuse_port)
     except BaseException:
         await runtime.stop()

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 from typing import Any
 
+from bastion import portlock
 from bastion.app import build_runtime, serve
 from bastion.config import DEFAULT_CONFIG_PATH, load_config
 from bastion.logs import setup_logging
@@ -47,5 +48,11 @@ def _serve(args: argparse.Namespace) -> int:
             passed += ["--log-format", args.log_format]
         asyncio.run(supervise(config, passed))
         return 0
-    asyncio.run(serve(build_runtime(config)))
+    # The SSH port is this bastion's alone (bastion/portlock.py); ":0" picks a free one.
+    held = portlock.claim(config.server.host, config.server.port) if config.server.port else None
+    try:
+        asyncio.run(serve(build_runtime(config)))
+    finally:
+        if held is not None:
+            held.close()
     return 0
