@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 
 from bastion.audit.export import export_jsonl
-from bastion.audit.store import AuditRow, AuditStore
+from bastion.audit.store import KINDS, AuditRow, AuditStore
 from bastion.audit.timeparse import parse_when, to_ts
 from bastion.audit.verify import verify_chain
 from bastion.errors import BastionError, ConfigError
@@ -93,9 +93,25 @@ async def _verify(args: argparse.Namespace) -> int:
     return 1
 
 
+async def _check_kinds(store: AuditStore, args: argparse.Namespace) -> None:
+    """An unknown ``--kind`` is an error, not an empty answer: it must be a documented kind or
+    one the log holds (components may add kinds)."""
+    wanted = set(args.kind or ())
+    if not wanted - KINDS:
+        return
+    rows = await store.db.fetchall("SELECT DISTINCT kind FROM audit_log", [])
+    known = KINDS | {str(r[0]) for r in rows}
+    unknown = sorted(wanted - known)
+    if unknown:
+        raise BastionError(
+            f"--kind: unknown kind {unknown[0]!r} (known: {', '.join(sorted(known))})"
+        )
+
+
 async def _tail(args: argparse.Namespace) -> int:
     store = await _open(args)
     try:
+        await _check_kinds(store, args)
         rows = await store.query(limit=args.lines, newest_first=True, **_filters(args))
     finally:
         await store.close()
@@ -106,6 +122,7 @@ async def _tail(args: argparse.Namespace) -> int:
 async def _query(args: argparse.Namespace) -> int:
     store = await _open(args)
     try:
+        await _check_kinds(store, args)
         rows = await store.query(limit=args.limit, **_filters(args))
     finally:
         await store.close()
@@ -116,6 +133,7 @@ async def _query(args: argparse.Namespace) -> int:
 async def _export(args: argparse.Namespace) -> int:
     store = await _open(args)
     try:
+        await _check_kinds(store, args)
         if args.output == "-":
             count = await export_jsonl(store, sys.stdout.buffer, **_filters(args))
             sys.stdout.flush()
