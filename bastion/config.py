@@ -19,6 +19,7 @@ from typing import Any
 
 import asyncssh
 
+from bastion import schema
 from bastion.errors import ConfigError
 
 DEFAULT_CONFIG_PATH = Path("config/bastion.toml")
@@ -276,6 +277,7 @@ def load_config(path: str | Path) -> Config:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(cfg, f"not valid TOML: {exc}") from None
     base = path.resolve().parent
+    schema.check(raw, cfg)  # unknown sections and keys (bastion/schema.py), before any value
 
     srv = _Section(cfg, "server", raw.get("server", {}))
     host, port = parse_hostport(srv.string("listen", "127.0.0.1:2222"), srv.key("listen"))

@@ -7,7 +7,7 @@ import asyncio
 import sys
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -17,6 +17,9 @@ from bastion.audit.timeparse import parse_when, to_ts
 from bastion.audit.verify import verify_chain
 from bastion.errors import BastionError, ConfigError
 
+if TYPE_CHECKING:
+    from bastion.config import Config
+
 DEFAULT_CONFIG = "config/bastion.toml"
 DB_NAME = "bastion.db"
 
@@ -25,15 +28,18 @@ def db_path_from_config(config_path: str | Path) -> Path:
     """``[audit] db`` if set (relative to the config folder), else ``<state_dir>/bastion.db``."""
     from bastion.config import load_config
 
-    config = load_config(config_path)
+    return audit_db_path(load_config(config_path))
+
+
+def audit_db_path(config: Config) -> Path:
     section = config.raw.get("audit", {})
     if not isinstance(section, dict):
-        raise ConfigError(f"{config_path}: audit", "expected a table")
+        raise ConfigError(f"{config.path}: audit", "expected a table")
     db = section.get("db")
     if db is None:
         return config.state_dir / DB_NAME
     if not isinstance(db, str) or not db:
-        raise ConfigError(f"{config_path}: audit.db", "expected a path string")
+        raise ConfigError(f"{config.path}: audit.db", "expected a path string")
     return (config.base_dir / db).resolve()
 
 
