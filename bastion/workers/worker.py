@@ -73,7 +73,7 @@ async def _serve_worker(runtime: Runtime, sock: socket.socket, index: int) -> No
     metrics.set_targets(runtime.config.targets)
     runtime.metrics = metrics
     stop = asyncio.Event()
-    reader = spawn(link.serve(), name="supervisor-link")
+    reader = spawn(link.serve(), name="supervisor-link", background=True)
 
     def supervisor_gone(_: object) -> None:
         if not stop.is_set():
