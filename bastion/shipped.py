@@ -30,3 +30,17 @@ def policy_path() -> Path:
 def example_config_path() -> Path:
     """The annotated example configuration (``config/bastion.example.toml``)."""
     return shipped_dir() / "bastion.example.toml"
+
+
+def systemd_dir() -> Path:
+    """The systemd unit, prune timer, tmpfiles and sysusers files (``systemd/``)."""
+    return Path(str(resources.files("bastion").joinpath("_systemd"))).resolve()
+
+
+def files() -> dict[str, Path]:
+    """Every shipped file a deployment copies, by name (``bastion shipped NAME``)."""
+    out = {p.name: p for p in (policy_path(), example_config_path())}
+    folder = systemd_dir()
+    if folder.is_dir():
+        out.update({p.name: p for p in sorted(folder.iterdir()) if p.name.startswith("bastion")})
+    return out

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import sys
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,11 @@ _STATE_PATHS = {
 
 
 def register(subparsers: Any) -> None:
+    _register_init(subparsers)
+    register_shipped(subparsers)
+
+
+def _register_init(subparsers: Any) -> None:
     p: argparse.ArgumentParser = subparsers.add_parser(
         "init-config",
         help="write the example bastion.toml and the shipped policy into a folder",
@@ -96,3 +102,25 @@ def _init_config(args: argparse.Namespace) -> int:
     print(f"next: edit {folder / 'bastion.toml'} (targets, access, [http]), then check-config")
     return 0
 
+
+
+def register_shipped(subparsers: Any) -> None:
+    p: argparse.ArgumentParser = subparsers.add_parser(
+        "shipped",
+        help="print a file shipped in the package (the policy, the example config, the systemd"
+        " units); without NAME, list them",
+    )
+    p.add_argument("name", nargs="?", help="e.g. bastion.service, bastion.tmpfiles, policy.toml")
+    p.set_defaults(func=_shipped)
+
+
+def _shipped(args: argparse.Namespace) -> int:
+    files = shipped.files()
+    if args.name is None:
+        for name, path in files.items():
+            print(f"{name}\t{path}")
+        return 0
+    if args.name not in files:
+        raise BastionError(f"shipped: no file {args.name!r} (one of: {', '.join(files)})")
+    sys.stdout.write(files[args.name].read_text(encoding="utf-8"))
+    return 0

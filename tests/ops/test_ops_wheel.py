@@ -76,6 +76,19 @@ def test_the_wheel_carries_the_shipped_files(wheel: Path) -> None:
     shipped_tools = {p.relative_to(REPO / "config").as_posix() for p in
                      (REPO / "config").glob("tools/**/*.toml")}
     assert {f"bastion/_shipped/{t}" for t in shipped_tools} <= names
+    for unit in ("bastion.service", "bastion-prune.service", "bastion-prune.timer",
+                 "bastion.tmpfiles", "bastion.sysusers"):
+        assert f"bastion/_systemd/{unit}" in names
+
+
+def test_the_editable_install_reads_the_live_files() -> None:
+    """In the checkout, the shipped files are config/ and systemd/ themselves (symlinks)."""
+    from bastion import shipped
+    from bastion.policy import DEFAULT_POLICY_PATH
+
+    assert shipped.policy_path() == REPO / "config" / "policy.toml" == DEFAULT_POLICY_PATH
+    assert shipped.example_config_path() == REPO / "config" / "bastion.example.toml"
+    assert shipped.files()["bastion.service"] == REPO / "systemd" / "bastion.service"
 
 
 def test_policy_commands_work_from_the_wheel(installed: Path, tmp_path: Path) -> None:
@@ -101,6 +114,10 @@ def test_policy_commands_work_from_the_wheel(installed: Path, tmp_path: Path) ->
     assert init.returncode == 0, init.stderr
     assert (tmp_path / "etc" / "policy.toml").read_bytes() == Path(where).read_bytes()
     assert f'state_dir = "{tmp_path / "var"}"' in (tmp_path / "etc" / "bastion.toml").read_text()
+    unit = subprocess.run([bastion, "shipped", "bastion.service"], capture_output=True,
+                          text=True, cwd=tmp_path, env=_env(), timeout=60)
+    assert unit.returncode == 0
+    assert unit.stdout == (REPO / "systemd" / "bastion.service").read_text()
 
 
 def test_demo_works_from_the_wheel(installed: Path, tmp_path: Path) -> None:
