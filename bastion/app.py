@@ -126,6 +126,16 @@ class Runtime:
     # for its workers (bastion/workers); "worker": SSH sessions, asking the supervisor via ``link``.
     role: Role = "single"
     link: Link | None = None
+    # A worker's approval page lives on the supervisor's HTTP server: its public URL (the port
+    # actually bound), passed by the supervisor; None when the supervisor serves no page.
+    page_url: str | None = None
+
+    @property
+    def serves_approval_page(self) -> bool:
+        """Whether held commands can name a page (this process's or the supervisor's)."""
+        if self.role == "worker":
+            return self.page_url is not None and self.approvals is not None
+        return self.http is not None and self.approvals is not None
 
     def __post_init__(self) -> None:
         self.metrics.set_targets(self.config.targets)
@@ -169,6 +179,8 @@ class Runtime:
                     self.approvals.add_listener(
                         lambda event, req: link.event("approval", event, req.id)
                     )
+                if self.page_url is not None:  # links name the supervisor's bound port
+                    self.approvals.config = replace(self.approvals.config, public_url=self.page_url)
             else:
                 await self.approvals.abandon_orphans()  # their sessions died with the last process
                 self.notify = build_notifiers(self.config)
@@ -559,8 +571,8 @@ async def serve(
     config = runtime.config
     config.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     host_key = ensure_host_key(config.server.host_key)
-    await runtime.start()
-    try:
+    try:  # a failed start (e.g. the HTTP port taken) stops what did start, or nothing exits
+        await runtime.start()
         listener = await start_listener(runtime, host_key, reuse_port=reuse_port)
     except BaseException:
         await runtime.stop()

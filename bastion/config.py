@@ -19,14 +19,29 @@ from typing import Any
 
 import asyncssh
 
+from bastion import schema
 from bastion.errors import ConfigError
 
 DEFAULT_CONFIG_PATH = Path("config/bastion.toml")
+LEGACY_DEFAULT_CONFIG = str(DEFAULT_CONFIG_PATH)  # what the commands register as --config default
+SYSTEM_CONFIG_PATH = Path("/etc/bastion/bastion.toml")
+CONFIG_ENV = "BASTION_CONFIG"
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 _TARGET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 _LOGIN_NAME = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}$")
+
+
+def default_config_path(environ: Mapping[str, str]) -> Path:
+    """The config a command uses without ``--config``: ``$BASTION_CONFIG``, else
+    ``/etc/bastion/bastion.toml`` if it exists, else ``config/bastion.toml`` if that exists."""
+    named = environ.get(CONFIG_ENV, "")
+    if named:
+        return Path(named)
+    if SYSTEM_CONFIG_PATH.exists() or not DEFAULT_CONFIG_PATH.exists():
+        return SYSTEM_CONFIG_PATH  # when neither exists, the error names the system path
+    return DEFAULT_CONFIG_PATH
 
 
 def parse_duration(value: object, where: str = "duration") -> float:
@@ -277,6 +292,7 @@ def load_config(path: str | Path) -> Config:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(cfg, f"not valid TOML: {exc}") from None
     base = path.resolve().parent
+    schema.check(raw, cfg)  # unknown sections and keys (bastion/schema.py), before any value
 
     srv = _Section(cfg, "server", raw.get("server", {}))
     host, port = parse_hostport(srv.string("listen", "127.0.0.1:2222"), srv.key("listen"))

@@ -7,6 +7,7 @@ set. ``public_url`` is what links sent to operators and agents point at.
 from __future__ import annotations
 
 import asyncio
+import os
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,9 +91,9 @@ class HttpServer:
             await site.start()
         except OSError as exc:
             await self._runner.cleanup()
+            why = os.strerror(exc.errno) if exc.errno else str(exc)
             raise BastionError(
-                f"cannot listen for HTTP on {self.settings.host}:{self.settings.port}:"
-                f" {exc.strerror}"
+                f"cannot listen for HTTP on {self.settings.host}:{self.settings.port}: {why}"
             ) from None
         server = cast(asyncio.Server | None, site._server)  # the bound socket is only here
         if server is not None and server.sockets:

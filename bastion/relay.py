@@ -447,7 +447,7 @@ class ChannelRelay:
             return HoldResult(False, str(exc), EXIT_REVIEW_REFUSED)
         where = (
             request.approve_url
-            if self.runtime.http is not None
+            if self.runtime.serves_approval_page
             else f"the bastion host: bastion approvals approve {request.id}"
         )
         if mode == "defer":

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 from typing import Any
 
+from bastion import portlock
 from bastion.app import build_runtime, serve
 from bastion.config import DEFAULT_CONFIG_PATH, load_config
 from bastion.logs import setup_logging
@@ -23,6 +24,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--worker-fd", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("--worker-port", type=int, default=0, help=argparse.SUPPRESS)
+    p.add_argument("--worker-page-url", default=None, help=argparse.SUPPRESS)
     p.set_defaults(func=_serve)
 
 
@@ -34,7 +36,9 @@ def _serve(args: argparse.Namespace) -> int:
     if args.worker_fd is not None:
         from bastion.workers.worker import run_worker
 
-        return run_worker(args.config, args.worker_fd, args.worker_index, args.worker_port)
+        return run_worker(
+            args.config, args.worker_fd, args.worker_index, args.worker_port, args.worker_page_url
+        )
     config = load_config(args.config)
     if config.server.workers > 1:
         from bastion.workers.supervisor import supervise
@@ -44,5 +48,11 @@ def _serve(args: argparse.Namespace) -> int:
             passed += ["--log-format", args.log_format]
         asyncio.run(supervise(config, passed))
         return 0
-    asyncio.run(serve(build_runtime(config)))
+    # The SSH port is this bastion's alone (bastion/portlock.py); ":0" picks a free one.
+    held = portlock.claim(config.server.host, config.server.port) if config.server.port else None
+    try:
+        asyncio.run(serve(build_runtime(config)))
+    finally:
+        if held is not None:
+            held.close()
     return 0

@@ -7,15 +7,18 @@ import asyncio
 import sys
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from bastion.audit.export import export_jsonl
-from bastion.audit.store import AuditRow, AuditStore
+from bastion.audit.store import KINDS, AuditRow, AuditStore
 from bastion.audit.timeparse import parse_when, to_ts
 from bastion.audit.verify import verify_chain
 from bastion.errors import BastionError, ConfigError
+
+if TYPE_CHECKING:
+    from bastion.config import Config
 
 DEFAULT_CONFIG = "config/bastion.toml"
 DB_NAME = "bastion.db"
@@ -25,15 +28,18 @@ def db_path_from_config(config_path: str | Path) -> Path:
     """``[audit] db`` if set (relative to the config folder), else ``<state_dir>/bastion.db``."""
     from bastion.config import load_config
 
-    config = load_config(config_path)
+    return audit_db_path(load_config(config_path))
+
+
+def audit_db_path(config: Config) -> Path:
     section = config.raw.get("audit", {})
     if not isinstance(section, dict):
-        raise ConfigError(f"{config_path}: audit", "expected a table")
+        raise ConfigError(f"{config.path}: audit", "expected a table")
     db = section.get("db")
     if db is None:
         return config.state_dir / DB_NAME
     if not isinstance(db, str) or not db:
-        raise ConfigError(f"{config_path}: audit.db", "expected a path string")
+        raise ConfigError(f"{config.path}: audit.db", "expected a path string")
     return (config.base_dir / db).resolve()
 
 
@@ -93,9 +99,25 @@ async def _verify(args: argparse.Namespace) -> int:
     return 1
 
 
+async def _check_kinds(store: AuditStore, args: argparse.Namespace) -> None:
+    """An unknown ``--kind`` is an error, not an empty answer: it must be a documented kind or
+    one the log holds (components may add kinds)."""
+    wanted = set(args.kind or ())
+    if not wanted - KINDS:
+        return
+    rows = await store.db.fetchall("SELECT DISTINCT kind FROM audit_log", [])
+    known = KINDS | {str(r[0]) for r in rows}
+    unknown = sorted(wanted - known)
+    if unknown:
+        raise BastionError(
+            f"--kind: unknown kind {unknown[0]!r} (known: {', '.join(sorted(known))})"
+        )
+
+
 async def _tail(args: argparse.Namespace) -> int:
     store = await _open(args)
     try:
+        await _check_kinds(store, args)
         rows = await store.query(limit=args.lines, newest_first=True, **_filters(args))
     finally:
         await store.close()
@@ -106,6 +128,7 @@ async def _tail(args: argparse.Namespace) -> int:
 async def _query(args: argparse.Namespace) -> int:
     store = await _open(args)
     try:
+        await _check_kinds(store, args)
         rows = await store.query(limit=args.limit, **_filters(args))
     finally:
         await store.close()
@@ -116,6 +139,7 @@ async def _query(args: argparse.Namespace) -> int:
 async def _export(args: argparse.Namespace) -> int:
     store = await _open(args)
     try:
+        await _check_kinds(store, args)
         if args.output == "-":
             count = await export_jsonl(store, sys.stdout.buffer, **_filters(args))
             sys.stdout.flush()

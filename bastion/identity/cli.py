@@ -61,7 +61,10 @@ def _ca_init(args: argparse.Namespace) -> int:
     raw, base = _raw_config(args.config)
     ca = raw.get("ca", {})
     key = ca_key_path(ca if isinstance(ca, dict) else {}, base)
-    public = init_ca(key)
+    try:
+        public = init_ca(key)
+    except OSError as exc:  # e.g. /etc/bastion not writable by this user: one line, no traceback
+        raise BastionError(f"cannot create the CA key {key}: {exc.strerror}") from None
     print(f"created CA key {key} (0600) and {public}")
     print('trust it in the bastion config:  [auth] trusted_user_ca_keys = ["<path of .pub>"]')
     return 0

@@ -20,14 +20,11 @@ import asyncssh
 
 from bastion.config import Config, load_config
 from bastion.errors import BastionError
+from bastion.schema import SECTIONS, problems
 
-# Top-level sections the bastion reads; anything else is a typo that would silently do nothing.
-KNOWN_SECTIONS = frozenset(
-    {
-        "server", "auth", "targets", "access", "policy", "gate", "recording", "masking",
-        "ca", "oidc", "http", "approvals", "limits",
-    }
-)  # fmt: skip
+# Top-level sections the bastion reads (bastion/schema.py, shared with `serve`); anything else
+# is a typo that would silently do nothing.
+KNOWN_SECTIONS = frozenset(SECTIONS)
 
 
 @dataclass(frozen=True)
@@ -67,6 +64,10 @@ class Report:
 def check_config(path: Path, *, owner: int | None = None) -> Report:
     """Run every check; ``owner`` is the uid the state folder must belong to (default: euid)."""
     report = Report()
+    if shape := _shape_problems(path):  # every unknown section and key, one line each
+        for where, reason in shape:
+            report.fail(f"config: {path}: {where}: {reason}")
+        return report
     try:
         config = load_config(path)
     except BastionError as exc:
@@ -77,6 +78,17 @@ def check_config(path: Path, *, owner: int | None = None) -> Report:
     for step in _STEPS:
         step(config, report, uid)
     return report
+
+
+def _shape_problems(path: Path) -> list[tuple[str, str]]:
+    """Schema problems of the file, all of them (load_config stops at the first)."""
+    import tomllib
+
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return []  # load_config reports it, with the reason
+    return list(problems(raw))
 
 
 # -- the checks, in the order they print ----------------------------------------------------------
@@ -113,6 +125,17 @@ def _auth(config: Config, report: Report, uid: int) -> None:
         report.fail("access: no [[access]] rules: no agent can reach any target")
     else:
         report.ok(f"access: {len(config.access)} rule(s)")
+    _access_targets(config, report)
+
+
+def _access_targets(config: Config, report: Report) -> None:
+    """A rule's target pattern that names no configured target is a typo or a stale rule."""
+    import fnmatch
+
+    for i, rule in enumerate(config.access):
+        for pattern in rule.targets:
+            if not any(fnmatch.fnmatchcase(name, pattern) for name in config.targets):
+                report.fail(f"access[{i}].targets: {pattern!r} matches no [[targets]] name")
 
 
 def _targets(config: Config, report: Report, uid: int) -> None:
@@ -216,6 +239,51 @@ def _http(config: Config, report: Report, uid: int) -> None:
 
             approvals = parse_approvals_config(config.raw, config.base_dir)
             report.ok(f"approvals: mode {approvals.mode}, timeout {approvals.timeout:g}s")
+            _rule_modes(config, report, approvals.mode)
+
+
+def _rule_modes(config: Config, report: Report, mode: str) -> None:
+    """Rules that set their own approval mode override [approvals] mode: say so."""
+    from bastion.gate import gate_settings
+    from bastion.policy import load_policy
+
+    try:
+        policy = load_policy(gate_settings(config).policy_file, check_examples=False)
+    except BastionError:
+        return  # the policy step reports it
+    own = sorted(r.id for r in policy.rules if r.mode not in (None, mode))
+    if own:
+        report.ok(f"approvals: rule(s) {', '.join(own)} keep their own mode (not {mode})")
+
+
+def _interactive(config: Config, report: Report, uid: int) -> None:
+    if "interactive" not in config.raw:
+        return
+    from bastion.interactive.config import parse_interactive_config
+
+    with report.check("interactive"):
+        shells = parse_interactive_config(config.raw["interactive"], config.base_dir)
+        report.ok(f"interactive: fallback {shells.fallback}")
+
+
+def _notify(config: Config, report: Report, uid: int) -> None:
+    if "notify" not in config.raw:
+        return
+    from bastion.notify.config import parse_notify_config
+
+    with report.check("notify"):
+        specs = parse_notify_config(config.raw, config.base_dir)  # reads the secret files
+        names = ", ".join(f"{s.name} ({s.type})" for s in specs) or "none"
+        report.ok(f"notify: {names}")
+
+
+def _audit(config: Config, report: Report, uid: int) -> None:
+    if "audit" not in config.raw:
+        return
+    from bastion.audit.cli import audit_db_path
+
+    with report.check("audit"):
+        report.ok(f"audit: database {audit_db_path(config)}")
 
 
 def _limits(config: Config, report: Report, uid: int) -> None:
@@ -233,7 +301,8 @@ def _limits(config: Config, report: Report, uid: int) -> None:
 
 
 _STEPS: tuple[Callable[[Config, Report, int], None], ...] = (
-    _sections, _server, _auth, _targets, _policy, _masking, _recording, _identity, _http, _limits,
+    _sections, _server, _auth, _targets, _policy, _masking, _recording, _identity, _http,
+    _interactive, _notify, _audit, _limits,
 )  # fmt: skip
 
 

@@ -1,7 +1,7 @@
 """`bastion policy check|test`: explain decisions, batch-classify JSON lines, run rule examples.
 
-Exit status of `check -- COMMAND`: 0 allow, 1 review, 2 deny (3 for a usage error raised as
-BastionError is reported by bastion.cli as 2 with a one-line message).
+Exit status of `check -- COMMAND`: 0 allow, 1 review, 2 deny; a BastionError (e.g. a missing
+policy file) is reported by bastion.cli as one line and 3, a usage error as 64.
 """
 
 from __future__ import annotations

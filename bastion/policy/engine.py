@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bastion import shipped
 from bastion.policy import chars
 from bastion.policy.decl import ToolTable
 from bastion.policy.model import (
@@ -32,7 +33,8 @@ from bastion.policy.unwrap import Unit, normalise_units
 
 log = logging.getLogger(__name__)
 
-DEFAULT_POLICY_PATH = Path(__file__).resolve().parents[2] / "config" / "policy.toml"
+# Package data (bastion/_shipped -> config/): works from a wheel as well as from a checkout.
+DEFAULT_POLICY_PATH = shipped.policy_path()
 _MAX_UNITS = 128
 
 

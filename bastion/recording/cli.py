@@ -11,7 +11,8 @@ from typing import Any
 
 import orjson
 
-from bastion.errors import BastionError
+from bastion.config import parse_duration
+from bastion.errors import BastionError, ConfigError
 from bastion.recording import catalog, layout
 from bastion.recording.config import RecordingConfig, parse_recording_config
 from bastion.recording.export import asciicast_lines, for_terminal
@@ -261,6 +262,21 @@ async def _prune(args: argparse.Namespace, cfg: RecordingConfig) -> int:
     return 0
 
 
+def _age_days(text: str) -> float:
+    """``--older-than``: a bare number is days (the unit's BASTION_RETENTION_DAYS); with a unit,
+    a duration (``7d``, ``36h``)."""
+    try:
+        days = float(text)
+    except ValueError:
+        try:
+            days = parse_duration(text, "--older-than") / 86400
+        except ConfigError as exc:
+            raise argparse.ArgumentTypeError(exc.reason) from None
+    if not days > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive age, got {text!r}")
+    return days
+
+
 def _cmd_prune(args: argparse.Namespace) -> int:
     if args.older_than <= 0:
         raise BastionError("--older-than must be a positive number of days")
@@ -321,7 +337,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.set_defaults(func=_cmd_export)
 
     p = actions.add_parser("prune", help="delete old recordings (recorded in the audit log)")
-    p.add_argument("--older-than", type=float, required=True, metavar="DAYS")
+    p.add_argument(
+        "--older-than",
+        type=_age_days,
+        required=True,
+        metavar="AGE",
+        help="age to prune: days as a number (90) or a duration (7d, 36h, 90m)",
+    )
     p.add_argument("--dry-run", action="store_true", help="only list what would be deleted")
     _config_arg(p)
     p.set_defaults(func=_cmd_prune)

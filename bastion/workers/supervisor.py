@@ -30,6 +30,7 @@ from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from bastion import portlock
 from bastion.app import SHUTDOWN_GRACE, Runtime, build_runtime, ensure_host_key, handle_signals
 from bastion.config import Config
 from bastion.errors import BastionError
@@ -242,12 +243,24 @@ async def supervise(config: Config, serve_args: Sequence[str]) -> None:
     config.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     ensure_host_key(config.server.host_key)
     runtime = build_runtime(config, role="supervisor")
-    reserved = reserve_port(config.server.host, config.server.port)
+    host = config.server.host
+    # Refuse a port another bastion holds or anything listens on: SO_REUSEPORT alone would
+    # silently share it with any process of this user (bastion/portlock.py).
+    held = portlock.claim(host, config.server.port) if config.server.port else None
+    try:
+        reserved = reserve_port(host, config.server.port)
+    except BaseException:
+        if held is not None:
+            held.close()
+        raise
     port = int(reserved.getsockname()[1])
     try:
+        held = held or portlock.lock(host, port)  # ":0": lock the number the kernel picked
         await runtime.start()
     except BaseException:
         reserved.close()
+        if held is not None:
+            held.close()
         await runtime.stop()
         raise
     coordinator = Coordinator(runtime.limits, runtime.metrics)
@@ -260,7 +273,12 @@ async def supervise(config: Config, serve_args: Sequence[str]) -> None:
 
     coordinator.on_approval = announce
     count = config.server.workers
-    pool = WorkerPool(runtime, coordinator, worker_command(serve_args), count, port)
+    command = worker_command(serve_args)
+    if runtime.serves_approval_page:
+        assert runtime.approvals is not None
+        # The page is on this process's HTTP server: workers link to it (the bound port).
+        command += ["--worker-page-url", runtime.approvals.config.public_url]
+    pool = WorkerPool(runtime, coordinator, command, count, port)
     stop = asyncio.Event()
 
     async def reload() -> None:
@@ -285,6 +303,7 @@ async def supervise(config: Config, serve_args: Sequence[str]) -> None:
         runtime.listening = False
         await pool.stop()
         reserved.close()
+        held.close()
         await drain_tasks(SHUTDOWN_GRACE)
         await runtime.stop()
         log.info("shutdown.done")

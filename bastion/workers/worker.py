@@ -44,7 +44,9 @@ def die_with_parent(sig: signal.Signals = signal.SIGTERM) -> None:
         pass
 
 
-def run_worker(config_path: str, fd: int, index: int, port: int) -> int:
+def run_worker(
+    config_path: str, fd: int, index: int, port: int, page_url: str | None = None
+) -> int:
     die_with_parent()
     if os.getppid() == 1:  # the supervisor died before the signal was armed
         return 1
@@ -54,6 +56,7 @@ def run_worker(config_path: str, fd: int, index: int, port: int) -> int:
     # The supervisor reserved the port (``listen = ...:0`` picks one) and checked the config.
     config = replace(config, server=replace(config.server, port=port))
     runtime = build_runtime(config, role="worker")
+    runtime.page_url = page_url  # the supervisor's approval page, for the links agents see
     # Connections are capped per process (before login nothing is known to ask about); each
     # worker takes an equal share of ``[limits] max_connections``.
     share = math.ceil(runtime.limits.max_connections / workers)
@@ -70,7 +73,7 @@ async def _serve_worker(runtime: Runtime, sock: socket.socket, index: int) -> No
     metrics.set_targets(runtime.config.targets)
     runtime.metrics = metrics
     stop = asyncio.Event()
-    reader = spawn(link.serve(), name="supervisor-link")
+    reader = spawn(link.serve(), name="supervisor-link", background=True)
 
     def supervisor_gone(_: object) -> None:
         if not stop.is_set():

@@ -64,12 +64,12 @@ async def test_operators_add_prints_uri_then_qr(
     listed = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     assert listed[0]["name"] == "alice" and listed[0]["groups"] == ["sre"]
     assert secret not in json.dumps(listed)
-    assert await _cli("operators", "add", "alice", *cfg) == 2
+    assert await _cli("operators", "add", "alice", *cfg) == 3
     assert "already exists" in capsys.readouterr().err
-    assert await _cli("operators", "add", "Bad Name", *cfg) == 2
+    assert await _cli("operators", "add", "Bad Name", *cfg) == 3
     assert "invalid operator name" in capsys.readouterr().err
     assert await _cli("operators", "remove", "alice", *cfg) == 0
-    assert await _cli("operators", "remove", "alice", *cfg) == 2
+    assert await _cli("operators", "remove", "alice", *cfg) == 3
     assert "no operator named 'alice'" in capsys.readouterr().err
 
 
@@ -115,14 +115,14 @@ async def test_approvals_deny_and_errors_are_one_line(
     cfg = ("--config", str(config_file))
     right = pyotp.TOTP(secret).now()
     wrong = f"{(int(right) + 1) % 1_000_000:06d}"
-    assert await _cli("approvals", "deny", req.id, "--operator", "bob", "--totp", wrong, *cfg) == 2
+    assert await _cli("approvals", "deny", req.id, "--operator", "bob", "--totp", wrong, *cfg) == 3
     err = capsys.readouterr().err
     assert err == "bastion: unknown operator or wrong TOTP code\n"
     assert await _cli("approvals", "deny", req.id, "--operator", "bob", "--totp", right, *cfg) == 0
     assert f"{req.id}: denied by bob" in capsys.readouterr().out
-    assert await _cli("approvals", "show", "nope", *cfg) == 2
+    assert await _cli("approvals", "show", "nope", *cfg) == 3
     assert capsys.readouterr().err.startswith("bastion: not a request id: 'nope'")
-    assert await _cli("approvals", "list", "--config", str(config_file.parent / "missing")) == 2
+    assert await _cli("approvals", "list", "--config", str(config_file.parent / "missing")) == 3
     assert "file not found" in capsys.readouterr().err
 
 

@@ -79,7 +79,7 @@ async def test_export_jsonl_to_file_with_since(
     assert [r["kind"] for r in rows] == ["session_start", "command", "command", "session_end"]
     assert await _cli("audit", "export", "--since", "2999-01-01", "-o", str(out), *cfg) == 0
     assert out.read_text() == ""
-    assert await _cli("audit", "export", "--since", "yesterday-ish", *cfg) == 2
+    assert await _cli("audit", "export", "--since", "yesterday-ish", *cfg) == 3
     assert "cannot read time" in capsys.readouterr().err
 
 
@@ -87,6 +87,6 @@ async def test_missing_database_is_a_clear_error(
     config_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Reading commands do not create an empty database; they say it is missing."""
-    assert await _cli("audit", "verify", "--config", str(config_file)) == 2
+    assert await _cli("audit", "verify", "--config", str(config_file)) == 3
     assert "no database at" in capsys.readouterr().err
     assert not (config_file.parent / "state" / "bastion.db").exists()

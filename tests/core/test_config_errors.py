@@ -70,7 +70,7 @@ def test_bad_config_is_one_line(good: Path, edit, expected: str) -> None:  # typ
     """Each config mistake is reported by `bastion serve` in one line naming the key."""
     good.write_text(edit(good.read_text()))
     result = run_serve(good)
-    assert result.returncode == 2
+    assert result.returncode == 3  # EXIT_ERROR (2 is "deny")
     assert result.stderr.count("\n") == 1, result.stderr
     assert result.stderr.startswith(f"bastion: {good}")
     assert expected in result.stderr
@@ -80,7 +80,7 @@ def test_bad_config_is_one_line(good: Path, edit, expected: str) -> None:  # typ
 def test_missing_config_file(tmp_path: Path) -> None:
     """A config path that does not exist is named in the error."""
     result = run_serve(tmp_path / "nope.toml")
-    assert result.returncode == 2
+    assert result.returncode == 3  # EXIT_ERROR (2 is "deny")
     assert result.stderr.strip() == f"bastion: {tmp_path / 'nope.toml'}: file not found"
 
 

@@ -85,6 +85,8 @@ def test_demo_prints_a_working_ssh_command(tmp_path: Path) -> None:
             str(tmp_path / "demo"),
             "--port",
             str(port),
+            "--http-port",
+            "0",
         ],
         stderr=subprocess.PIPE,
         cwd=tmp_path,

@@ -83,7 +83,7 @@ async def test_login_errors_are_one_line(bastion_url, provider, tls, tmp_path, c
         "--url", bastion_url, "--key", str(tmp_path / "k"), "--client-id", client_id,
         "--client-secret-env", "TEST_BASTION_SECRET", "--authority", provider.authority,
     )  # fmt: skip
-    assert status == 2
+    assert status == 3  # EXIT_ERROR
     err = capsys.readouterr().err
     assert err.startswith("bastion: token request failed") and err.count("\n") == 1
     token_file = tmp_path / "token"
@@ -92,7 +92,7 @@ async def test_login_errors_are_one_line(bastion_url, provider, tls, tmp_path, c
         "--url", bastion_url, "--key", str(tmp_path / "k"), "--token-file", str(token_file),
         "--ca-bundle", str(tls.ca_file),
     )  # fmt: skip
-    assert status == 2
+    assert status == 3  # EXIT_ERROR
     err = capsys.readouterr().err
     assert "no grant matches" in err and "HTTP 403" in err
     assert not (tmp_path / "k").exists()

@@ -77,7 +77,7 @@ async def test_cert_list_and_revoke_cli_errors(harness, provider, tmp_path, caps
     assert await cli("cert", "list", "--config", config) == 0
     out = capsys.readouterr().out
     assert f"{issued.serial}\t" in out and "REVOKED" in out
-    assert await cli("cert", "revoke", "--serial", "1", "--config", str(tmp_path / "no.toml")) == 2
+    assert await cli("cert", "revoke", "--serial", "1", "--config", str(tmp_path / "no.toml")) == 3
     assert "file not found" in capsys.readouterr().err
 
 
@@ -89,6 +89,6 @@ async def test_ca_init_creates_0600_key_and_refuses_overwrite(tmp_path, capsys):
     assert stat.S_IMODE(os.stat(key).st_mode) == 0o600
     assert (tmp_path / "user_ca.pub").read_text().startswith("ssh-ed25519 ")
     before = key.read_bytes()
-    assert await cli("ca", "init", "--config", config) == 2
+    assert await cli("ca", "init", "--config", config) == 3
     assert "refusing to overwrite" in capsys.readouterr().err
     assert key.read_bytes() == before

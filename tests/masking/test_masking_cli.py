@@ -52,16 +52,16 @@ def test_mask_uses_custom_rules_from_config(tmp_path: Path) -> None:
 
 def test_mask_missing_config_is_a_one_line_error(tmp_path: Path,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
-    """An explicit --config that does not exist exits 2 with one line on stderr."""
-    assert main(["mask", "--config", str(tmp_path / "nope.toml")]) == 2
+    """An explicit --config that does not exist exits 3 with one line on stderr."""
+    assert main(["mask", "--config", str(tmp_path / "nope.toml")]) == 3
     err = capsys.readouterr().err
     assert err.startswith("bastion: ") and "not found" in err and err.count("\n") == 1
 
 
 def test_mask_invalid_rule_is_a_config_error(tmp_path: Path) -> None:
-    """A broken custom rule is reported as one line naming the key, exit status 2."""
+    """A broken custom rule is reported as one line naming the key, exit status 3."""
     cfg = tmp_path / "b.toml"
     cfg.write_text('[masking]\n[[masking.rules]]\nid = "x-y"\nregex = "("\n')
     res = _run(["--config", str(cfg)], b"", tmp_path)
-    assert res.returncode == 2
+    assert res.returncode == 3  # EXIT_ERROR
     assert res.stderr.decode().startswith("bastion: masking.rules[0].regex: invalid")

@@ -66,6 +66,8 @@ def write_full_config(directory: Path, policy: Path) -> Path:
     (directory / "known_values").chmod(0o600)
     (directory / "known_hosts").write_text(f"10.0.0.5 {upstream}\n")
     (directory / "policy.toml").write_bytes(policy.read_bytes())
+    (directory / "webhook_secret").write_text("w" * 32 + "\n")
+    (directory / "webhook_secret").chmod(0o600)
     path = directory / "bastion.toml"
     path.write_text(
         f"""
@@ -174,6 +176,28 @@ public_url = "https://bastion.example.net"
 timeout = "15m"
 mode = "wait"
 defer_validity = "1h"
+
+[interactive]
+fallback = "refuse"
+integration_timeout = "10s"
+confirm_timeout = "10s"
+max_unit = 4096
+passthrough = []
+interactive_programs = []
+
+[[notify]]
+type = "webhook"
+name = "pager"
+url = "https://bot.example.net/bastion"
+secret_file = "webhook_secret"
+rules = ["az-*"]
+targets = ["web-*"]
+groups = ["sre"]
+timeout = "10s"
+retries = 5
+
+[audit]
+db = "state/bastion.db"
 
 [limits]
 max_connections = 256

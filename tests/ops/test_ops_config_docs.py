@@ -91,3 +91,20 @@ def test_check_config_knows_exactly_the_documented_sections() -> None:
     """check-config's list of known sections is the documented top-level sections."""
     sections, _ = documented()
     assert {s for s in sections if "." not in s} == KNOWN_SECTIONS
+
+
+def test_the_schema_is_the_documented_and_the_read_keys(code_keys: set[str]) -> None:
+    """bastion/schema.py lists exactly the documented sections, and for a section whose keys it
+    lists, exactly the keys configuration.md documents and the parsers read."""
+    from bastion.schema import SCHEMA
+
+    sections, keys = documented()
+    assert {s for s in sections if "." not in s} == {s.name for s in SCHEMA}
+    for section in SCHEMA:
+        if section.keys is None:
+            continue
+        declared = {f"{section.name}.{k}" for k in section.keys}
+        doc = {k for k in keys if k.rsplit(".", 1)[0] == section.name}
+        read = {k for k in code_keys if "." in k and k.rsplit(".", 1)[0] == section.name}
+        assert declared == doc, (section.name, declared ^ doc)
+        assert declared >= read, (section.name, read - declared)  # never read an unlisted key

@@ -56,6 +56,6 @@ def test_policy_test_command(tmp_path: Path, capsys: pytest.CaptureFixture[str])
 
 
 def test_check_without_command_is_user_error(capsys: pytest.CaptureFixture[str]) -> None:
-    """check with nothing to check is a one-line error (exit 2)."""
-    assert main(["policy", "check"]) == 2
+    """check with nothing to check is a one-line error (exit 3, never 2: that is deny)."""
+    assert main(["policy", "check"]) == 3
     assert "bastion: policy check" in capsys.readouterr().err

@@ -24,7 +24,8 @@ def test_issue_examples(policy: Policy) -> None:
     d = policy.decide("az group delete -n rg --yes", CTX)
     assert d.action == "review" and "az-group-delete" in d.rules
     assert d.review is not None and d.review.approvers == ("sre",)
-    assert d.review.timeout == 900.0 and d.review.mode == "wait"
+    # no mode pinned: [approvals] mode decides (issue 22, item 14)
+    assert d.review.timeout == 900.0 and d.review.mode is None
     assert policy.decide("az vm list", CTX).action == "allow"
     for line in ("rm -rf /", "mkfs.ext4 /dev/sda", "dd if=/dev/zero of=/dev/sda"):
         assert policy.decide(line, CTX).action == "deny", line

@@ -90,7 +90,7 @@ async def test_verify_missing_file_is_a_one_line_error(
     config_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A path that does not exist is a clear user error (exit 2), not a traceback."""
-    assert main(["recordings", "verify", "/nonexistent/x.cast", "--config", str(config_file)]) == 2
+    assert main(["recordings", "verify", "/nonexistent/x.cast", "--config", str(config_file)]) == 3
     assert capsys.readouterr().err.strip() == "bastion: no such recording file: /nonexistent/x.cast"
 
 
@@ -180,7 +180,7 @@ async def test_play_writes_output_and_refuses_tampered(
     assert main(["play", "played", "--speed", "1000", *cfg]) == 0
     assert capsys.readouterr().out.startswith("$ lss\x08 \x08 -l\r\ntotal 0")
     rec.path.write_bytes(rec.path.read_bytes().replace(b"total 0", b"total 1"))
-    assert main(["play", str(rec.path), *cfg]) == 2
+    assert main(["play", str(rec.path), *cfg]) == 3
     assert "failed verification" in capsys.readouterr().err
     assert main(["play", str(rec.path), "--no-verify", "--speed", "1000", *cfg]) == 0
     assert "total 1" in capsys.readouterr().out
