@@ -15,6 +15,7 @@ per event-loop turn first), and ``ChannelRelay`` owns the order of operations:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -35,6 +36,7 @@ from bastion.hooks import (
     ShellController,
     SinkError,
 )
+from bastion.interactive.execguard import guarded_command
 from bastion.model import ChannelKind, ChannelRequest, SessionInfo
 from bastion.ssh.upstream import UpstreamError
 from bastion.tasks import spawn
@@ -47,6 +49,7 @@ log = logging.getLogger("bastion.relay")
 # Only these client environment variables reach the target (LC_* by prefix).
 _ENV_ALLOWED = {"LANG", "TERM"}
 _MAX_TERM = 10_000  # columns/rows beyond this are nonsense and refused
+_PTY_REFUSAL_DELAY = 0.1  # seconds between the permit-pty refusal line and the failure reply
 # Output arriving in chunks this large is streaming (a bulk transfer): a pause after one is
 # most likely the target or the machine being busy, not the end of the output, so the held
 # tail waits STREAMING_HOLD before the idle release masks a cut-off token in it. Under CPU
@@ -106,8 +109,37 @@ class AgentSession(asyncssh.SSHServerSession[bytes]):
         width, height = term_size[0], term_size[1]
         if not (0 <= width <= _MAX_TERM and 0 <= height <= _MAX_TERM) or len(term_type) > 64:
             return False
+        session = self.server.session
+        if session is None or not session.identity.permits("permit-pty"):
+            # As sshd does for a certificate without permit-pty: the pty-req fails and the
+            # exec or shell request that follows runs (or is refused) without a terminal.
+            self.server.runtime.refused(self.server, "pty", "certificate lacks permit-pty")
+            return self._refuse_pty()
         self.term = (term_type, term_size, dict(term_modes))
         return True
+
+    def _refuse_pty(self) -> bool:
+        """Refuse the pty-req as sshd does for a certificate without permit-pty, after one
+        line saying why. OpenSSH's client, asked for a terminal with -t, closes the channel as
+        soon as the failure arrives and drops stderr it has not written yet, so the failure
+        is sent a moment after the line (asyncssh defers a reply when the handler returns
+        None; ``_report_response`` sends it). Without that hook, the failure goes at once."""
+        chan = self.chan
+        report = getattr(chan, "_report_response", None)
+        if chan is None or report is None:
+            return False
+        chan.write_stderr(
+            b"bastion: your certificate does not permit a terminal (no permit-pty); run"
+            b" without -t or ask for a certificate with permit-pty\r\n"
+        )
+
+        def send_failure() -> None:
+            # The channel may have closed meanwhile: then there is nothing left to answer.
+            with contextlib.suppress(IndexError, OSError, asyncssh.Error):
+                report(False)
+
+        asyncio.get_running_loop().call_later(_PTY_REFUSAL_DELAY, send_failure)
+        return cast(bool, None)
 
     def exec_requested(self, command: str) -> bool:
         self.kind, self.command = "exec", command
@@ -357,6 +389,9 @@ class ChannelRelay:
         conn = await self.server.upstream()
         if self._finished:  # the agent went away while we were connecting
             return
+        if req.kind == "exec" and command is not None:
+            # Pagers and editors off, in front of the command (bastion.interactive.execguard).
+            command = guarded_command(command)
         chan, _ = await conn.create_session(
             lambda: UpstreamSession(self),
             command,
@@ -525,7 +560,12 @@ class ChannelRelay:
             return
         if not self._record(lambda s: s.input(data)):
             return
-        self.upstream.write(data)
+        try:
+            self.upstream.write(data)
+        except (BrokenPipeError, asyncssh.Error):
+            # Typed after the target's side closed (the command just ended): sshd drops such
+            # input too. Raised here it would tear down the whole agent connection.
+            return
 
     def agent_eof(self) -> None:
         if self.controller is not None:
