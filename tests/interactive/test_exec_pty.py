@@ -256,3 +256,20 @@ def test_no_pty_exec_matches_the_target_directly(
                             capture_output=True, timeout=30)
     assert (through.returncode, through.stdout, through.stderr) == (
         direct.returncode, direct.stdout, direct.stderr)
+
+
+# -- the same guard in a line-gated shell --------------------------------------------------
+async def test_gated_shell_has_the_same_guard(
+    gated_shell: RunningBastion, agent: Agent, repo: Path
+) -> None:
+    """The shell integration exports the exec guard's list: ``git commit`` in a gated shell
+    fails at once instead of starting vi on the terminal, and ``git log`` does not page."""
+    from interactive.ishell import open_term
+
+    term = await open_term(gated_shell, agent)
+    out = await term.run(f"cd {repo} && git commit --allow-empty; echo status=$?")
+    assert b"problem with the editor 'false'" in out, out
+    assert b"status=1" in out
+    out = await term.run("git log")  # a pager would keep the prompt from coming back
+    assert b"commit number 0" in out
+    term.conn.close()
