@@ -60,6 +60,41 @@ PRIVILEGED = frozenset({"sudo", "doas", "su", "runuser", "pkexec", "run0", "setp
 # Programs that may start an editor or pager of their own choosing under a reset environment.
 EDITOR_CAPABLE = frozenset({"git", "crontab", "systemctl", "visudo", "vipw", "vigr"})
 
+# On a terminal an exec command's keystrokes go to the program, so more counts as interactive
+# than at a shell prompt (where input is frozen while a command runs): REPLs and database
+# clients with any arguments (a script can stop in a debugger, a client can prompt), programs
+# with a terminal UI or a shell escape of their own, and some that are interactive only when
+# started without an operand or with a console subcommand.
+PTY_ANY_ARGS = (BARE_REPL - {"bash", "sh", "zsh", "dash", "ksh", "fish"}) | {
+    "ipython3", "bpython", "ptpython", "pdb", "gdb", "lldb", "octave", "julia", "R", "irb",
+    "pry", "rlwrap", "expect", "ncdu", "k9s", "lazydocker", "gitui", "vifm", "lf", "nmtui",
+    "alsamixer", "lynx", "w3m", "links", "elinks", "mutt", "neomutt", "aptitude", "cfdisk",
+    "fdisk", "gdisk", "parted", "virsh", "kak", "hx", "helix", "jed", "ne", "zile", "mg",
+    "vimtutor", "gnuplot", "lftp", "sftp", "cqlsh", "clickhouse-client", "mongosh",
+}
+_PTY_BARE = frozenset({"openssl", "nslookup", "nsupdate", "bluetoothctl", "wpa_cli"})
+_PTY_SUBCOMMANDS = {
+    "terraform": {"console"}, "tofu": {"console"}, "terragrunt": {"console"},
+    "az": {"interactive"}, "rails": {"console", "c", "dbconsole"}, "flask": {"shell"},
+}
+
+
+def pty_interactive(argvs: Iterable[Sequence[str]], extra: Iterable[str] = ()) -> str | None:
+    """The program that would read an exec channel's terminal, or None."""
+    argvs = [a for a in argvs if a]
+    for argv in argvs:
+        name = argv[0].rsplit("/", 1)[-1]
+        if name in PTY_ANY_ARGS:
+            return name
+        operands = [a for a in argv[1:] if not a.startswith("-") or a == "-"]
+        if name in _PTY_BARE and (not operands or operands[0] == "-"):
+            return name
+        sub = _PTY_SUBCOMMANDS.get(name)
+        if sub is not None and sub.intersection(argv[1:]):
+            return f"{name} {next(a for a in argv[1:] if a in sub)}"
+    return interactive_program(argvs, extra)
+
+
 _NAME = re.compile(
     r"(?<![A-Za-z0-9_])(" + "|".join(sorted(GUARD_NAMES, key=len, reverse=True))
     + r")(?![A-Za-z0-9_])"
@@ -180,7 +215,7 @@ def exec_floor(
         return Floor("exec-guard-override",
                      "clears the environment, which drops the bastion's pager and editor guard")
     if ctx.pty:
-        program = interactive_program(argvs, ctx.extra_interactive)
+        program = pty_interactive(argvs, ctx.extra_interactive)
         if program is not None and program not in ctx.passthrough:
             return Floor("interactive-program",
                          f"{program} is an interactive program: on a terminal it reads your"
