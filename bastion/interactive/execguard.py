@@ -156,6 +156,8 @@ def guard_override(texts: Iterable[str]) -> str | None:
 def clears_environment(texts: Iterable[str]) -> bool:
     """Whether a line runs ``env`` with ``-i``/``-``/``--ignore-environment`` (any spelling)."""
     for text in texts:
+        if "env" not in text:
+            continue
         words = [w.strip("'\"") for w in text.split()]
         for i, word in enumerate(words):
             if word.rsplit("/", 1)[-1] != "env":
@@ -187,6 +189,22 @@ class ExecContext:
     extra_interactive: tuple[str, ...] = ()
 
 
+_PRIVILEGED_WORD = re.compile(
+    r"(?<![\w.-])(?:" + "|".join(sorted(PRIVILEGED)) + r")(?![\w.-])"
+)
+_UNQUOTE = str.maketrans("", "", "'\"\\")
+
+
+def _may_name_privileged(texts: Iterable[str]) -> bool:
+    """Cheap pre-check before re-parsing: can the line name a privileged wrapper at all?
+    Quotes and backslashes are dropped first (``s\\udo``, ``"su"do``); ANSI-C quoting
+    (``$'...'``) can spell anything, so it always means yes."""
+    return any(
+        "$'" in text or _PRIVILEGED_WORD.search(text.translate(_UNQUOTE)) is not None
+        for text in texts
+    )
+
+
 def _privileged_units(command: str) -> list[tuple[str, tuple[str, ...]]]:
     """(wrapper, inner argv) of every unit the policy's parser runs through a privileged
     wrapper. Raises on a parser failure (the caller holds the line)."""
@@ -205,7 +223,8 @@ def exec_floor(
     command: str, argvs: Sequence[Sequence[str]], ctx: ExecContext
 ) -> Floor | None:
     """The most severe floor for an exec command, or None (the policy verdict stands)."""
-    texts = [command, *(word for argv in argvs for word in argv)]
+    # The raw line and every parsed word (unquoted, nested strings too), one text per unit.
+    texts = [command, "\n".join(" ".join(argv) for argv in argvs)]
     name = guard_override(texts)
     if name is not None:
         return Floor("exec-guard-override",
@@ -226,7 +245,7 @@ def exec_floor(
                   or argv[0] in ctx.extra_interactive)
         for argv in argvs
     )
-    if not interesting:
+    if not interesting or not _may_name_privileged(texts):
         return None
     try:
         wrapped = _privileged_units(command)

@@ -124,6 +124,10 @@ def test_quoted_nested_assignment_is_seen_through_the_parser() -> None:
         ("sudo -u root git log", False, "exec-privileged-guard"),
         ("doas vi /etc/hosts", False, "exec-privileged-guard"),
         ("sudo cat /etc/hostname", False, None),
+        ("s\\udo git log", True, "exec-privileged-guard"),
+        ("\"su\"do git commit", False, "exec-privileged-guard"),
+        ("$'\\x73udo' git log", True, "exec-privileged-guard"),
+        ("/usr/bin/sudo -u root git log", True, "exec-privileged-guard"),
         ("git commit -m msg", False, None),
     ],
 )
