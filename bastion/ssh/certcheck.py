@@ -65,6 +65,13 @@ def _wire_blob(public_key: object) -> bytes:
 
 def decode_certificate(algorithm: bytes, blob: bytes) -> SSHCertificate:
     """Parse an OpenSSH certificate blob as sent in SSH userauth; raise CertificateRefused."""
+    if algorithm.startswith(_SK_PREFIX):
+        # Neither cryptography nor asyncssh (without fido2) decodes sk-* certificates; say so
+        # rather than "unusable". check_sk_flags is ready for when they do.
+        raise CertificateRefused(
+            "security-key (sk-*) certificates are not supported by this bastion yet; use an"
+            " ed25519, ecdsa or rsa key"
+        )
     try:
         cert = serialization.load_ssh_public_identity(algorithm + b" " + base64.b64encode(blob))
     except (ValueError, TypeError, UnsupportedAlgorithm) as exc:

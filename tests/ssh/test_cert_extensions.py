@@ -171,6 +171,28 @@ def test_verify_required_on_a_non_fido_key_is_refused(
     assert result.stdout == b""
 
 
+def test_security_key_certificate_is_refused_clearly(
+    tmp_path: Path, ca: CertificateAuthority
+) -> None:
+    """An sk-ssh-ed25519 certificate made by the real ssh-keygen (the public key is built by
+    hand: there is no authenticator here) is refused by name, not as 'unusable'."""
+    import base64
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    from bastion.ssh.certcheck import CertificateRefused, decode_certificate
+
+    raw = Ed25519PrivateKey.generate().public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    blob = String(b"sk-ssh-ed25519@openssh.com") + String(raw) + String(b"ssh:")
+    pub = tmp_path / "sk.pub"
+    pub.write_text(f"sk-ssh-ed25519@openssh.com {base64.b64encode(blob).decode()} sk\n")
+    cert = ca.sign(pub, options=("verify-required",))
+    alg, data = cert.read_text().split()[:2]
+    with pytest.raises(CertificateRefused, match=r"security-key \(sk-\*\) certificates"):
+        decode_certificate(alg.encode(), base64.b64decode(data))
+
+
 def _sk_signature(flags: int) -> bytes:
     return String(b"sk-ssh-ed25519@openssh.com") + String(b"\0" * 64) + Byte(flags) + UInt32(7)
 
