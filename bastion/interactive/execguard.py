@@ -71,6 +71,8 @@ PTY_ANY_ARGS = (BARE_REPL - {"bash", "sh", "zsh", "dash", "ksh", "fish"}) | {
     "alsamixer", "lynx", "w3m", "links", "elinks", "mutt", "neomutt", "aptitude", "cfdisk",
     "fdisk", "gdisk", "parted", "virsh", "kak", "hx", "helix", "jed", "ne", "zile", "mg",
     "vimtutor", "gnuplot", "lftp", "sftp", "cqlsh", "clickhouse-client", "mongosh",
+    # Debian's alternatives for "the" pager and editor (less, nano, vi...).
+    "pager", "sensible-pager", "editor", "sensible-editor", "select-editor",
 }
 _PTY_BARE = frozenset({"openssl", "nslookup", "nsupdate", "bluetoothctl", "wpa_cli"})
 _PTY_SUBCOMMANDS = {

@@ -113,6 +113,7 @@ def test_quoted_nested_assignment_is_seen_through_the_parser() -> None:
         ("terraform console", True, "interactive-program"),
         ("terraform plan", True, None),
         ("htop", True, "interactive-program"),
+        ("sensible-pager notes.txt", True, "interactive-program"),
         ("tail -f /var/log/syslog", True, None),
         ("bash -c 'ls'", True, None),
         ("git log", True, None),
