@@ -71,6 +71,12 @@ PTY_ANY_ARGS = (BARE_REPL - {"bash", "sh", "zsh", "dash", "ksh", "fish"}) | {
     "alsamixer", "lynx", "w3m", "links", "elinks", "mutt", "neomutt", "aptitude", "cfdisk",
     "fdisk", "gdisk", "parted", "virsh", "kak", "hx", "helix", "jed", "ne", "zile", "mg",
     "vimtutor", "gnuplot", "lftp", "sftp", "cqlsh", "clickhouse-client", "mongosh",
+    # Shell escapes of their own (`!cmd`, `~!`): mail readers, chat, serial terminals.
+    "mail", "mailx", "s-nail", "bsd-mailx", "alpine", "pine", "write", "smbclient", "cu",
+    "tip", "picocom", "tasksel", "iftop", "nethogs", "bmon", "nload", "zellij", "byobu",
+    # More REPLs.
+    "maxima", "erl", "iex", "sbcl", "guile", "racket", "ocaml", "utop", "swipl", "scala",
+    "groovysh",
     # Debian's alternatives for "the" pager and editor (less, nano, vi...).
     "pager", "sensible-pager", "editor", "sensible-editor", "select-editor",
 }
@@ -91,6 +97,10 @@ def pty_interactive(argvs: Iterable[Sequence[str]], extra: Iterable[str] = ()) -
         operands = [a for a in argv[1:] if not a.startswith("-") or a == "-"]
         if name in _PTY_BARE and (not operands or operands[0] == "-"):
             return name
+        if name == "read" and any(
+            a.startswith("-") and not a.startswith("--") and "e" in a for a in argv[1:]
+        ):
+            return "read -e"  # bash's readline: shell-expand-line runs $(...) in typed text
         sub = _PTY_SUBCOMMANDS.get(name)
         if sub is not None and sub.intersection(argv[1:]):
             return f"{name} {next(a for a in argv[1:] if a in sub)}"
@@ -238,9 +248,13 @@ def exec_floor(
     if ctx.pty:
         program = pty_interactive(argvs, ctx.extra_interactive)
         if program is not None and program not in ctx.passthrough:
-            return Floor("interactive-program",
-                         f"{program} is an interactive program: on a terminal it reads your"
-                         " keystrokes as its own commands (run it without -t, or ask for"
+            what = (
+                "read -e reads the terminal with readline, which can expand typed command"
+                " substitutions" if program == "read -e" else
+                f"{program} is an interactive program: on a terminal it reads your keystrokes"
+                " as its own commands"
+            )
+            return Floor("interactive-program", f"{what} (run it without -t, or ask for"
                          " review)", interactive=True)
     interesting = ctx.pty or any(
         argv and (argv[0] in EDITOR_CAPABLE or argv[0] in FULL_SCREEN or argv[0] in BARE_REPL

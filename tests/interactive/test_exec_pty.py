@@ -273,3 +273,21 @@ async def test_gated_shell_has_the_same_guard(
     out = await term.run("git log")  # a pager would keep the prompt from coming back
     assert b"commit number 0" in out
     term.conn.close()
+
+
+def test_readline_in_read_e_cannot_expand_a_command_substitution(
+    exec_gated: RunningBastion, agent: Agent, work: Path, sshd: SshdTarget
+) -> None:
+    """``read -e`` reads the terminal with bash's readline, whose shell-expand-line (Esc
+    Ctrl-E) performs command substitution on the typed text: held on a terminal."""
+    marker = work / "MARKER"
+    keys = [(b"", f"$(touch {marker})".encode() + b"\x1b\x05\r")]
+    line = "read -e x; echo got"
+    args = [*exec_gated.ssh_args(agent, "web-01", "-tt"), line]
+    status, _, err = interact(args, keys, 10)
+    assert status == EXIT_DEFERRED, (status, err)
+    assert b"reads the terminal with readline" in err, err
+    assert not marker.exists()
+    # Control: straight to the sshd the same keys run the substitution.
+    interact([*direct_args(sshd, work, "-tt"), line], keys, 8)
+    assert marker.exists(), "the control run should have expanded the substitution"
