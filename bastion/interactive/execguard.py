@@ -201,6 +201,8 @@ class ExecContext:
     extra_interactive: tuple[str, ...] = ()
 
 
+# Lines longer than this that need the wrappers re-parsed are held instead (about 3 ms).
+REPARSE_LIMIT = 8 * 1024
 _PRIVILEGED_WORD = re.compile(
     r"(?<![\w.-])(?:" + "|".join(sorted(PRIVILEGED)) + r")(?![\w.-])"
 )
@@ -263,6 +265,9 @@ def exec_floor(
     )
     if not interesting or not _may_name_privileged(texts):
         return None
+    if len(command) > REPARSE_LIMIT:  # bound the second parse on the event loop
+        return Floor("exec-privileged-guard", "a long line that may run sudo or the like with a"
+                     " program that could start a pager or editor")
     try:
         wrapped = _privileged_units(command)
     except Exception:  # fail closed: the wrappers could not be seen

@@ -158,3 +158,20 @@ def test_guard_prefix_sets_every_name_in_sh_and_bash(tmp_path: object) -> None:
         run = subprocess.run([shell, "-c", guarded_command(probe)], capture_output=True,
                              text=True, env=env)
         assert (run.returncode, run.stdout) == (7, expected), (shell, run.stderr)
+
+
+def test_long_lines_are_bounded() -> None:
+    """No second parse of a huge line: one that may run sudo with git is held at once, and
+    one that cannot name sudo is checked by the cheap scans alone."""
+    import time
+
+    files = " ".join(f"src/file{i}.py" for i in range(3000))
+    assert floor(f"sudo git add {files}", pty=False) == "exec-privileged-guard"
+    start = time.perf_counter()
+    assert floor(f"git add {files}", pty=True) is None
+    decided = time.perf_counter() - start
+    line = f"git add {files}"
+    argvs = [u.argv for u in POLICY.decide(line, CTX).units]
+    start = time.perf_counter()
+    exec_floor(line, argvs, ExecContext(pty=True))
+    assert time.perf_counter() - start < max(0.05, decided)  # generous: a shared CI machine
