@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING
 import asyncssh
 
 from bastion.errors import BastionError
-from bastion.ssh.certcheck import parse_signature_algorithms
 from bastion.ssh.server import AgentServer, BastionConnection
 
 if TYPE_CHECKING:
@@ -87,7 +86,6 @@ async def start_listener(
 ) -> Listener:
     """Listen on ``[server] listen``; workers share the port with ``reuse_port`` (SO_REUSEPORT:
     the kernel spreads new connections over the workers' sockets)."""
-    parse_signature_algorithms(runtime.config.raw.get("auth"))  # a bad value fails here
     options = server_options(runtime, host_key)
     loop = asyncio.get_running_loop()
     cfg = runtime.config.server

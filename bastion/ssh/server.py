@@ -23,11 +23,11 @@ from asyncssh.public_key import decode_ssh_certificate
 from bastion.model import Identity, SessionInfo
 from bastion.ssh import wire
 from bastion.ssh.certcheck import (
+    SECURE_SIGNATURE_ALGORITHMS,
     CertificateRefused,
     check_certificate,
     check_sk_flags,
     decode_certificate,
-    parse_signature_algorithms,
     refused_algorithm,
     userauth_signature_algorithm,
 )
@@ -137,7 +137,8 @@ class AgentServer(asyncssh.SSHServer):
         self.refusals = 0  # told to the agent on stderr when its next channel starts
         self._upstream: asyncssh.SSHClientConnection | None = None
         self._upstream_lock = asyncio.Lock()
-        self.signature_algorithms = parse_signature_algorithms(runtime.config.raw.get("auth"))
+        auth = runtime.config.auth
+        self.signature_algorithms = auth.signature_algorithms or SECURE_SIGNATURE_ALGORITHMS
 
     # -- connection lifecycle -------------------------------------------------------------
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:

@@ -295,3 +295,32 @@ def test_signature_algorithms_config_can_only_narrow() -> None:
         parse_signature_algorithms({"signature_algorithms": ["ssh-ed25519", "ssh-rsa"]})
     with pytest.raises(ConfigError, match="non-empty list"):
         parse_signature_algorithms({"signature_algorithms": []})
+
+
+def test_narrowed_signature_algorithms_refuse_the_rest(
+    tmp_path: Path, sshd: SshdTarget, ca: CertificateAuthority
+) -> None:
+    """``[auth] signature_algorithms = ["ssh-ed25519"]``: an RSA agent key is refused at the
+    userauth signature; an ed25519 one logs in. Naming ssh-rsa is a config error at load."""
+    from bastion.config import load_config
+
+    (tmp_path / "bad").mkdir()
+    bad = write_config(tmp_path / "bad", ca, target_block(sshd))
+    bad.write_text(bad.read_text().replace(
+        "[auth]\n", '[auth]\nsignature_algorithms = ["ssh-ed25519", "ssh-rsa"]\n'))
+    with pytest.raises(ConfigError, match=r"auth\.signature_algorithms: ssh-rsa cannot be enabled"):
+        load_config(bad)
+    (tmp_path / "narrow").mkdir()
+    path = write_config(tmp_path / "narrow", ca, target_block(sshd))
+    path.write_text(path.read_text().replace(
+        "[auth]\n", '[auth]\nsignature_algorithms = ["ssh-ed25519"]\n'))
+    running = start_bastion(path, bare_runtime)
+    try:
+        rsa = _agent(tmp_path / "rsa", ca, kind="rsa")
+        refused = running.ssh(rsa, "web-01", "echo should-not-run")
+        assert refused.returncode == 255
+        assert b"which this bastion does not accept" in refused.stderr, refused.stderr
+        ok = running.ssh(_agent(tmp_path / "ed", ca), "web-01", "echo ran")
+        assert ok.stdout == b"ran\n", ok.stderr
+    finally:
+        running.stop()
