@@ -291,3 +291,26 @@ def test_readline_in_read_e_cannot_expand_a_command_substitution(
     # Control: straight to the sshd the same keys run the substitution.
     interact([*direct_args(sshd, work, "-tt"), line], keys, 8)
     assert marker.exists(), "the control run should have expanded the substitution"
+
+
+def test_typing_while_the_command_ends_keeps_its_exit_status(
+    exec_gated: RunningBastion, agent: Agent
+) -> None:
+    """Keys still arriving as the target's side closes are dropped (as sshd drops them); they
+    used to tear the whole agent connection down (exit 255 instead of the command's 3)."""
+    # Much output: the agent's side is still draining it when the target's side closes.
+    args = [*exec_gated.ssh_args(agent, "web-01", "-tt"), "seq 1 50000; exit 3"]
+    for _ in range(8):  # a race: without the fix most runs of 8 failed at least once
+        proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE)
+        assert proc.stdin is not None
+        deadline = time.monotonic() + 15
+        while proc.poll() is None and time.monotonic() < deadline:
+            try:
+                proc.stdin.write(b"x" * 64)
+                proc.stdin.flush()
+            except BrokenPipeError:
+                break
+            time.sleep(0.002)
+        proc.wait(15)
+        assert proc.returncode == 3, proc.stderr.read() if proc.stderr else b""
