@@ -560,12 +560,10 @@ class ChannelRelay:
             return
         if not self._record(lambda s: s.input(data)):
             return
-        try:
+        # Typed after the target's side closed (the command just ended): sshd drops such
+        # input too. Raised here it would end the agent's channel without its exit status.
+        with contextlib.suppress(OSError, asyncssh.Error):
             self.upstream.write(data)
-        except (BrokenPipeError, asyncssh.Error):
-            # Typed after the target's side closed (the command just ended): sshd drops such
-            # input too. Raised here it would tear down the whole agent connection.
-            return
 
     def agent_eof(self) -> None:
         if self.controller is not None:
@@ -574,24 +572,30 @@ class ChannelRelay:
             self.controller.agent_input(b"\x04")
             return
         if self.upstream is not None and self._ready:
-            self.upstream.write_eof()
+            with contextlib.suppress(OSError, asyncssh.Error):  # the target's side closed
+                self.upstream.write_eof()
         else:
             self._agent_eof_pending = True
 
+    # Requests racing the end of the target's side are dropped, as sshd drops them (raised
+    # inside an asyncssh callback they would end the agent's channel without its status).
     def agent_signal(self, signal: str) -> None:
         if self.upstream is not None:
-            self.upstream.send_signal(signal)
+            with contextlib.suppress(OSError, asyncssh.Error):
+                self.upstream.send_signal(signal)
 
     def agent_break(self, msec: int) -> None:
         if self.upstream is not None:
-            self.upstream.send_break(msec)
+            with contextlib.suppress(OSError, asyncssh.Error):
+                self.upstream.send_break(msec)
 
     def agent_resize(self, width: int, height: int, pixwidth: int, pixheight: int) -> None:
         if self.upstream is None or not self._ready:
             self._early_size = (width, height, pixwidth, pixheight)  # applied once ready
             return
         if self._record(lambda s: s.resize(width, height)):
-            self.upstream.change_terminal_size(width, height, pixwidth, pixheight)
+            with contextlib.suppress(OSError, asyncssh.Error):
+                self.upstream.change_terminal_size(width, height, pixwidth, pixheight)
             if self.controller is not None:
                 self.controller.resize(width, height)
 
