@@ -13,10 +13,11 @@ would turn them into that program's commands, shell escapes included. Two parts 
 - **The floors** (``exec_floor``), which never lower a verdict: a line that sets, unsets or
   otherwise touches a guarded name except to a harmless value (``cat``, ``true``, ``false``,
   empty; ``1`` for ``LESSSECURE``), or clears the environment (``env -i``), is review; with a
-  PTY, an interactive program (the shell floor's list) is review unless configured passthrough,
-  and so is anything run through ``sudo``/``doas``/``su``..., whose environment reset drops the
-  guard; without a PTY, an editor-capable or interactive program under such a wrapper is review
-  (an editor reads its commands from stdin).
+  PTY, a program that reads the terminal (``pty_interactive``: the shell floor's list, REPLs
+  with any arguments, programs with shell escapes, ``read -e``) is review unless configured
+  passthrough, and so is anything run through ``sudo``/``doas``/``su``..., whose environment
+  reset drops the guard; without a PTY, an editor-capable or interactive program under such a
+  wrapper is review (an editor reads its commands from stdin).
 """
 
 from __future__ import annotations
