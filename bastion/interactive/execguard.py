@@ -36,6 +36,7 @@ GUARD_ENV: tuple[tuple[str, str], ...] = (
     ("SYSTEMD_PAGER", ""),
     ("SYSTEMD_PAGERSECURE", "1"),
     ("LESSSECURE", "1"),
+    ("LESSSECURE_ALLOW", ""),  # less >= 643 re-enables secure-mode features listed here
     ("PSQL_PAGER", "cat"),
     ("AWS_PAGER", ""),
     ("GH_PAGER", "cat"),
@@ -53,7 +54,7 @@ GUARD_ENV: tuple[tuple[str, str], ...] = (
     ("FCEDIT", "false"),
 )
 GUARD_NAMES = frozenset(name for name, _ in GUARD_ENV)
-_STRICT = {"LESSSECURE": {"1"}, "SYSTEMD_PAGERSECURE": {"1"}}
+_STRICT = {"LESSSECURE": {"1"}, "SYSTEMD_PAGERSECURE": {"1"}, "LESSSECURE_ALLOW": {""}}
 _HARMLESS = {"", "cat", "true", "false", ":"}
 _HARMLESS |= {d + v for d in ("/bin/", "/usr/bin/") for v in ("cat", "true", "false")}
 # Programs that switch user and reset the environment (the guard does not survive them).

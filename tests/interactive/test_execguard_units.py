@@ -57,6 +57,7 @@ def test_harmless_mentions_pass(line: str) -> None:
         ("env --unset=PAGER git log", "PAGER"),
         ("LESSSECURE=0 less f", "LESSSECURE"),
         ("LESSSECURE= less f", "LESSSECURE"),
+        ("LESSSECURE_ALLOW=shell less f", "LESSSECURE_ALLOW"),
         (": ${SYSTEMD_PAGER:=less}; journalctl", "SYSTEMD_PAGER"),
         ("PAGER=\"$X\" git log", "PAGER"),
         ("PAGER=cat\\ x git log", "PAGER"),
