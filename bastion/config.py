@@ -21,6 +21,7 @@ import asyncssh
 
 from bastion import schema
 from bastion.errors import ConfigError
+from bastion.ssh.certcheck import parse_signature_algorithms
 
 DEFAULT_CONFIG_PATH = Path("config/bastion.toml")
 LEGACY_DEFAULT_CONFIG = str(DEFAULT_CONFIG_PATH)  # what the commands register as --config default
@@ -102,6 +103,8 @@ class AuthConfig:
     trusted_user_ca_files: tuple[Path, ...]
     max_cert_validity: float
     clock_skew: float = 60.0
+    # CA and userauth signature algorithms (bastion.ssh.certcheck; never SHA-1 RSA).
+    signature_algorithms: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -326,6 +329,9 @@ def load_config(path: str | Path) -> Config:
         trusted_user_ca_files=ca_files,
         max_cert_validity=max_validity,
         clock_skew=auth_s.duration("clock_skew", "60s"),
+        signature_algorithms=parse_signature_algorithms(
+            raw.get("auth", {}), auth_s.key("signature_algorithms")
+        ),
     )
 
     targets_raw = raw.get("targets", [])

@@ -22,6 +22,7 @@ from bastion.model import ChannelRequest, SessionInfo
 
 if TYPE_CHECKING:
     from bastion.policy import Policy
+    from bastion.policy.model import Decision
 
 log = logging.getLogger("bastion.gate")
 
@@ -56,9 +57,15 @@ class PolicyGate:
     """Adapts ``bastion.policy.Policy.decide`` (pure, never raises) to the relay."""
 
     def __init__(self, config: Config, policy: Policy, settings: GateSettings) -> None:
+        from bastion.interactive.config import parse_interactive_config
+
         self.config = config
         self.policy = policy
         self.settings = settings
+        section = config.raw.get("interactive", {})
+        if not isinstance(section, dict):
+            raise ConfigError(f"{config.path}: interactive", "expected a table")
+        self.interactive = parse_interactive_config(section, config.base_dir)
 
     async def check(self, session: SessionInfo, request: ChannelRequest) -> GateVerdict:
         verdict = await self._check(session, request)
@@ -91,6 +98,8 @@ class PolicyGate:
             cwd=state.cwd if state is not None else None,
         )
         decision = self.policy.decide(command, ctx)
+        if not shell:
+            decision = self._exec_floor(command, request, decision)
         rules = tuple(decision.rules)
         if shell:
             floor = shell_floor(command, [u.argv for u in decision.units], state)
@@ -139,6 +148,33 @@ class PolicyGate:
             approvals_required=review.approvals if review else 1,
             hold_timeout=review.timeout if review else None,
             hold_mode=review.mode if review else None,
+        )
+
+    def _exec_floor(self, command: str, request: ChannelRequest, decision: Decision) -> Decision:
+        """Raise an exec decision to review when an exec floor applies (see
+        ``bastion.interactive.execguard``): the pager/editor guard the relay puts in front of
+        every exec command would be undone, or, with a PTY, a program would read keystrokes."""
+        if decision.action == "deny":
+            return decision
+        from bastion.interactive.execguard import ExecContext, exec_floor
+        from bastion.policy.model import Decision, ReviewSpec
+
+        ectx = ExecContext(
+            pty=request.has_pty,
+            passthrough=self.interactive.passthrough,
+            extra_interactive=self.interactive.extra_interactive,
+        )
+        floor = exec_floor(command, [u.argv for u in decision.units], ectx)
+        if floor is None:
+            return decision
+        rules = (floor.rule, *(r for r in decision.rules if r != floor.rule))
+        review = decision.review if decision.action == "review" else ReviewSpec()
+        return Decision(
+            "review",
+            rules,
+            decision.units,
+            f"review: {floor.reason} [{floor.rule}]",
+            review or ReviewSpec(),
         )
 
     def _shell_channel(self, request: ChannelRequest) -> GateVerdict:

@@ -20,6 +20,14 @@ class Identity:
     valid_before: int
     force_command: str | None = None
     source_address: str = ""
+    # The certificate's extensions (``permit-pty``, ``permit-port-forwarding``, ...): absent
+    # means not permitted, as in OpenSSH; ``verify-required`` is a critical option.
+    extensions: frozenset[str] = frozenset()
+    verify_required: bool = False
+
+    def permits(self, extension: str) -> bool:
+        """Whether the certificate grants ``extension`` (e.g. ``"permit-pty"``)."""
+        return extension in self.extensions
 
     def describe(self) -> str:
         return f"{self.key_id} (serial {self.serial})"

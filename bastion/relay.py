@@ -15,6 +15,7 @@ per event-loop turn first), and ``ChannelRelay`` owns the order of operations:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -35,6 +36,7 @@ from bastion.hooks import (
     ShellController,
     SinkError,
 )
+from bastion.interactive.execguard import guarded_command
 from bastion.model import ChannelKind, ChannelRequest, SessionInfo
 from bastion.ssh.upstream import UpstreamError
 from bastion.tasks import spawn
@@ -47,6 +49,7 @@ log = logging.getLogger("bastion.relay")
 # Only these client environment variables reach the target (LC_* by prefix).
 _ENV_ALLOWED = {"LANG", "TERM"}
 _MAX_TERM = 10_000  # columns/rows beyond this are nonsense and refused
+_PTY_REFUSAL_DELAY = 0.1  # seconds between the permit-pty refusal line and the failure reply
 # Output arriving in chunks this large is streaming (a bulk transfer): a pause after one is
 # most likely the target or the machine being busy, not the end of the output, so the held
 # tail waits STREAMING_HOLD before the idle release masks a cut-off token in it. Under CPU
@@ -106,8 +109,37 @@ class AgentSession(asyncssh.SSHServerSession[bytes]):
         width, height = term_size[0], term_size[1]
         if not (0 <= width <= _MAX_TERM and 0 <= height <= _MAX_TERM) or len(term_type) > 64:
             return False
+        session = self.server.session
+        if session is None or not session.identity.permits("permit-pty"):
+            # As sshd does for a certificate without permit-pty: the pty-req fails and the
+            # exec or shell request that follows runs (or is refused) without a terminal.
+            self.server.runtime.refused(self.server, "pty", "certificate lacks permit-pty")
+            return self._refuse_pty()
         self.term = (term_type, term_size, dict(term_modes))
         return True
+
+    def _refuse_pty(self) -> bool:
+        """Refuse the pty-req as sshd does for a certificate without permit-pty, after one
+        line saying why. OpenSSH's client, asked for a terminal with -t, closes the channel as
+        soon as the failure arrives and drops stderr it has not written yet, so the failure
+        is sent a moment after the line (asyncssh defers a reply when the handler returns
+        None; ``_report_response`` sends it). Without that hook, the failure goes at once."""
+        chan = self.chan
+        report = getattr(chan, "_report_response", None)
+        if chan is None or report is None:
+            return False
+        chan.write_stderr(
+            b"bastion: your certificate does not permit a terminal (no permit-pty); run"
+            b" without -t or ask for a certificate with permit-pty\r\n"
+        )
+
+        def send_failure() -> None:
+            # The channel may have closed meanwhile: then there is nothing left to answer.
+            with contextlib.suppress(IndexError, OSError, asyncssh.Error):
+                report(False)
+
+        asyncio.get_running_loop().call_later(_PTY_REFUSAL_DELAY, send_failure)
+        return cast(bool, None)
 
     def exec_requested(self, command: str) -> bool:
         self.kind, self.command = "exec", command
@@ -356,6 +388,9 @@ class ChannelRelay:
             return
         if self._finished:  # the agent went away while the gate or an operator decided
             return
+        if req.kind == "exec" and command is not None:
+            # Pagers and editors off, in front of the command (bastion.interactive.execguard).
+            command = guarded_command(command)
         chan = await self.server.open_upstream_session(
             lambda: UpstreamSession(self),
             command,
@@ -527,7 +562,10 @@ class ChannelRelay:
             return
         if not self._record(lambda s: s.input(data)):
             return
-        self.upstream.write(data)
+        # Typed after the target's side closed (the command just ended): sshd drops such
+        # input too. Raised here it would end the agent's channel without its exit status.
+        with contextlib.suppress(OSError, asyncssh.Error):
+            self.upstream.write(data)
 
     def agent_eof(self) -> None:
         if self.controller is not None:
@@ -536,24 +574,30 @@ class ChannelRelay:
             self.controller.agent_input(b"\x04")
             return
         if self.upstream is not None and self._ready:
-            self.upstream.write_eof()
+            with contextlib.suppress(OSError, asyncssh.Error):  # the target's side closed
+                self.upstream.write_eof()
         else:
             self._agent_eof_pending = True
 
+    # Requests racing the end of the target's side are dropped, as sshd drops them (raised
+    # inside an asyncssh callback they would end the agent's channel without its status).
     def agent_signal(self, signal: str) -> None:
         if self.upstream is not None:
-            self.upstream.send_signal(signal)
+            with contextlib.suppress(OSError, asyncssh.Error):
+                self.upstream.send_signal(signal)
 
     def agent_break(self, msec: int) -> None:
         if self.upstream is not None:
-            self.upstream.send_break(msec)
+            with contextlib.suppress(OSError, asyncssh.Error):
+                self.upstream.send_break(msec)
 
     def agent_resize(self, width: int, height: int, pixwidth: int, pixheight: int) -> None:
         if self.upstream is None or not self._ready:
             self._early_size = (width, height, pixwidth, pixheight)  # applied once ready
             return
         if self._record(lambda s: s.resize(width, height)):
-            self.upstream.change_terminal_size(width, height, pixwidth, pixheight)
+            with contextlib.suppress(OSError, asyncssh.Error):
+                self.upstream.change_terminal_size(width, height, pixwidth, pixheight)
             if self.controller is not None:
                 self.controller.resize(width, height)
 

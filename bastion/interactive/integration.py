@@ -8,13 +8,17 @@ What it does, and why:
 - emacs mode, bracketed paste on, Enter/Ctrl-U bound to their defaults: delivery is literal;
 - history on with every line kept (``HISTCONTROL=``, ``lithist``): PS0 reports exactly the line
   the shell read, from ``history 1``;
-- pagers set to ``cat`` so ``git log`` and friends do not open a full-screen pager;
+- pagers set to ``cat`` and editors to ``false`` (the exec guard's list,
+  ``bastion.interactive.execguard.GUARD_ENV``) so ``git log`` does not open a full-screen pager
+  and ``git commit`` no editor;
 - PROMPT_COMMAND prints D (exit status) and A (cwd); PS1 ends with B; PS0 prints C (command).
 """
 
 from __future__ import annotations
 
 import secrets
+
+from bastion.interactive.execguard import GUARD_ENV
 
 NONCE_BYTES = 16
 # Shell names the integration owns: a line that mentions one is held (see programs.py).
@@ -27,7 +31,7 @@ _SNIPPET = (
     " builtin trap - DEBUG RETURN ERR; builtin set +H +o vi -o emacs -o history;"
     " builtin shopt -s cmdhist lithist; builtin shopt -u extdebug;"
     " __bst_n=@NONCE@; HISTCONTROL=; HISTIGNORE=; HISTTIMEFORMAT=;"
-    " builtin export PAGER=cat GIT_PAGER=cat MANPAGER=cat SYSTEMD_PAGER= LESSSECURE=1;"
+    " builtin export @GUARD@;"
     " __bst_e() { local s=$1; s=${s//\\\\/\\\\\\\\}; s=${s//$'\\n'/\\\\n}; s=${s//$'\\r'/\\\\r};"
     " s=${s//$'\\t'/\\\\t}; s=${s//$'\\e'/\\\\e}; s=${s//$'\\a'/\\\\a}; REPLY=$s; };"
     " __bst_c() { local h; h=$(HISTTIMEFORMAT= builtin history 1); h=${h#*[0-9]  };"
@@ -44,6 +48,9 @@ _SNIPPET = (
 )
 
 
+_GUARD = " ".join(f"{name}={value}" if value else f"{name}=''" for name, value in GUARD_ENV)
+
+
 def new_nonce() -> str:
     return secrets.token_hex(NONCE_BYTES)
 
@@ -52,4 +59,4 @@ def snippet(nonce: str) -> bytes:
     """The bytes to type into the fresh shell (one line, starting with a space)."""
     if not nonce.isalnum():
         raise ValueError("nonce must be alphanumeric")
-    return _SNIPPET.replace("@NONCE@", nonce).encode()
+    return _SNIPPET.replace("@NONCE@", nonce).replace("@GUARD@", _GUARD).encode()

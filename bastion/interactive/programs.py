@@ -86,9 +86,11 @@ def shell_floor(
     line: str, argvs: Sequence[Sequence[str]], state: ShellState | None
 ) -> Floor | None:
     """The most severe floor for a PTY line, or None (the policy verdict stands)."""
-    if RESERVED.search(line):
+    from bastion.interactive.execguard import guard_override
+
+    if RESERVED.search(line) or guard_override([line, *(w for a in argvs for w in a)]):
         return Floor("shell-integration-names",
-                     "mentions a prompt, history or pager setting the bastion's shell"
+                     "mentions a prompt, history, pager or editor setting the bastion's shell"
                      " integration relies on")
     if state is not None:
         for argv in argvs:

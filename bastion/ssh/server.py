@@ -23,7 +23,15 @@ from asyncssh.public_key import decode_ssh_certificate
 
 from bastion.model import Identity, SessionInfo
 from bastion.ssh import wire
-from bastion.ssh.certcheck import CertificateRefused, check_certificate, decode_certificate
+from bastion.ssh.certcheck import (
+    SECURE_SIGNATURE_ALGORITHMS,
+    CertificateRefused,
+    check_certificate,
+    check_sk_flags,
+    decode_certificate,
+    refused_algorithm,
+    userauth_signature_algorithm,
+)
 from bastion.ssh.upstream import UpstreamError
 from bastion.tasks import spawn
 
@@ -72,27 +80,47 @@ class BastionConnection(asyncssh.SSHServerConnection):
             return False
         if not msg:  # the client only asks whether this key would be accepted
             return True
+        alg = userauth_signature_algorithm(signature)
+        if alg is None or alg not in owner.signature_algorithms:
+            owner.refuse_auth(refused_algorithm("the client signed", alg or "an unreadable"
+                                                " algorithm"))
+            return False
         try:
             cert = decode_ssh_certificate(key_data)
             ok = bool(cert.key.verify(String(self._session_id) + msg, signature))
         except (asyncssh.KeyImportError, ValueError):
             ok = False
-        if ok:
-            ok = await owner.authenticated(identity)
-        else:
+        if not ok:
             owner.refuse_auth("signature does not match the certificate key")
-        return ok
+            return False
+        sk_refusal = check_sk_flags(identity, cert.key.algorithm, signature)
+        if sk_refusal is not None:
+            owner.refuse_auth(sk_refusal)
+            return False
+        return await owner.authenticated(identity)
 
     # asyncssh routes agent and X11 forwarding requests through these two connection methods.
     async def create_agent_listener(self) -> bool:
-        cast("AgentServer", self._owner).forwarding_refused("agent forwarding")
+        owner = cast("AgentServer", self._owner)
+        owner.forwarding_refused("agent forwarding", owner.forwarding_refusal("agent"))
         return False
 
     async def attach_x11_listener(
         self, chan: object, auth_proto: bytes, auth_data: bytes, screen: int
     ) -> str | None:
-        cast("AgentServer", self._owner).forwarding_refused("X11 forwarding")
+        owner = cast("AgentServer", self._owner)
+        owner.forwarding_refused("X11 forwarding", owner.forwarding_refusal("X11"))
         return None
+
+
+# What each kind of forwarding needs: the certificate extension (as in OpenSSH) and the
+# bastion's own switch. Both must allow it; the bastion's switches are all off today.
+FORWARDING_EXTENSIONS = {
+    "port": "permit-port-forwarding",
+    "agent": "permit-agent-forwarding",
+    "X11": "permit-X11-forwarding",
+}
+BASTION_FORWARDING: dict[str, bool] = {"port": False, "agent": False, "X11": False}
 
 
 class AgentServer(asyncssh.SSHServer):
@@ -122,6 +150,8 @@ class AgentServer(asyncssh.SSHServer):
         # one is opened only when every open one holds the target's max_sessions.
         self._upstreams: dict[asyncssh.SSHClientConnection, int] = {}
         self._upstream_lock = asyncio.Lock()
+        auth = runtime.config.auth
+        self.signature_algorithms = auth.signature_algorithms or SECURE_SIGNATURE_ALGORITHMS
 
     # -- connection lifecycle -------------------------------------------------------------
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
@@ -171,6 +201,8 @@ class AgentServer(asyncssh.SSHServer):
                 max_validity=self.runtime.config.auth.max_cert_validity,
                 peer_ip=self.peer_ip,
                 is_revoked=self.runtime.is_revoked,
+                blob=key_data,
+                signature_algorithms=self.signature_algorithms,
             )
             self.auth_key_id = identity.key_id
             self._check_access(identity)
@@ -245,32 +277,51 @@ class AgentServer(asyncssh.SSHServer):
         self.channels.add(agent)  # counted from the open; AgentSession.connection_lost discards
         return agent
 
+    def forwarding_refusal(self, kind: str, label: str | None = None) -> str | None:
+        """Why ``kind`` forwarding ("port", "agent", "X11") is refused, or None if allowed.
+
+        The certificate's ``permit-*`` extension is checked first and on its own, so turning
+        the bastion's switch on later can never let a certificate without it forward. Unix
+        socket forwarding needs ``permit-port-forwarding``, as in OpenSSH."""
+        what = label or f"{kind} forwarding"
+        extension = FORWARDING_EXTENSIONS[kind]
+        identity = self.session.identity if self.session is not None else None
+        if identity is None or not identity.permits(extension):
+            return f"your certificate does not permit {what} (no {extension})"
+        if not BASTION_FORWARDING[kind]:
+            return f"{what} is not allowed through this bastion"
+        return None
+
     def connection_requested(
         self, dest_host: str, dest_port: int, orig_host: str, orig_port: int
     ) -> bool:
+        reason = self.forwarding_refusal("port")
         self.runtime.refused(self, "port-forwarding", f"{dest_host}:{dest_port}")
         raise asyncssh.ChannelOpenError(
             asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED,
-            "port forwarding is not allowed through this bastion",
+            reason or "port forwarding is not implemented by this bastion",
         )
 
-    def forwarding_refused(self, what: str) -> None:
+    def forwarding_refused(self, what: str, reason: str | None) -> None:
         self.runtime.refused(self, what.replace(" ", "-").lower(), "")
-        self.notices.append(f"{what} is not allowed through this bastion; continuing without it")
+        self.notices.append(f"{reason or what + ' is not implemented'}; continuing without it")
 
     def server_requested(self, listen_host: str, listen_port: int) -> bool:
-        self.runtime.refused(self, "remote-forwarding", f"{listen_host}:{listen_port}")
+        reason = self.forwarding_refusal("port", "remote port forwarding")
+        self.runtime.refused(self, "remote-forwarding", f"{listen_host}:{listen_port}: {reason}")
         return False
 
     def unix_connection_requested(self, dest_path: str) -> bool:
+        reason = self.forwarding_refusal("port", "socket forwarding")
         self.runtime.refused(self, "unix-forwarding", "")
         raise asyncssh.ChannelOpenError(
             asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED,
-            "socket forwarding is not allowed through this bastion",
+            reason or "socket forwarding is not implemented by this bastion",
         )
 
     def unix_server_requested(self, listen_path: str) -> bool:
-        self.runtime.refused(self, "unix-forwarding", "")
+        reason = self.forwarding_refusal("port", "remote socket forwarding")
+        self.runtime.refused(self, "unix-forwarding", reason or "")
         return False
 
     def log_context(self) -> dict[str, Any]:
