@@ -35,7 +35,8 @@ def _keys(*names: str) -> frozenset[str]:
 SCHEMA: tuple[Section, ...] = (
     Section("server", _keys("listen", "host_key", "state_dir", "login_timeout", "kex", "workers"),
             "bastion.config"),
-    Section("auth", _keys("trusted_user_ca_keys", "max_cert_validity", "clock_skew"),
+    Section("auth", _keys("trusted_user_ca_keys", "max_cert_validity", "clock_skew",
+                          "signature_algorithms"),
             "bastion.config"),
     Section("targets", _keys("name", "host", "port", "login", "identity_file", "host_key",
                              "known_hosts", "labels", "connect_timeout", "max_sessions",
@@ -43,7 +44,7 @@ SCHEMA: tuple[Section, ...] = (
             "bastion.config", array=True, free_form=_keys("labels")),
     Section("access", _keys("principals", "targets", "logins"), "bastion.config", array=True),
     Section("policy", _keys("file"), "bastion.gate"),
-    Section("gate", _keys("shells", "shell_reviews"), "bastion.gate"),
+    Section("gate", _keys("shells", "shell_reviews", "decision_budget"), "bastion.gate"),
     Section("http", _keys("listen", "public_url", "tls_cert", "tls_key"), "bastion.http"),
     Section("audit", _keys("db"), "bastion.audit.cli"),
     Section("recording", None, "bastion.recording.config"),
