@@ -116,6 +116,19 @@ async def test_multi_line_units_for_loop_and_heredoc(
     term.conn.close()
 
 
+async def test_here_string_runs_at_once(gated_shell: RunningBastion, agent: Agent) -> None:
+    """A here-string is one complete line (issue 20 item 8): it runs at Enter, with no `> `
+    continuation prompt, and the next line runs too."""
+    term = await term_for(gated_shell, agent)
+    mark = term.type(b"tr a-z A-Z <<< here-string-ok\r")
+    out = await term.read_until(PROMPT, start=mark + 10)
+    assert b"HERE-STRING-OK" in out
+    assert b"\r\n> " not in out
+    out = await term.run("cat <<<'second one'")
+    assert b"second one" in out
+    term.conn.close()
+
+
 async def test_ctrl_c_clears_the_line_and_interrupts_a_command(
     gated_shell: RunningBastion, agent: Agent, trace_dir: Path
 ) -> None:
