@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bastion.policy import chars
+from bastion.policy import budget, chars
 from bastion.policy.model import (
     SEVERITY,
     Action,
@@ -49,9 +49,22 @@ class Policy:
         """The shipped policy file, ``config/policy.toml``."""
         return DEFAULT_POLICY_PATH
 
-    def decide(self, line: str, ctx: Context) -> Decision:
+    def decide(self, line: str, ctx: Context, budget_s: float | None = None) -> Decision:
+        """Judge ``line``; with ``budget_s``, a decision that needs more CPU time than that is
+        ``review`` (rule ``decision-budget``) and stops working at once."""
         try:
-            return self._decide(line, ctx)
+            with budget.bounded(budget_s):
+                decision = self._decide(line, ctx)
+                budget.check()  # work that could not check on its way (the parse) counts too
+            return decision
+        except budget.BudgetExceeded:
+            assert budget_s is not None
+            unit = UnitDecision((), "review", budget.RULE,
+                                f"the decision took longer than {budget_s * 1000:g} ms",
+                                _render(line[:200]))
+            return Decision("review", (budget.RULE,), (unit,),
+                            f"review: the decision took longer than {budget_s * 1000:g} ms"
+                            f" [{budget.RULE}]", ReviewSpec())
         except Exception as exc:  # fail closed: a bug in the engine holds the line
             log.exception("policy engine error")
             unit = UnitDecision((), "review", "engine-error",
@@ -91,6 +104,7 @@ class Policy:
                                          f"more than {_MAX_UNITS} units", ""), None))
             units = units[:_MAX_UNITS]
         for unit in units:
+            budget.check()
             results.append(self._judge(unit, ctx))
         return _combine(results)
 

@@ -10,6 +10,8 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from bastion.policy import budget
+
 # Classes the engine computes itself; the others come from the policy file's [paths] table.
 BUILTIN_CLASSES = (
     "root", "home", "workspace", "workspace-root", "parent", "relative", "absolute", "dynamic"
@@ -161,7 +163,11 @@ def may_intersect(a: str, b: str) -> bool:
     ta, tb = _tokens(a), _tokens(b)
     seen: set[tuple[int, int]] = set()
     stack = [(0, 0)]
+    steps = 0
     while stack:
+        steps += 1
+        if steps & 1023 == 0:
+            budget.check()  # a hostile glob can cost ~1 s here: bounded by the decision budget
         i, j = stack.pop()
         if (i, j) in seen:
             continue
