@@ -96,6 +96,10 @@ class PolicyGate:
             login=session.login,
             channel="shell" if shell else "exec",
             cwd=state.cwd if state is not None else None,
+            oldpwd=state.oldpwd if state is not None else None,
+            cdpath=state.cdpath if state is not None else False,
+            variables=dict(state.variables) if state is not None else {},
+            integers=tuple(sorted(state.integers)) if state is not None else (),
         )
         # Off the event loop: a slow line delays only its own channel, and it is bounded by the
         # budget (the engine stops and answers review/decision-budget).

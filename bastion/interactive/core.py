@@ -405,7 +405,7 @@ class ShellCore:
                 self.fx.cancel_timer("integration")
                 self.fx.audit("shell_integration", status="ready")
                 self.fx.marker("shell integration ready")
-            self.shell.cwd = m.payload or None
+            self.shell.moved_to(m.payload or None)
             self.state = State.PROMPTING
             self.passthrough = False
             self._capturing = True

@@ -39,21 +39,53 @@ _FUNC = re.compile(r"(?:^|[\s;&|(){}])(?:function\s+([^\s(){};&|]+)|([^\s(){};&|
 _ALIAS = re.compile(r"\balias\s+(?:-p\s+)?([^\s=]+)=")
 
 
+_MAX_VARIABLES = 512
+
+
 @dataclass
 class ShellState:
-    """What the controller knows about one shell session, for the gate to use."""
+    """What the controller knows about one shell session, for the gate to use.
+
+    ``variables`` holds the static values earlier units gave shell variables (a variable not
+    in it is unknown: the environment, ``read``, a command's output...); ``integers`` the
+    names declared ``-i``; ``cdpath`` whether CDPATH may be set. ``cwd`` is what the shell
+    reports at each prompt, ``oldpwd`` the directory before the last change."""
 
     cwd: str | None = None
+    oldpwd: str | None = None
     defined: set[str] = field(default_factory=set)
     passthrough: tuple[str, ...] = ()
     extra_interactive: tuple[str, ...] = ()
+    variables: dict[str, str] = field(default_factory=dict)
+    integers: set[str] = field(default_factory=set)
+    cdpath: bool = False
 
     def learn(self, unit: str) -> None:
-        """After a unit ran: remember the functions and aliases it may have defined."""
+        """When a unit starts: remember the functions and aliases it may define and the values
+        it gives variables (what it leaves unknown is forgotten)."""
         for m in _FUNC.finditer(unit):
             self.defined.add(m.group(1) or m.group(2))
         for m in _ALIAS.finditer(unit):
             self.defined.add(m.group(1))
+        from bastion.policy.syntax import parse
+
+        state = parse(unit, self.variables, tuple(sorted(self.integers))).state
+        if state.forgot:
+            self.variables.clear()
+        for name, value in state.snapshot().items():
+            if value is None:
+                self.variables.pop(name, None)
+            elif name in self.variables or len(self.variables) < _MAX_VARIABLES:
+                self.variables[name] = value
+        self.integers |= state.integers
+        if "CDPATH" in unit:
+            self.cdpath = self.variables.get("CDPATH", None) != ""
+
+    def moved_to(self, cwd: str | None) -> None:
+        """The shell reported its directory at a prompt."""
+        if cwd != self.cwd and self.cwd is not None:
+            self.oldpwd = self.cwd
+        self.cwd = cwd
 
 
 # Set by the controller around ``host.decide`` (same task), read by the gate.

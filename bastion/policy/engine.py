@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bastion.policy import budget, chars
+from bastion.policy.cwd import CwdTracker, Dirs, is_relative, join, sensitive_somewhere, unit_dirs
 from bastion.policy.model import (
     SEVERITY,
     Action,
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_POLICY_PATH = Path(__file__).resolve().parents[2] / "config" / "policy.toml"
 _MAX_UNITS = 128
+_WORKSPACE_ROOT = frozenset({".", "./", "*", "./*"})
 
 
 @dataclass
@@ -95,7 +97,7 @@ class Policy:
                                          f"longer than {chars.MAX_PARSE_BYTES} bytes: not parsed",
                                          _render(line[:200])), None))
             return _combine(results)
-        parsed = parse(line)
+        parsed = parse(line, ctx.variables, ctx.integers)
         for f, text in parsed.findings:
             results.append((UnitDecision((), f.action, f.rule, f.reason, text), None))
         units = normalise_units(parsed.units)
@@ -103,13 +105,17 @@ class Policy:
             results.append((UnitDecision((), "review", "too-complex",
                                          f"more than {_MAX_UNITS} units", ""), None))
             units = units[:_MAX_UNITS]
+        start = ctx.cwd or ("~" if ctx.channel == "exec" else None)
+        tracker = CwdTracker(start, ctx.oldpwd, ctx.cdpath or "CDPATH" in line)
         for unit in units:
             budget.check()
-            results.append(self._judge(unit, ctx))
+            results.append(self._judge(unit, ctx, tracker))
         return _combine(results)
 
-    def _judge(self, unit: Unit, ctx: Context) -> tuple[UnitDecision, Rule | None]:
-        view = self._view(unit, ctx)
+    def _judge(
+        self, unit: Unit, ctx: Context, tracker: CwdTracker
+    ) -> tuple[UnitDecision, Rule | None]:
+        view = self._view(unit, ctx, tracker)
         rule: Rule | None = None
         for candidate in self._candidates(view.argv[0] if view.argv else ""):
             if candidate.matches(view) and candidate.in_scope(ctx):
@@ -121,6 +127,10 @@ class Policy:
             action, rid = self.default, "default"
             reason = f"no rule matches {view.argv[0] if view.argv else 'this'}"
         floors = list(unit.findings)
+        if any("cwd-unknown" in c for c in view.path_classes):
+            floors.append(Finding("review", "cwd-unknown",
+                                  "a relative path that could name a sensitive file, in a"
+                                  " working directory the gate cannot know"))
         dynamic_ok = rule is not None and rule.allow_dynamic
         if action == "allow" and not dynamic_ok and not all(view.static[1:]):
                 floors.append(Finding("review", "dynamic-argument",
@@ -133,11 +143,12 @@ class Policy:
                 action, rid, reason = f.action, f.rule, f.reason
         return (UnitDecision(view.argv, action, rid, reason, unit.text[:500], matched), rule)
 
-    def _view(self, unit: Unit, ctx: Context) -> UnitView:
+    def _view(self, unit: Unit, ctx: Context, tracker: CwdTracker) -> UnitView:
         login = ctx.login
+        here = tracker.dirs
         if unit.kind == "redirect":
             target = unit.argv[1]
-            target_classes = (self._classes(target, unit.static[1], login),)
+            target_classes = (self._classes(target, unit.static[1], login, here, tracker),)
             return UnitView("redirect", tuple(unit.argv), tuple(unit.static), (), frozenset(), {},
                             (target,), target_classes, frozenset(unit.tags), (), None)
         if unit.kind == "assign" or not unit.argv:
@@ -145,10 +156,19 @@ class Policy:
                             tuple(unit.static) or (True,), (), frozenset(), {}, (), (),
                             frozenset(unit.tags), tuple(unit.wrappers), unit.stdin)
         f = facts(unit)
+        if unit.cwd_effect:
+            tracker.step(unit.argv, unit.static, unit.in_loop)
+        elif unit.program in ("cd", "pushd", "popd"):
+            tracker.step(unit.argv, unit.static, True)  # in a subshell: only widens the set
+        dirs, per_index, dir_values = unit_dirs(here, unit.program, unit.argv, unit.static,
+                                                unit.chdir)
         positionals = tuple(unit.argv[i] for i in f.positionals)
         classes: list[frozenset[str]] = [
-            self._classes(unit.argv[i], unit.static[i], login) for i in f.positionals
+            self._classes(unit.argv[i], unit.static[i], login, per_index.get(i, dirs), tracker)
+            for i in f.positionals
         ]
+        for i, value in dir_values:
+            classes.append(self._classes(value, unit.static[i], login, here, tracker))
         positional_at = frozenset(f.positionals)  # a set: argv may hold thousands of words
         for i, a in enumerate(unit.argv[1:], 1):
             if a.startswith("-") or i in positional_at:
@@ -156,15 +176,36 @@ class Policy:
             else:
                 value = a.partition("=")[2] if "=" in a else ""
             if value.startswith(("/", "~", "./", "../")):
-                classes.append(self._classes(value, unit.static[i], login))
+                classes.append(self._classes(value, unit.static[i], login,
+                                             per_index.get(i, dirs), tracker))
         return UnitView("command", tuple(unit.argv), tuple(unit.static), f.path, f.flags,
                         f.options, positionals, tuple(classes), frozenset(unit.tags),
                         tuple(unit.wrappers), unit.stdin)
 
-    def _classes(self, value: str, static: bool, login: str | None) -> frozenset[str]:
+    def _classes(
+        self, value: str, static: bool, login: str | None, dirs: Dirs, tracker: CwdTracker
+    ) -> frozenset[str]:
+        """Classes of a path argument: as written, and (when relative) in every directory the
+        unit may run in; in an unknown directory, ``cwd-unknown`` when its name could be a
+        sensitive file somewhere."""
         if not static:
             return frozenset({"dynamic"})
-        return self.classifier.classify(value, login)
+        found = self.classifier.classify(value, login)
+        if not is_relative(value):
+            return found
+        if value[:2] == "~-":
+            dirs = tracker.tilde_minus()
+        if dirs is None:
+            if sensitive_somewhere(value, self.classifier.globs):
+                return found | {"cwd-unknown"}
+            return found
+        for d in dirs:
+            if d == "~" and value in _WORKSPACE_ROOT:
+                # The login's home as the line's own directory is the workspace root, as "."
+                # and "*" always were: only a cd elsewhere changes what they are.
+                continue
+            found = found | self.classifier.classify(join(d, value), login)
+        return found
 
 
 def _render(line: str) -> str:
