@@ -149,7 +149,7 @@ class CwdTracker:
         ):
             new = None
         else:
-            new = resolve_dirs(self.dirs, target)
+            new = resolve_dirs(self.tilde_minus() if target[:2] == "~-" else self.dirs, target)
         previous = self.dirs
         self.dirs = _union(self.dirs, new)
         if not self.moved:
@@ -238,7 +238,7 @@ def _tail_match(parts: list[str], glob_parts: list[str]) -> bool:
 
 @functools.lru_cache(maxsize=4096)
 def _sensitive_cached(path: str, table: tuple[tuple[str, tuple[str, ...]], ...]) -> frozenset[str]:
-    norm = posixpath.normpath(path[2:] if path.startswith("~+/") else path)
+    norm = posixpath.normpath(path[3:] if path.startswith(("~+/", "~-/")) else path)
     parts = [p for p in norm.split("/") if p not in ("", ".")]
     if not parts:
         return frozenset()

@@ -156,10 +156,9 @@ class Policy:
                             tuple(unit.static) or (True,), (), frozenset(), {}, (), (),
                             frozenset(unit.tags), tuple(unit.wrappers), unit.stdin)
         f = facts(unit)
-        if unit.cwd_effect:
-            tracker.step(unit.argv, unit.static, unit.in_loop)
-        elif unit.program in ("cd", "pushd", "popd"):
-            tracker.step(unit.argv, unit.static, True)  # in a subshell: only widens the set
+        # A cd in a subshell or another shell only widens the set (sound); one that may run
+        # many times (a loop, a function) makes a relative move unknown.
+        tracker.step(unit.argv, unit.static, unit.in_loop or "in-function" in unit.tags)
         dirs, per_index, dir_values = unit_dirs(here, unit.program, unit.argv, unit.static,
                                                 unit.chdir)
         positionals = tuple(unit.argv[i] for i in f.positionals)

@@ -39,6 +39,7 @@ _ASSIGN_OPS = ("<<=", ">>=", "*=", "/=", "%=", "+=", "-=", "&=", "^=", "|=")
 # output may stand in arithmetic (`$(( $(nproc) * 2 ))`). Anything else prints data.
 _NUMERIC_CMD = re.compile(
     r"\s*(?:nproc(?:\s+--all)?|getconf\s+[A-Z_0-9]+|id\s+-[ugG]r?|id\s+-r[ugG]|date\s+\+%s"
+    r"|seq(?:\s+-w)?(?:\s+-?[0-9]+){1,3}"
     r"|wc\s+-[lcwm](?:\s*<\s*[\w./~-]+)?|grep\s+-c\s+(?:-[EFiwvx]+\s+)*(?:'[^']*'|\"[^\"$`]*\"|"
     r"[\w.-]+)(?:\s+[\w./~-]+)?)\s*\Z"
 )
@@ -109,14 +110,15 @@ def subscript_problem(array: str, sub: str, state: VarState, depth: int = 0) -> 
     if sub in ("@", "*"):
         return None
     if array in state.assoc:
-        if any(c in sub for c in "$`\\"):
-            return f"the subscript of {array} is expanded and its content is not known"
-        return None
+        return None  # a string key: expanded once (substitutions are walked), not evaluated
     return arith_problem(sub, state, depth + 1)
 
 
 def numeric_command(text: str) -> bool:
-    return _NUMERIC_CMD.match(text) is not None
+    """The output of ``text`` is a number by its last program's own format (``… | wc -l``):
+    the earlier stages are commands the gate judges like any other."""
+    last = text.rsplit("|", 1)[-1] if "|" in text and "'" not in text and '"' not in text else text
+    return _NUMERIC_CMD.match(last) is not None
 
 
 def _balanced(text: str, i: int, open_c: str, close_c: str) -> int:

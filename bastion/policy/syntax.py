@@ -52,7 +52,7 @@ _ECHO_OPTION = re.compile(r"^-[neE]+$")
 _ARITH_TEST_OPS = frozenset({"-eq", "-ne", "-lt", "-le", "-gt", "-ge"})
 _LOOPS = frozenset({"while_statement", "for_statement", "c_style_for_statement"})
 # Builtins that run text the walker cannot follow: what they do to variables is not known.
-_FORGETTING = frozenset({"eval", "source", ".", "mapfile", "readarray"})
+_FORGETTING = frozenset({"eval", "source", "."})
 _MAX_LOOP_REWALK = 2  # loops nested deeper forget the variables instead of walking twice
 
 
@@ -99,7 +99,6 @@ class RawUnit:
     op: str = ""  # redirect operator
     in_function: bool = False
     in_loop: bool = False  # may run more than once (a cd here can repeat)
-    cwd_effect: bool = True  # runs in the line's shell (not a subshell or pipeline part)
 
 
 @dataclass
@@ -139,21 +138,18 @@ class Walker:
         self.findings: list[tuple[Finding, str]] = []
         self._function_depth = 0
         self._loop_depth = 0
-        self._subshell = 0  # inside ( ), a pipeline or a substitution: cd does not last
         self._depth = 0  # statement/expression nesting, bounded so Python's stack never is
         self.vars = state if state is not None else VarState()
         self._data: bytes | None = None
 
     @contextmanager
-    def weak(self, subshell: bool = False) -> Iterator[None]:
+    def weak(self) -> Iterator[None]:
         """Code that may not run (a branch, after && or ||) or runs apart (a subshell)."""
         self.vars.weak += 1
-        self._subshell += subshell
         try:
             yield
         finally:
             self.vars.weak -= 1
-            self._subshell -= subshell
 
     def eval_flag(self, rule: str, why: str | None, node: Node | None) -> None:
         if why is not None:
@@ -184,7 +180,6 @@ class Walker:
     def add(self, unit: RawUnit) -> RawUnit:
         unit.in_function = self._function_depth > 0
         unit.in_loop = self._loop_depth > 0
-        unit.cwd_effect = self._subshell == 0
         if len(self.units) == MAX_UNITS:
             self.flag("too-complex", f"more than {MAX_UNITS} commands in one line", None)
         self.units.append(unit)
@@ -218,7 +213,7 @@ class Walker:
         if t in ("program", "do_group", "else_clause", "elif_clause"):
             self.statements(node, stdin, payload)
         elif t == "subshell":
-            with self.weak(subshell=True):
+            with self.weak():
                 self.statements(node, stdin, payload)
         elif t == "list":
             # `a && b || c`: only the first command surely runs
@@ -229,7 +224,7 @@ class Walker:
                     with self.weak():
                         self.statement(child, stdin, payload)
         elif t == "pipeline":
-            with self.weak(subshell=True):
+            with self.weak():
                 self.pipeline(node, stdin, payload)
         elif t == "redirected_statement":
             return self.redirected(node, stdin, payload)
@@ -256,7 +251,7 @@ class Walker:
         elif t == "function_definition":
             self.flag("function-definition", "defines a shell function", node)
             self._function_depth += 1
-            with self.weak(subshell=True):
+            with self.weak():
                 for child in node.named_children:
                     if child.type != "word":
                         self.statement(child)
@@ -306,7 +301,9 @@ class Walker:
                 self.scan_expression(child)
         if name:
             known = has_in and values and all(w.static and not w.glob for w in values)
-            self.vars.assign(name, frozenset(w.text for w in values) if known else None)
+            numeric = has_in and values and all(_numeric_word(w.text, self.vars) for w in values)
+            self.vars.assign(name, frozenset(w.text for w in values) if known
+                             else frozenset({NUM}) if numeric else None)
         if body is not None:
             b = body
             self.loop(lambda: self.statements(b))
@@ -367,10 +364,12 @@ class Walker:
             else:
                 self.flag("unknown-node", "unexpected statement layout", child)
         continuations: list[Node] = []
+        files: list[Node] = []
         for r in redirects:
             if r.type == "file_redirect":
-                kind = self.file_redirect(r)
-                if kind == "<":
+                files.append(r)
+                op = "".join(c.type for c in r.children if not c.is_named)
+                if op in ("<", "<&"):
                     stdin, payload = "file", None
             elif r.type == "herestring_redirect":
                 stdin, payload = "herestring", self.herestring(r)
@@ -378,6 +377,10 @@ class Walker:
                 stdin, payload, more = self.heredoc(r)
                 continuations.extend(more)
         unit = self.redirect_body(body, (stdin, payload), outer) if body is not None else None
+        # File targets after the body: tree-sitter hangs `a && cd d && cmd > f` on the whole
+        # list, bash on cmd, so f resolves in the directory the body may have moved to.
+        for r in files:
+            self.file_redirect(r)
         for cont in continuations:
             if cont.type == "pipeline" and cont.children and cont.children[0].type in ("|", "|&"):
                 producer = unit
@@ -732,7 +735,7 @@ class Walker:
         for child in node.named_children:
             t = child.type
             if t in ("command_substitution", "process_substitution"):
-                with self.weak(subshell=True):
+                with self.weak():
                     self.statements(child)
             elif t in ("raw_string", "string", "word") and any(
                 s in _text(child) for s in ("$(", "`", "${")
@@ -742,6 +745,11 @@ class Walker:
             elif t == "ERROR":
                 self.flag("parse-error", "unparsable expression", child)
             else:
+                if t == "arithmetic_expansion":  # nested: ${v:-$((x))}
+                    raw = _text(child)
+                    self.arith(raw[2:-1] if raw.startswith("$[") else raw[3:-2], child)
+                elif t == "expansion":
+                    self.expansion(_text(child), child)
                 self.scan_expression(child, test)
 
     def backticks(self, raw: str) -> None:
@@ -831,7 +839,7 @@ class Walker:
             return Word(_text(node), static=False)
         if t in ("command_substitution", "process_substitution"):
             raw = _text(node)
-            with self.weak(subshell=True):
+            with self.weak():
                 if raw.startswith("`") and "\\" in raw:
                     self.backticks(raw)
                 else:
@@ -853,9 +861,9 @@ class Walker:
         inner = raw[2:-1]
         indirect = inner.startswith("!")
         body = inner[1:] if inner[:1] in ("!", "#") and len(inner) > 1 else inner
-        m = ev.IDENT.match(body)
+        m = ev.IDENT.match(body) or re.match(r"[0-9]+|[@*#?$!-]", body)
         if m is None:
-            return  # $1, ${#}, ${@}: positional or special parameters
+            return
         name = m.group(0)
         rest = body[m.end():]
         if rest.startswith("["):
@@ -877,6 +885,21 @@ class Walker:
         if parts is not None:
             for part in parts:
                 self.arith(part, node)
+
+
+_BRACE_RANGE = re.compile(r"\{-?[0-9]+\.\.-?[0-9]+(?:\.\.-?[0-9]+)?\}\Z")
+_KEYS = re.compile(r"\$\{!([A-Za-z_][A-Za-z0-9_]*)\[[@*]\]\}\Z")
+
+
+def _numeric_word(text: str, state: VarState) -> bool:
+    """A for-loop word whose every value is an integer: ``{1..10}``, ``$(seq 5)``, the keys
+    of an indexed array (``"${!a[@]}"``)."""
+    if _BRACE_RANGE.match(text):
+        return True
+    m = _KEYS.match(text)
+    if m is not None:
+        return m.group(1) not in state.assoc
+    return text.startswith("$(") and text.endswith(")") and ev.numeric_command(text[2:-1])
 
 
 def _close_bracket(text: str) -> int:
