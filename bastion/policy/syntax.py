@@ -640,6 +640,11 @@ class Walker:
         for child in node.children:
             t = child.type
             if t == "variable_assignment":
+                target = _text(child).split("=", 1)[0].split("[", 1)[0].rstrip("+")
+                if builtin != "unset" and "i" in letters:
+                    self.vars.integers.add(target)
+                if "A" in letters:
+                    self.vars.assoc.add(target)  # before its (string) subscripts are judged
                 name, value = self.assignment(child, integer="i" in letters, track=True)
                 assigns.append((name, value))
                 words.append(Word(f"{name}={value.text}", value.static))

@@ -1,0 +1,132 @@
+"""Shell evaluation and the working directory with a gated shell's state (issue 17 items 2, 4):
+what earlier lines left (ShellState) feeds the next line's Context."""
+
+from __future__ import annotations
+
+import pytest
+
+from bastion.interactive.programs import ShellState
+from bastion.policy import Context, Decision, Policy, load_policy
+from bastion.policy.cwd import CHDIR_OPTIONS, CwdTracker, sensitive_somewhere, unit_dirs
+from bastion.policy.evaluation import VarState, arith_problem, name_problem
+
+
+@pytest.fixture(scope="module")
+def policy() -> Policy:
+    return load_policy(Policy.default_path())
+
+
+def shell_ctx(state: ShellState) -> Context:
+    return Context(principals=("agents",), target="web-01", login="azureuser", channel="shell",
+                   cwd=state.cwd, oldpwd=state.oldpwd, cdpath=state.cdpath,
+                   variables=dict(state.variables), integers=tuple(sorted(state.integers)))
+
+
+def decide(policy: Policy, line: str, state: ShellState) -> Decision:
+    return policy.decide(line, shell_ctx(state))
+
+
+def test_values_carry_across_lines_and_are_forgotten(policy: Policy) -> None:
+    state = ShellState(cwd="/home/azureuser/src")
+    assert decide(policy, "echo $((n+1))", state).action == "review"  # n: not known yet
+    state.learn("n=5")
+    assert state.variables == {"n": "5"}
+    assert decide(policy, "echo $((n+1))", state).action == "allow"
+    state.learn("read -r n < input.txt")
+    assert "n" not in state.variables
+    decision = decide(policy, "echo $((n+1))", state)
+    assert decision.action == "review" and "eval-arithmetic" in decision.rules
+    state.learn("a=1; b=2")
+    state.learn("eval \"$cmd\"")  # eval may set anything
+    assert state.variables == {}
+
+
+def test_integer_attribute_carries_across_lines(policy: Policy) -> None:
+    state = ShellState(cwd="/home/azureuser/src")
+    state.learn("declare -i total=0")
+    assert "total" in state.integers
+    # total is -i: assigning a file's content evaluates it as arithmetic
+    assert decide(policy, "total=$(cat n.txt)", state).action == "review"
+    assert decide(policy, "total=total+1", state).action == "allow"
+
+
+def test_shell_cwd_resolves_relative_paths(policy: Policy) -> None:
+    state = ShellState()
+    state.moved_to("/home/azureuser/.ssh")
+    assert decide(policy, "cat id_rsa", state).action == "deny"
+    state.moved_to("/home/azureuser/src")
+    assert state.oldpwd == "/home/azureuser/.ssh"
+    assert decide(policy, "cat id_rsa", state).action == "allow"  # ~/src/id_rsa
+    assert decide(policy, "cd - && cat id_rsa", state).action == "deny"
+    assert decide(policy, "cat ~-/id_rsa", state).action == "deny"
+    assert decide(policy, "cd .. && cat .ssh/id_ed25519", state).action == "deny"
+
+
+def test_unknown_cwd_holds_only_sensitive_names(policy: Policy) -> None:
+    state = ShellState()  # the shell has not reported a directory
+    held = decide(policy, "cat id_rsa", state)
+    assert held.action == "review" and "cwd-unknown" in held.rules
+    assert decide(policy, "cat README.md", state).action == "allow"
+    assert decide(policy, "pytest -q tests", state).action == "allow"
+
+
+def test_cdpath_makes_a_bare_cd_unknown(policy: Policy) -> None:
+    state = ShellState(cwd="/home/azureuser/src")
+    state.learn("export CDPATH=/etc:/root")
+    assert state.cdpath
+    assert "cwd-unknown" in decide(policy, "cd ssh && cat ssh_host_rsa_key", state).rules
+    assert decide(policy, "cd ./build && ls", state).action == "allow"  # ./ skips CDPATH
+
+
+def test_loop_bodies_are_judged_once(policy: Policy) -> None:
+    """The loop body is walked twice to learn its assignments; its units are counted once."""
+    ctx = Context(principals=("agents",), target="web-01", login="azureuser")
+    decision = policy.decide("for i in 1 2; do echo $i; done", ctx)
+    assert [u.argv[0] for u in decision.units] == ["echo"]
+    assert policy.decide("n=1; for f in a b; do echo $((n)); n=$(cat \"$f\"); done",
+                         ctx).action == "review"
+
+
+@pytest.mark.parametrize(
+    ("expr", "safe"),
+    [("1+2", True), ("i++", False), ("x", False), ("RANDOM%6", True), ("a[1]", False),
+     ("$(nproc)*2", True), ("$(cat f)", False), ("16#ff", True), ("'a[$(id)]'", False),
+     ("${#s}", True), ("$((3))+$[4]", True), ("n=5, n*2", True), ("c ? x=1 : 2", False)],
+)
+def test_arith_problem(expr: str, safe: bool) -> None:
+    assert (arith_problem(expr, VarState()) is None) is safe
+
+
+def test_name_problem() -> None:
+    state = VarState.start({"i": "2"})
+    assert name_problem("HOME", state) is None
+    assert name_problem("a[i+1]", state) is None
+    assert name_problem("a[$(id)]", state) is not None
+    assert name_problem("a[j]", state) is not None  # j: not known
+    assert name_problem("1x", state) is not None
+
+
+def test_tracker_and_tool_options() -> None:
+    t = CwdTracker("~")
+    t.step(["cd", "src"], [True, True], False)
+    assert t.dirs == frozenset({"~", "~/src"})  # the cd may fail: the old directory stays
+    t.step(["cd", "$d"], [True, False], False)
+    assert t.dirs is None
+    dirs, per_index, values = unit_dirs(frozenset({"~"}), "tar",
+                                        ["tar", "-cf", "x.tar", "-C", "/etc", "shadow"],
+                                        [True] * 6)
+    assert dirs == frozenset({"~"}) and per_index[5] == frozenset({"~", "/etc"})
+    assert values == [(4, "/etc")]
+    assert unit_dirs(frozenset({"~"}), "git", ["git", "-C", "a", "-C", "b", "status"],
+                     [True] * 6)[0] == frozenset({"~/a/b"})
+    assert set(CHDIR_OPTIONS) >= {"git", "make", "tar"}
+
+
+def test_sensitive_somewhere() -> None:
+    globs = {"secret": ("**/.ssh/id_rsa", "/etc/shadow"), "system": ("/etc/**",),
+             "workspace": ("~/**",)}
+    assert sensitive_somewhere("id_rsa", globs) == {"secret"}
+    assert sensitive_somewhere(".ssh/id_rsa", globs) == {"secret"}
+    assert sensitive_somewhere("shadow", globs) == {"secret"}
+    assert sensitive_somewhere("README.md", globs) == frozenset()
+    assert sensitive_somewhere("../x", globs) == {"parent"}
