@@ -10,10 +10,10 @@ values a line (and, in a gated shell, earlier lines) gave to variables, and hold
 prompt expansion of content it cannot see, and names that are not plain identifiers.
 
 ``VarState`` is that tracking: per name the set of static values it may hold (``None``: not
-known). An assignment in straight-line code replaces the set; one in a branch, a loop, a
-subshell or after ``&&``/``||`` adds to it (it may or may not have run); ``eval`` and ``source``
-forget everything. ``arith_problem`` lexes an expression the way bash evaluates it and says why
-it is unsafe, or None.
+known). The walker forks the state where control flow forks (branches, ``&&``/``||``, loop
+bodies) and merges the results (a value set is the union; unknown wins); a subshell's assignments
+are dropped; ``eval`` and ``source`` forget everything. ``arith_problem`` lexes an expression
+the way bash evaluates it and says why it is unsafe, or None.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ _ASSIGN_OPS = ("<<=", ">>=", "*=", "/=", "%=", "+=", "-=", "&=", "^=", "|=")
 _NUMERIC_CMD = re.compile(
     r"\s*(?:nproc(?:\s+--all)?|getconf\s+[A-Z_0-9]+|id\s+-[ugG]r?|id\s+-r[ugG]|date\s+\+%s"
     r"|seq(?:\s+-w)?(?:\s+-?[0-9]+){1,3}"
-    r"|wc\s+-[lcwm](?:\s*<\s*[\w./~-]+)?|grep\s+-c\s+(?:-[EFiwvx]+\s+)*(?:'[^']*'|\"[^\"$`]*\"|"
+    r"|wc\s+-[lcwm](?:\s*<\s*[^\s|;&<>()`]+)?|grep\s+-c\s+(?:-[EFiwvx]+\s+)*(?:'[^']*'|\"[^\"$`]*\"|"
     r"[\w.-]+)(?:\s+[\w./~-]+)?)\s*\Z"
 )
 
@@ -52,7 +52,7 @@ class VarState:
     known: dict[str, frozenset[str] | None] = field(default_factory=dict)
     integers: set[str] = field(default_factory=set)  # declare -i: assignments are arithmetic
     assoc: set[str] = field(default_factory=set)  # declare -A: subscripts are strings
-    weak: int = 0  # > 0: in a branch, loop, subshell or after && / ||
+    weak: int = 0  # > 0: an assignment may not happen (``c ? x=1 : 0`` in arithmetic)
     touched: set[str] = field(default_factory=set)
     forgot: bool = False  # eval/source ran: nothing known from before holds
 
@@ -75,6 +75,34 @@ class VarState:
             if values is not None and len(values) > MAX_VALUES:
                 values = None
         self.known[name] = values
+
+    def copy(self) -> VarState:
+        return VarState(dict(self.known), set(self.integers), set(self.assoc), self.weak,
+                        set(self.touched), self.forgot)
+
+    def restore(self, other: VarState) -> None:
+        self.known, self.integers, self.assoc = other.known, other.integers, other.assoc
+        self.touched, self.forgot = other.touched, other.forgot
+
+    def merge(self, others: Iterable[VarState]) -> None:
+        """This state becomes what any of ``self`` and ``others`` may be."""
+        states = [self, *others]
+        names: set[str] = set()
+        for s in states:
+            names.update(s.known)
+        merged: dict[str, frozenset[str] | None] = {}
+        for name in names:
+            out: frozenset[str] | None = frozenset()
+            for s in states:
+                v = s.known.get(name)
+                out = None if v is None or out is None else out | v
+            merged[name] = out if out is None or len(out) <= MAX_VALUES else None
+        self.known = merged
+        for s in states[1:]:
+            self.integers |= s.integers
+            self.assoc |= s.assoc
+            self.touched |= s.touched
+            self.forgot = self.forgot or s.forgot
 
     def forget_all(self) -> None:
         self.forgot = True

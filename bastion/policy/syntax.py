@@ -7,6 +7,7 @@ cannot be known statically become findings that hold the line for review.
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
 from collections.abc import Callable, Iterator, Mapping
@@ -143,32 +144,61 @@ class Walker:
         self._data: bytes | None = None
 
     @contextmanager
-    def weak(self) -> Iterator[None]:
-        """Code that may not run (a branch, after && or ||) or runs apart (a subshell)."""
-        self.vars.weak += 1
+    def maybe(self) -> Iterator[None]:
+        """Code that may or may not run (after && or ||)."""
+        before = self.vars.copy()
         try:
             yield
         finally:
-            self.vars.weak -= 1
+            self.vars.merge([before])
+
+    @contextmanager
+    def isolated(self) -> Iterator[None]:
+        """A subshell, substitution or function body: its assignments do not reach the line."""
+        before = self.vars.copy()
+        try:
+            yield
+        finally:
+            self.vars.restore(before)
+
+    def alternatives(self, walks: list[Callable[[], None]], none_taken: bool = True) -> None:
+        """Exactly one of ``walks`` runs (or, with ``none_taken``, maybe none): each starts from
+        the state here, and afterwards a variable may hold what any of them left."""
+        start = self.vars.copy()
+        ends: list[VarState] = []
+        for walk in walks:
+            self.vars.restore(start.copy())
+            walk()
+            ends.append(self.vars.copy())
+        self.vars.restore(start)
+        if not ends:
+            return
+        if not none_taken:
+            self.vars.restore(ends[0])
+            ends = ends[1:]
+        self.vars.merge(ends)
 
     def eval_flag(self, rule: str, why: str | None, node: Node | None) -> None:
         if why is not None:
             self.flag(rule, why, node)
 
     def loop(self, walk: Callable[[], None]) -> None:
-        """A loop body runs again after its own assignments: walk it once to learn them, drop
-        what that pass found, then walk it for real with what it learnt."""
+        """A loop body may run zero or more times, each time after its own assignments: walk it
+        once to learn them (dropping what that pass found), then for real from the merge of
+        the entry state and what the first pass left; afterwards, either may hold."""
         self._loop_depth += 1
+        start = self.vars.copy()
         try:
-            with self.weak():
-                if self._loop_depth > _MAX_LOOP_REWALK:
-                    self.vars.forget_all()
-                else:
-                    units, findings = len(self.units), len(self.findings)
-                    walk()
-                    del self.units[units:]
-                    del self.findings[findings:]
+            if self._loop_depth > _MAX_LOOP_REWALK:
+                self.vars.forget_all()
+            else:
+                units, findings = len(self.units), len(self.findings)
                 walk()
+                del self.units[units:]
+                del self.findings[findings:]
+                self.vars.merge([start])
+            walk()
+            self.vars.merge([start])
         finally:
             self._loop_depth -= 1
 
@@ -213,7 +243,7 @@ class Walker:
         if t in ("program", "do_group", "else_clause", "elif_clause"):
             self.statements(node, stdin, payload)
         elif t == "subshell":
-            with self.weak():
+            with self.isolated():
                 self.statements(node, stdin, payload)
         elif t == "list":
             # `a && b || c`: only the first command surely runs
@@ -221,11 +251,10 @@ class Walker:
                 if k == 0:
                     self.statement(child, stdin, payload)
                 else:
-                    with self.weak():
+                    with self.maybe():
                         self.statement(child, stdin, payload)
         elif t == "pipeline":
-            with self.weak():
-                self.pipeline(node, stdin, payload)
+            self.pipeline(node, stdin, payload)
         elif t == "redirected_statement":
             return self.redirected(node, stdin, payload)
         elif t == "compound_statement":
@@ -235,8 +264,7 @@ class Walker:
             else:
                 self.statements(node, stdin, payload)
         elif t == "if_statement":
-            with self.weak():
-                self.statements(node, stdin, payload)
+            self.if_statement(node, stdin, payload)
         elif t == "negated_command":
             self.statements(node, stdin, payload)
         elif t == "while_statement":
@@ -246,16 +274,16 @@ class Walker:
         elif t == "c_style_for_statement":
             self.c_for(node)
         elif t == "case_statement":
-            with self.weak():
-                self.case(node)
+            self.case(node)
         elif t == "function_definition":
             self.flag("function-definition", "defines a shell function", node)
             self._function_depth += 1
-            with self.weak():
+            with self.isolated():
                 for child in node.named_children:
                     if child.type != "word":
                         self.statement(child)
             self._function_depth -= 1
+            self.vars.forget_all()  # calling it later may assign anything
         elif t == "variable_assignment":
             self.assignment_unit([node], node)
         elif t == "variable_assignments":
@@ -272,17 +300,48 @@ class Walker:
         return None
 
     def case(self, node: Node) -> None:
+        """The word runs; then at most one item's body."""
+        items: list[Callable[[], None]] = []
         for child in node.named_children:
             if child.type == "case_item":
-                for item in child.named_children:
-                    if item.type in _WORD_TYPES:
-                        self.word(item)
-                    else:
-                        self.statement(item)
+                items.append(functools.partial(self.case_item, child))
             elif child.type in _WORD_TYPES:
                 self.word(child)
             else:
                 self.statement(child)
+        self.alternatives(items)
+
+    def case_item(self, item: Node) -> None:
+        for part in item.named_children:
+            if part.type in _WORD_TYPES:
+                self.word(part)
+            else:
+                self.statement(part)
+
+    def if_statement(self, node: Node, stdin: str | None, payload: str | None) -> None:
+        """The condition runs; then one of the branches (none without ``else``)."""
+        then: list[Node] = []
+        branches: list[Callable[[], None]] = []
+        has_else = False
+        seen_then = False
+        for child in node.children:
+            if child.type == "then":
+                seen_then = True
+            elif not child.is_named:
+                continue
+            elif child.type in ("elif_clause", "else_clause"):
+                has_else = has_else or child.type == "else_clause"
+                branches.append(functools.partial(self.statements, child, stdin, payload))
+            elif seen_then:
+                then.append(child)
+            else:
+                self.statement(child, stdin, payload)
+
+        def walk_then() -> None:
+            for child in then:
+                self.statement(child, stdin, payload)
+
+        self.alternatives([walk_then, *branches], none_taken=not has_else)
 
     def for_in(self, node: Node) -> None:
         """``for NAME in WORDS``: NAME takes each word (static words give known values)."""
@@ -341,16 +400,16 @@ class Walker:
         self.eval_flag("eval-arithmetic", ev.arith_problem(text, self.vars), node)
 
     def pipeline(self, node: Node, stdin: str | None, payload: str | None) -> None:
+        """Every element runs in a subshell, except perhaps the last (``shopt -s lastpipe``)."""
         producer: RawUnit | None = None
-        first = True
-        for child in node.children:
-            if not child.is_named:
-                continue
-            if first:
-                producer = self.statement(child, stdin, payload)
-                first = False
-            else:
-                producer = self.statement(child, "pipe", static_stdout(producer))
+        elements = [c for c in node.children if c.is_named]
+        for k, child in enumerate(elements):
+            last = k == len(elements) - 1
+            with self.maybe() if last else self.isolated():
+                if k == 0:
+                    producer = self.statement(child, stdin, payload)
+                else:
+                    producer = self.statement(child, "pipe", static_stdout(producer))
 
     def redirected(self, node: Node, stdin: str | None, payload: str | None) -> RawUnit | None:
         outer = (stdin, payload)
@@ -740,7 +799,7 @@ class Walker:
         for child in node.named_children:
             t = child.type
             if t in ("command_substitution", "process_substitution"):
-                with self.weak():
+                with self.isolated():
                     self.statements(child)
             elif t in ("raw_string", "string", "word") and any(
                 s in _text(child) for s in ("$(", "`", "${")
@@ -844,7 +903,7 @@ class Walker:
             return Word(_text(node), static=False)
         if t in ("command_substitution", "process_substitution"):
             raw = _text(node)
-            with self.weak():
+            with self.isolated():
                 if raw.startswith("`") and "\\" in raw:
                     self.backticks(raw)
                 else:
