@@ -186,13 +186,20 @@ def var_problem(name: str, state: VarState, depth: int) -> str | None:
     return None
 
 
+_LENGTH = re.compile(r"#(?:[A-Za-z_][A-Za-z0-9_]*(?:\[[@*]\])?|[0-9]+|[@*#])\Z")
+_DEFAULT = re.compile(r"([A-Za-z_][A-Za-z0-9_]*):?[-=]")
+
+
 def expansion_problem(inner: str, state: VarState, depth: int) -> str | None:
     """``${inner}`` inside arithmetic: its value is inserted and evaluated."""
-    if inner.startswith("#") and (plain_name(inner[1:]) or inner[1:].isdigit()
-                                  or re.fullmatch(r"#?[A-Za-z_]\w*\[[@*]\]", inner)):
+    if _LENGTH.match(inner):
         return None  # a length
     if plain_name(inner) or inner in BASH_INTEGERS:
         return var_problem(inner, state, depth)
+    m = _DEFAULT.match(inner)
+    if m is not None:  # ${n:-0}, ${n=1}: the value, or the word
+        return var_problem(m.group(1), state, depth) or arith_problem(
+            inner[m.end():], state, depth + 1, assign=False)
     m = IDENT.match(inner)
     if m and inner[m.end():m.end() + 1] == "[" and inner.endswith("]"):
         why = subscript_problem(m.group(0), inner[m.end() + 1:-1], state, depth)
@@ -225,14 +232,14 @@ def arith_problem(text: str, state: VarState, depth: int = 0, assign: bool = Tru
                 return why
             i = end + 1
             continue
-        if c.isdigit():
+        if "0" <= c <= "9":
             m = _NUMBER.match(text, i)
             assert m is not None
             i = m.end()
-            if i < n and (text[i].isalnum() or text[i] == "_"):
+            if i < n and (text[i].isalnum() or text[i] in "_#"):
                 return f"{text[m.start():i + 1]!r} is not a number"
             continue
-        if c.isalpha() or c == "_":
+        if ("a" <= c <= "z") or ("A" <= c <= "Z") or c == "_":
             m = IDENT.match(text, i)
             assert m is not None
             name = m.group(0)
