@@ -40,6 +40,7 @@ _ALIAS = re.compile(r"\balias\s+(?:-p\s+)?([^\s=]+)=")
 
 
 _MAX_VARIABLES = 512
+_MAX_VALUE = 256  # longer values are not kept (unknown): bounded memory per session
 
 
 @dataclass
@@ -73,7 +74,7 @@ class ShellState:
         if state.forgot:
             self.variables.clear()
         for name, value in state.snapshot().items():
-            if value is None:
+            if value is None or len(value) > _MAX_VALUE:
                 self.variables.pop(name, None)
             elif name in self.variables or len(self.variables) < _MAX_VARIABLES:
                 self.variables[name] = value

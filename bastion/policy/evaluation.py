@@ -55,6 +55,9 @@ class VarState:
     weak: int = 0  # > 0: an assignment may not happen (``c ? x=1 : 0`` in arithmetic)
     touched: set[str] = field(default_factory=set)
     forgot: bool = False  # eval/source ran: nothing known from before holds
+    # var_problem answers while no assignment happens: values that name each other many times
+    # (a='b+b+b', b='c+c+c', …) are judged once per name, not once per path.
+    memo: dict[str, str | None] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def start(cls, values: Mapping[str, str] | None = None,
@@ -66,6 +69,7 @@ class VarState:
         return self.known.get(name)
 
     def assign(self, name: str, values: frozenset[str] | None) -> None:
+        self.memo.clear()
         self.touched.add(name)
         if values is not None and len(values) > MAX_VALUES:
             values = None
@@ -81,6 +85,7 @@ class VarState:
                         set(self.touched), self.forgot)
 
     def restore(self, other: VarState) -> None:
+        self.memo.clear()
         self.known, self.integers, self.assoc = other.known, other.integers, other.assoc
         self.touched, self.forgot = other.touched, other.forgot
 
@@ -98,6 +103,7 @@ class VarState:
                 out = None if v is None or out is None else out | v
             merged[name] = out if out is None or len(out) <= MAX_VALUES else None
         self.known = merged
+        self.memo.clear()
         for s in states[1:]:
             self.integers |= s.integers
             self.assoc |= s.assoc
@@ -105,6 +111,7 @@ class VarState:
             self.forgot = self.forgot or s.forgot
 
     def forget_all(self) -> None:
+        self.memo.clear()
         self.forgot = True
         self.touched.update(self.known)
         self.known = {k: None for k in self.known}
@@ -172,6 +179,15 @@ def var_problem(name: str, state: VarState, depth: int) -> str | None:
     """Reading ``name`` in arithmetic evaluates its value: is that known and safe?"""
     if name in BASH_INTEGERS:
         return None
+    if name in state.memo:
+        return state.memo[name]
+    state.memo[name] = f"arithmetic on ${name} refers back to itself"  # a cycle: unsafe
+    why = _var_problem(name, state, depth)
+    state.memo[name] = why
+    return why
+
+
+def _var_problem(name: str, state: VarState, depth: int) -> str | None:
     values = state.values(name)
     if values is None:
         return f"arithmetic on ${name}, whose content the gate cannot see"
@@ -182,7 +198,7 @@ def var_problem(name: str, state: VarState, depth: int) -> str | None:
             return f"arithmetic on ${name} nests too deeply"
         why = arith_problem(v, state, depth + 1, assign=False)
         if why is not None:
-            return f"${name} holds {v[:40]!r}, which arithmetic would evaluate ({why})"
+            return f"${name} holds {v[:40]!r}, which arithmetic would evaluate ({why[:80]})"
     return None
 
 
