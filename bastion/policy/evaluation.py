@@ -219,7 +219,7 @@ def expansion_problem(inner: str, state: VarState, depth: int) -> str | None:
     m = IDENT.match(inner)
     if m and inner[m.end():m.end() + 1] == "[" and inner.endswith("]"):
         why = subscript_problem(m.group(0), inner[m.end() + 1:-1], state, depth)
-        return why or f"arithmetic on an element of {m.group(0)}, whose content is not known"
+        return why or var_problem(m.group(0), state, depth)
     return f"arithmetic on ${{{inner[:40]}}}, whose value the gate cannot see"
 
 
@@ -271,12 +271,15 @@ def arith_problem(text: str, state: VarState, depth: int = 0, assign: bool = Tru
                 if why is not None:
                     return why
                 i = end
-                # an array element: its content is evaluated too, and it is never tracked
+                # an array element: its content is evaluated too (the array's known values
+                # cover every element); `a[i] = …` only writes
                 k = i
                 while k < n and text[k] in " \t":
                     k += 1
                 if not (text.startswith("=", k) and not text.startswith("==", k)):
-                    return f"arithmetic on an element of {name}, whose content is not known"
+                    why = var_problem(name, state, depth)
+                    if why is not None:
+                        return why
                 continue
             rest = text[j:]
             plain_assign = rest.startswith("=") and not rest.startswith("==")

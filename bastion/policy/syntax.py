@@ -630,6 +630,7 @@ class Walker:
         value_node: Node | None = None
         op = "="
         array = False
+        elements: frozenset[str] | None = None  # a=(1 2): every element's possible value
         for child in node.children:
             if child.type in ("variable_name", "subscript") and not name:
                 name = _text(child)
@@ -646,6 +647,10 @@ class Walker:
                 parts = [self.word(c) for c in child.named_children if c.type in _WORD_TYPES]
                 value = Word(" ".join(p.text for p in parts), static=False)
                 self.array_subscripts(name, child)
+                if all(p.static and not p.glob for p in parts) and not any(
+                    _text(c).startswith("[") for c in child.named_children
+                ):
+                    elements = frozenset(p.text for p in parts) or frozenset({""})
             elif child.type in ("=", "+="):
                 op = child.type
                 continue
@@ -672,6 +677,11 @@ class Walker:
                 values = frozenset({NUM})
             elif value.static and op == "=" and "[" not in name and not array:
                 values = frozenset({value.text})
+            elif array and op == "=" and "[" not in name:
+                values = elements
+            elif "[" in name and not array and value.static:
+                prior = self.vars.values(base)  # a[i]=v: one more possible element value
+                values = None if prior is None else prior | {value.text}
             self.vars.assign(base, values)
         return name, value
 
