@@ -23,7 +23,7 @@ from bastion.policy.model import (
     ReviewSpec,
     UnitDecision,
 )
-from bastion.policy.paths import PathClassifier
+from bastion.policy.paths import PathClassifier, normalise
 from bastion.policy.rules import Rule, UnitView
 from bastion.policy.syntax import parse
 from bastion.policy.tools import facts
@@ -105,8 +105,11 @@ class Policy:
             results.append((UnitDecision((), "review", "too-complex",
                                          f"more than {_MAX_UNITS} units", ""), None))
             units = units[:_MAX_UNITS]
-        start = ctx.cwd or ("~" if ctx.channel == "exec" else None)
-        tracker = CwdTracker(start, ctx.oldpwd, ctx.cdpath or "CDPATH" in line)
+        # /home/<login>/x is ~/x: the shell reports absolute paths, the classes say ~
+        start = normalise(ctx.cwd, ctx.login) if ctx.cwd else ("~" if ctx.channel == "exec"
+                                                                else None)
+        oldpwd = normalise(ctx.oldpwd, ctx.login) if ctx.oldpwd else None
+        tracker = CwdTracker(start, oldpwd, ctx.cdpath or "CDPATH" in line)
         for unit in units:
             budget.check()
             results.append(self._judge(unit, ctx, tracker))

@@ -62,6 +62,15 @@ def test_shell_cwd_resolves_relative_paths(policy: Policy) -> None:
     assert decide(policy, "cd .. && cat .ssh/id_ed25519", state).action == "deny"
 
 
+def test_shell_at_home_is_like_exec(policy: Policy) -> None:
+    """A shell reporting /home/<login> judges `.` as exec at ~ does (the workspace root)."""
+    state = ShellState()
+    state.moved_to("/home/azureuser")
+    exec_ctx = Context(principals=("agents",), target="web-01", login="azureuser")
+    for line in ("grep -rn TODO .", "rm -rf .", "ls *", "cat .ssh/id_rsa"):
+        assert decide(policy, line, state).action == policy.decide(line, exec_ctx).action, line
+
+
 def test_unknown_cwd_holds_only_sensitive_names(policy: Policy) -> None:
     state = ShellState()  # the shell has not reported a directory
     held = decide(policy, "cat id_rsa", state)
