@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from bastion.policy import budget, chars
@@ -119,21 +119,27 @@ class Policy:
         self, unit: Unit, ctx: Context, tracker: CwdTracker
     ) -> tuple[UnitDecision, Rule | None]:
         view = self._view(unit, ctx, tracker)
-        rule: Rule | None = None
-        for candidate in self._candidates(view.argv[0] if view.argv else ""):
-            if candidate.matches(view) and candidate.in_scope(ctx):
-                rule = candidate
-                break
+        maybe: UnitView | None = None
+        if any(c != _unmarked(c) for c in view.path_classes):
+            # A path in an unknown directory: judge it as written, and hold it when it would be
+            # judged more severely in the sensitive place its name could be (`cat id_rsa`,
+            # `rm -rf lib`), but not when that changes nothing (`ls lib`).
+            maybe = replace(view, path_classes=tuple(_maybe(c) for c in view.path_classes))
+            view = replace(view, path_classes=tuple(_unmarked(c) for c in view.path_classes))
+        rule = self._match(view, ctx)
         if rule is not None:
             action, rid, reason = rule.action, rule.id, rule.reason
         else:
             action, rid = self.default, "default"
             reason = f"no rule matches {view.argv[0] if view.argv else 'this'}"
         floors = list(unit.findings)
-        if any("cwd-unknown" in c for c in view.path_classes):
-            floors.append(Finding("review", "cwd-unknown",
-                                  "a relative path that could name a sensitive file, in a"
-                                  " working directory the gate cannot know"))
+        if maybe is not None:
+            there = self._match(maybe, ctx)
+            if SEVERITY[there.action if there else self.default] > SEVERITY[action]:
+                floors.append(Finding(
+                    "review", "cwd-unknown",
+                    "a relative path in a working directory the gate cannot know could name a"
+                    f" sensitive file ({there.id if there else 'default'} there)"))
         dynamic_ok = rule is not None and rule.allow_dynamic
         if action == "allow" and not dynamic_ok and not all(view.static[1:]):
                 floors.append(Finding("review", "dynamic-argument",
@@ -145,6 +151,12 @@ class Policy:
             ):
                 action, rid, reason = f.action, f.rule, f.reason
         return (UnitDecision(view.argv, action, rid, reason, unit.text[:500], matched), rule)
+
+    def _match(self, view: UnitView, ctx: Context) -> Rule | None:
+        for candidate in self._candidates(view.argv[0] if view.argv else ""):
+            if candidate.matches(view) and candidate.in_scope(ctx):
+                return candidate
+        return None
 
     def _view(self, unit: Unit, ctx: Context, tracker: CwdTracker) -> UnitView:
         login = ctx.login
@@ -198,9 +210,7 @@ class Policy:
         if value[:2] == "~-":
             dirs = tracker.tilde_minus()
         if dirs is None:
-            if sensitive_somewhere(value, self.classifier.globs):
-                return found | {"cwd-unknown"}
-            return found
+            return found | {_MAYBE + c for c in sensitive_somewhere(value, self.classifier.globs)}
         for d in dirs:
             if d == "~" and value in _WORKSPACE_ROOT:
                 # The login's home as the line's own directory is the workspace root, as "."
@@ -208,6 +218,17 @@ class Policy:
                 continue
             found = found | self.classifier.classify(join(d, value), login)
         return found
+
+
+_MAYBE = "maybe:"  # a class the path has if the unknown working directory is the wrong one
+
+
+def _unmarked(classes: frozenset[str]) -> frozenset[str]:
+    return frozenset(c for c in classes if not c.startswith(_MAYBE))
+
+
+def _maybe(classes: frozenset[str]) -> frozenset[str]:
+    return frozenset(c.removeprefix(_MAYBE) for c in classes)
 
 
 def _render(line: str) -> str:
