@@ -51,7 +51,6 @@ _GLOB_CHARS = frozenset("*?[")
 _TRANSPARENT = frozenset({"sudo", "command", "nohup", "nice", "time"})  # with no options
 _ECHO_OPTION = re.compile(r"^-[neE]+$")
 _ARITH_TEST_OPS = frozenset({"-eq", "-ne", "-lt", "-le", "-gt", "-ge"})
-_LOOPS = frozenset({"while_statement", "for_statement", "c_style_for_statement"})
 # Builtins that run text the walker cannot follow: what they do to variables is not known.
 _FORGETTING = frozenset({"eval", "source", "."})
 _MAX_LOOP_REWALK = 2  # loops nested deeper forget the variables instead of walking twice
@@ -584,21 +583,21 @@ class Walker:
                 if w.static and w.text in ("-v", "-R"):
                     self.name(args[j + 1], node)
         elif name == "printf":
-            names, _ = _options(args, "v", "")
+            names, _ = _options(args, "v")
             for w in names:
                 self.name(w, node, assigned=True)
         elif name == "read":
-            names, rest = _options(args, "adinNptu", "ers", keep="a")
+            names, rest = _options(args, "adinNptu", keep="a")
             for w in [*names, *rest] or [Word("REPLY")]:
                 self.name(w, node, assigned=True)
         elif name in ("mapfile", "readarray"):
-            names, rest = _options(args, "dnOsuCc", "t", keep="C")
+            names, rest = _options(args, "dnOsuCc", keep="C")
             if names:
                 self.flag("eval-callback", f"{name} -C runs a callback", node)
             for w in rest[:1] or [Word("MAPFILE")]:
                 self.name(w, node, assigned=True)
         elif name == "wait":
-            names, _ = _options(args, "p", "fn")
+            names, _ = _options(args, "p")
             for w in names:
                 self.name(w, node, assigned=True)
         elif name == "getopts":
@@ -929,7 +928,6 @@ class Walker:
         self.flag("unknown-node", f"word of type '{t}' is not understood", node)
         return Word(_text(node), static=False)
 
-
     def expansion(self, raw: str, node: Node) -> None:
         """``${…}``: indirection, subscripts, ``:offset:length`` and ``@P`` evaluate text."""
         inner = raw[2:-1]
@@ -1005,10 +1003,11 @@ def _unquote(text: str) -> str:
 
 
 def _options(
-    args: list[Word], values: str, flags: str, keep: str | None = None
+    args: list[Word], values: str, keep: str | None = None
 ) -> tuple[list[Word], list[Word]]:
-    """getopt-style parse of a builtin's options: the values of the options in ``keep``
-    (default: all value options) and the operands."""
+    """getopt-style parse of a builtin's options (``values``: the letters that take a value;
+    other letters are flags): the values of the options in ``keep`` (default: all) and the
+    operands."""
     keep = values if keep is None else keep
     kept: list[Word] = []
     i = 0
