@@ -139,3 +139,34 @@ def test_sensitive_somewhere() -> None:
     assert sensitive_somewhere("shadow", globs) == {"secret"}
     assert sensitive_somewhere("README.md", globs) == frozenset()
     assert sensitive_somewhere("../x", globs) == {"parent"}
+
+
+# Every place bash evaluates arithmetic, fed from every kind of source: a value the gate cannot
+# see is held wherever it is evaluated; a known number passes everywhere.
+ARITH_PLACES = ("echo $((X))", "echo $[X]", "(( X ))", "let y=X", "[[ X -eq 1 ]]",
+                "[[ 1 -lt $X ]]", "echo ${s:X}", "echo ${s:0:X}", "a[X]=1", "echo ${a[X]}",
+                "declare -i n=X", "for ((i=0; i<X; i++)); do :; done", "test -v a[X]")
+UNKNOWN_SOURCES = ("read -r X < in.txt; ", "X=$(cat in.txt); ", "printf -v X %s \"$1\"; ",
+                   "mapfile -t X < in.txt; ", "", "X=1; X=$(head -1 f) || :; ",
+                   "X=1; if true; then read -r X; fi; ")
+KNOWN_SOURCES = ("X=5; ", "X=$((2+3)); ", "X=$(nproc); ", "for X in 1 2; do :; done; ",
+                 "declare -i X=7; ")
+
+
+@pytest.mark.parametrize("place", ARITH_PLACES)
+@pytest.mark.parametrize("source", UNKNOWN_SOURCES)
+def test_unknown_values_are_held_wherever_evaluated(policy: Policy, place: str,
+                                                    source: str) -> None:
+    ctx = Context(principals=("agents",), target="web-01", login="azureuser")
+    decision = policy.decide(source + place, ctx)
+    assert decision.action != "allow", source + place
+    assert {"eval-arithmetic", "eval-name"} & set(decision.rules), decision.rules
+
+
+@pytest.mark.parametrize("place", ARITH_PLACES)
+@pytest.mark.parametrize("source", KNOWN_SOURCES)
+def test_known_numbers_pass_wherever_evaluated(policy: Policy, place: str, source: str) -> None:
+    ctx = Context(principals=("agents",), target="web-01", login="azureuser")
+    decision = policy.decide(source + place, ctx)
+    assert not {"eval-arithmetic", "eval-name"} & set(decision.rules), (source + place,
+                                                                       decision.reason)
