@@ -41,6 +41,7 @@ _ALIAS = re.compile(r"\balias\s+(?:-p\s+)?([^\s=]+)=")
 
 _MAX_VARIABLES = 512
 _MAX_VALUE = 256  # longer values are not kept (unknown): bounded memory per session
+_LEARN_BUDGET = 0.02  # CPU seconds to follow one unit's assignments
 
 
 @dataclass
@@ -68,9 +69,16 @@ class ShellState:
             self.defined.add(m.group(1) or m.group(2))
         for m in _ALIAS.finditer(unit):
             self.defined.add(m.group(1))
+        from bastion.policy import budget
         from bastion.policy.syntax import parse
 
-        state = parse(unit, self.variables, tuple(sorted(self.integers))).state
+        try:  # this runs on the event loop: a huge unit is not followed, only forgotten
+            with budget.bounded(_LEARN_BUDGET):
+                state = parse(unit, self.variables, tuple(sorted(self.integers))).state
+        except budget.BudgetExceeded:
+            self.variables.clear()
+            self.cdpath = True
+            return
         if state.forgot:
             self.variables.clear()
         for name, value in state.snapshot().items():

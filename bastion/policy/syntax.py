@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import tree_sitter_bash
 from tree_sitter import Language, Node, Parser
 
+from bastion.policy import budget
 from bastion.policy import evaluation as ev
 from bastion.policy.evaluation import NUM, VarState
 from bastion.policy.model import Finding
@@ -226,6 +227,7 @@ class Walker:
         if self._depth >= MAX_NESTING:
             self.flag("too-complex", f"nested more than {MAX_NESTING} levels deep", None)
             return None
+        budget.check()  # a decision's budget bounds the walk of a huge line too
         self._depth += 1
         try:
             return self._statement(node, stdin, payload)
