@@ -170,3 +170,18 @@ def test_known_numbers_pass_wherever_evaluated(policy: Policy, place: str, sourc
     decision = policy.decide(source + place, ctx)
     assert not {"eval-arithmetic", "eval-name"} & set(decision.rules), (source + place,
                                                                        decision.reason)
+
+
+def test_learning_a_huge_unit_is_bounded_and_forgets() -> None:
+    """ShellState.learn runs on the event loop: a unit too big to follow in its budget makes
+    the session's values unknown instead of stalling the loop."""
+    import time
+
+    state = ShellState(cwd="/home/azureuser/src", variables={"n": "5"})
+    huge = "case $x in " + " ".join(f"{i}) y=$((y+{i}));;" for i in range(1500)) + " esac"
+    t = time.thread_time()
+    state.learn(huge)
+    assert time.thread_time() - t < 0.2
+    assert state.variables == {} and state.cdpath
+    state.learn("n=5")
+    assert state.variables == {"n": "5"}
