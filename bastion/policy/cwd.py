@@ -215,6 +215,59 @@ def unit_dirs(
     return dirs, per_index, values
 
 
+def _short_flags(argv: list[str]) -> str:
+    """Letters of short options (``-xzf`` → ``xzf``), and of tar's old-style first word."""
+    out = "".join(a[1:] for a in argv[1:] if a.startswith("-") and not a.startswith("--"))
+    if argv[:1] == ["tar"] and len(argv) > 1 and argv[1][:1] not in ("-", ""):
+        out += argv[1]  # `tar xzf a.tgz`
+    return out
+
+
+def _has(argv: list[str], *longs: str) -> bool:
+    return any(a.split("=", 1)[0] in longs for a in argv[1:])
+
+
+def _value(argv: list[str], *names: str) -> str | None:
+    """The value of the last of ``names`` (``-d DIR``, ``--dir=DIR``, ``-dDIR``)."""
+    found: str | None = None
+    for i, a in enumerate(argv[1:], 1):
+        for n in names:
+            if a == n and i + 1 < len(argv):
+                found = argv[i + 1]
+            elif n.startswith("--") and a.startswith(n + "="):
+                found = a.split("=", 1)[1]
+            elif not n.startswith("--") and a.startswith(n) and len(a) > len(n):
+                found = a[len(n):]
+    return found
+
+
+def implicit_target(program: str, argv: list[str]) -> tuple[bool, str | None]:
+    """Does the tool write into its working directory without naming a path (``tar -x``,
+    ``unzip``, ``wget URL``, ``curl -O``, ``git clone URL``, ``cpio -i``)? Returns (writes,
+    directory option value); the value, when given, is where it writes instead."""
+    letters = _short_flags(argv)
+    if program == "tar":
+        return ("x" in letters or _has(argv, "--extract", "--get")), None  # -C: a path already
+    if program == "unzip":
+        if any(c in letters for c in "lptvZ"):
+            return False, None
+        return True, _value(argv, "-d")
+    if program == "wget":
+        if _has(argv, "--output-document", "--spider") or "O" in letters:
+            return False, None
+        return True, _value(argv, "-P", "--directory-prefix")
+    if program == "curl":
+        if "O" in letters or "J" in letters or _has(argv, "--remote-name", "--remote-name-all"):
+            return True, _value(argv, "--output-dir")
+        return False, None
+    if program == "git":
+        words = [a for a in argv[1:] if not a.startswith("-")]
+        return (words[:1] == ["clone"] and len(words) == 2), None  # clone URL: into ./NAME
+    if program == "cpio":
+        return ("i" in letters or _has(argv, "--extract")), _value(argv, "-D", "--directory")
+    return False, None
+
+
 def _tail_match(parts: list[str], glob_parts: list[str]) -> bool:
     """Could a file named by the relative ``parts`` under *some* directory match the glob?
     Only when a component of the glob that is not a bare wildcard matched a component of the

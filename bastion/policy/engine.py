@@ -13,7 +13,15 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from bastion.policy import budget, chars
-from bastion.policy.cwd import CwdTracker, Dirs, is_relative, join, sensitive_somewhere, unit_dirs
+from bastion.policy.cwd import (
+    CwdTracker,
+    Dirs,
+    implicit_target,
+    is_relative,
+    join,
+    sensitive_somewhere,
+    unit_dirs,
+)
 from bastion.policy.model import (
     SEVERITY,
     Action,
@@ -183,6 +191,13 @@ class Policy:
         ]
         for i, value in dir_values:
             classes.append(self._classes(value, unit.static[i], login, here, tracker))
+        writes, into = implicit_target(unit.program, unit.argv)
+        if writes and into is not None:
+            classes.append(self._classes(into, True, login, dirs, tracker))
+        elif writes and dirs is not None:
+            # it writes into the directory it runs in: that directory is one of its paths (the
+            # login's home as the line's own directory is the workspace root, as for ".")
+            classes.extend(self.classifier.classify(d, login) for d in sorted(dirs) if d != "~")
         positional_at = frozenset(f.positionals)  # a set: argv may hold thousands of words
         for i, a in enumerate(unit.argv[1:], 1):
             if a.startswith("-") or i in positional_at:
