@@ -198,7 +198,9 @@ def _var_problem(name: str, state: VarState, depth: int) -> str | None:
             return f"arithmetic on ${name} nests too deeply"
         why = arith_problem(v, state, depth + 1, assign=False)
         if why is not None:
-            return f"${name} holds {v[:40]!r}, which arithmetic would evaluate ({why[:80]})"
+            # the value stays out of the reason: it may be a secret typed on an earlier line
+            return f"${name} holds text that arithmetic would evaluate (a subscript, a"\
+                   " substitution or a name whose content is not known)"
     return None
 
 
@@ -362,7 +364,7 @@ def prompt_problem(name: str, state: VarState) -> str | None:
         return f"${{{name}@P}} expands substitutions in a value the gate cannot see"
     for v in values:
         if any(ch in v for ch in "$`\\") and v != NUM:
-            return f"${{{name}@P}} would expand {v[:40]!r}"
+            return f"${{{name}@P}} would expand a substitution or escape in its value"
     return None
 
 
@@ -372,9 +374,8 @@ def indirect_problem(name: str, state: VarState) -> str | None:
     if values is None:
         return f"${{!{name}}} names a variable through a value the gate cannot see"
     for v in values:
-        why = None if v == NUM else name_problem(v, state)
-        if why is not None:
-            return f"${{!{name}}}: {why}"
+        if v != NUM and name_problem(v, state) is not None:
+            return f"${{!{name}}} names something that is not a plain variable name"
     return None
 
 
