@@ -193,7 +193,7 @@ class Policy:
             classes.append(self._classes(value, unit.static[i], login, here, tracker))
         writes, into = implicit_target(unit.program, unit.argv)
         if writes and into is not None:
-            classes.append(self._classes(into, True, login, dirs, tracker))
+            classes.append(self._classes(into, all(unit.static), login, dirs, tracker))
         elif writes and dirs is not None:
             # it writes into the directory it runs in: that directory is one of its paths (the
             # login's home as the line's own directory is the workspace root, as for ".")
@@ -215,8 +215,8 @@ class Policy:
         self, value: str, static: bool, login: str | None, dirs: Dirs, tracker: CwdTracker
     ) -> frozenset[str]:
         """Classes of a path argument: as written, and (when relative) in every directory the
-        unit may run in; in an unknown directory, ``cwd-unknown`` when its name could be a
-        sensitive file somewhere."""
+        unit may run in; in an unknown directory, also the ``maybe:`` classes its name could
+        have somewhere (``_judge`` holds the unit when they would make it more severe)."""
         if not static:
             return frozenset({"dynamic"})
         found = self.classifier.classify(value, login)
