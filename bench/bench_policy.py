@@ -4,6 +4,7 @@ Usage: .venv/bin/python bench/bench_policy.py [--rounds N] [--budget-ms MS] [--j
 
 Decisions run with the gate's decision budget (default 20 ms, as ``[gate] decision_budget``);
 ``worst_line`` is the corpus line whose fastest round was slowest (its cost without noise);
+``cpu_p99_us``/``cpu_max_us`` are the deciding thread's CPU time (steady on a busy machine);
 ``gate_p50_us``/``gate_p99_us`` time one pass with each decision run in a worker thread and
 awaited, as the gate does.
 """
@@ -51,17 +52,21 @@ def main() -> int:
             held += SEVERITY[action] >= SEVERITY[e["expect"]]
 
     samples: list[float] = []
+    cpu: list[float] = []  # thread CPU time: what the decision costs, whatever else runs
     per_line = [0.0] * len(entries)  # each line's fastest round: its cost without noise
     start = time.perf_counter()
     for r in range(args.rounds):
         for k, e in enumerate(entries):
+            c = time.thread_time_ns()
             t = time.perf_counter_ns()
             policy.decide(e["cmd"], ctx, args.budget_ms / 1000.0)
             us = (time.perf_counter_ns() - t) / 1000.0
+            cpu.append((time.thread_time_ns() - c) / 1000.0)
             samples.append(us)
             per_line[k] = us if r == 0 else min(per_line[k], us)
     wall = time.perf_counter() - start
     samples.sort()
+    cpu.sort()
     gate = sorted(asyncio.run(_gate_latencies(policy, [e["cmd"] for e in entries], ctx,
                                               args.budget_ms / 1000.0)))
 
@@ -81,6 +86,8 @@ def main() -> int:
         "p95_us": round(pct(0.95), 1),
         "p99_us": round(pct(0.99), 1),
         "max_us": round(samples[-1], 1),
+        "cpu_p99_us": round(cpu[min(len(cpu) - 1, int(0.99 * len(cpu)))], 1),
+        "cpu_max_us": round(cpu[-1], 1),
         "gate_p50_us": round(gate[len(gate) // 2], 1),
         "gate_p99_us": round(gate[min(len(gate) - 1, int(0.99 * len(gate)))], 1),
         "worst_line_us": round(max(per_line), 1),
