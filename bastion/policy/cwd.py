@@ -5,7 +5,8 @@ reported its cwd. Within a line, ``cd``/``pushd``/``popd`` move it, ``env -C``/`
 one command, and some tools resolve their operands elsewhere (``git -C``, ``make -C``, ``tar -C``:
 see ``CHDIR_OPTIONS``). The tracker keeps the *set* of directories the shell may be in: a ``cd``
 adds its target instead of replacing the old directory, because the ``cd`` may fail or sit in a
-branch or a subshell, and the line may continue in the old one. So a path is classified in every
+branch or a subshell, and the line may continue in the old one; only what runs after
+``cd DIR &&`` (the ``cd`` is its guard) is known to run in DIR. So a path is classified in every
 directory it may be relative to, and its classes are the union (``cd ~/.ssh && cat id_rsa``
 reads ``~/id_rsa`` or ``~/.ssh/id_rsa``: a secret either way). When the directory cannot be
 known (``cd "$dir"``, ``cd -``, ``CDPATH``, a relative ``cd`` in a loop, too many candidates), it
@@ -18,7 +19,7 @@ from __future__ import annotations
 import fnmatch
 import functools
 import posixpath
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 Dirs = frozenset[str] | None  # the directories a unit may run in; None: not known
@@ -99,7 +100,11 @@ def _home_norm(path: str) -> str:
 
 
 class CwdTracker:
-    """The directories the line may be in, unit after unit (see the module docstring)."""
+    """The directories the line may be in, unit after unit (see the module docstring).
+
+    ``dirs`` is the union over the whole line so far. A unit that runs only after a ``cd``
+    succeeded (``cd DIR && cmd``: the walker records the ``cd`` as the unit's *guard*) runs
+    exactly where that ``cd`` led: ``strong[guard]``, widened by every later ``cd``."""
 
     def __init__(self, start: str | None, oldpwd: str | None = None, cdpath: bool = False
                  ) -> None:
@@ -108,12 +113,20 @@ class CwdTracker:
         self.cdpath = cdpath  # CDPATH may be set: `cd name` may go elsewhere
         self.moved = False  # a cd ran earlier in this line (its origin is in dirs)
         self.pushed = False
+        self.strong: dict[int, Dirs] = {}  # where each cd (by unit serial) surely led
 
     def tilde_minus(self) -> Dirs:
         """Where ``~-`` (``$OLDPWD``) may point."""
         return self.dirs if self.moved else self.oldpwd
 
-    def step(self, argv: list[str], static: list[bool], in_loop: bool) -> bool:
+    def here(self, guard: int | None) -> Dirs:
+        """The directories a unit guarded by the cd ``guard`` (or by none) may run in."""
+        if guard is not None and guard in self.strong:
+            return self.strong[guard]
+        return self.dirs
+
+    def step(self, argv: list[str], static: list[bool], in_loop: bool,
+             serial: int = -1, guard: int | None = None) -> bool:
         """Apply ``cd``/``pushd``/``popd``; returns True when ``argv`` was one of them."""
         name = argv[0] if argv else ""
         if name not in ("cd", "pushd", "popd", "chdir"):
@@ -126,37 +139,44 @@ class CwdTracker:
             args = args[1:]
             if stop:
                 break
-        if name == "popd" or (name == "pushd" and (not args or args[0][0][:1] in "+-")):
-            # back to a directory this line pushed (already among dirs), or a stack from before
-            if not self.pushed:
-                self.dirs = None
-            return True
-        if not args:
-            target: str | None = HOME
-        elif not args[0][1]:
-            target = None
-        elif args[0][0] == "-":
-            target = None if not self.moved and self.oldpwd is None else "-"
-        else:
-            target = args[0][0]
-        if target == "-":
-            new = self.oldpwd if not self.moved else self.dirs
-        elif (
-            target is None
-            or (self.cdpath and not target.startswith(("/", "./", "../", "~"))
-                and target not in (".", ".."))
-            or (in_loop and is_relative(target))  # may repeat: `cd ..` in a loop climbs anywhere
-        ):
-            new = None
-        else:
-            new = resolve_dirs(self.tilde_minus() if target[:2] == "~-" else self.dirs, target)
+        move = self._move(name, args, in_loop)
+        base = self.here(guard)
+        new = move(base)
         previous = self.dirs
-        self.dirs = _union(self.dirs, new)
+        self.dirs = _union(self.dirs, move(self.dirs) if base is not self.dirs else new)
+        for k, where in self.strong.items():  # a later cd may have run in that scope too
+            self.strong[k] = _union(where, move(where))
+        if serial >= 0:
+            self.strong[serial] = new
         if not self.moved:
             self.oldpwd = previous
         self.moved = True
         self.pushed = self.pushed or name == "pushd"
         return True
+
+    def _move(self, name: str, args: list[tuple[str, bool]], in_loop: bool
+              ) -> Callable[[Dirs], Dirs]:
+        """Where this cd leads from given directories."""
+        if name == "popd" or (name == "pushd" and (not args or args[0][0][:1] in "+-")):
+            # back to a directory this line pushed (already among dirs), or a stack from before
+            pushed = self.pushed
+            return lambda base: self.dirs if pushed else None
+        if not args:
+            return lambda base: frozenset({HOME})
+        target, ok = args[0]
+        if not ok:
+            return lambda base: None
+        if target == "-":
+            return lambda base: self.dirs if self.moved else self.oldpwd
+        if (
+            (self.cdpath and not target.startswith(("/", "./", "../", "~"))
+             and target not in (".", ".."))
+            or (in_loop and is_relative(target))  # may repeat: `cd ..` in a loop climbs anywhere
+        ):
+            return lambda base: None
+        if target[:2] == "~-":
+            return lambda base: resolve_dirs(self.tilde_minus(), target)
+        return lambda base: resolve_dirs(base, target)
 
 
 def unit_dirs(

@@ -168,7 +168,7 @@ class Policy:
 
     def _view(self, unit: Unit, ctx: Context, tracker: CwdTracker) -> UnitView:
         login = ctx.login
-        here = tracker.dirs
+        here = tracker.here(unit.guard)
         if unit.kind == "redirect":
             target = unit.argv[1]
             target_classes = (self._classes(target, unit.static[1], login, here, tracker),)
@@ -181,7 +181,8 @@ class Policy:
         f = facts(unit)
         # A cd in a subshell or another shell only widens the set (sound); one that may run
         # many times (a loop, a function) makes a relative move unknown.
-        tracker.step(unit.argv, unit.static, unit.in_loop or "in-function" in unit.tags)
+        tracker.step(unit.argv, unit.static, unit.in_loop or "in-function" in unit.tags,
+                     unit.serial, unit.guard)
         dirs, per_index, dir_values = unit_dirs(here, unit.program, unit.argv, unit.static,
                                                 unit.chdir)
         positionals = tuple(unit.argv[i] for i in f.positionals)

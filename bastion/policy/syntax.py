@@ -100,6 +100,9 @@ class RawUnit:
     op: str = ""  # redirect operator
     in_function: bool = False
     in_loop: bool = False  # may run more than once (a cd here can repeat)
+    serial: int = -1  # position in the line (names the cd a later unit is guarded by)
+    guard: int | None = None  # runs only after the cd with this serial succeeded (`cd d && …`)
+    level: int = 0  # subshell depth: a cd in a subshell does not move the line
 
 
 @dataclass
@@ -139,6 +142,8 @@ class Walker:
         self.findings: list[tuple[Finding, str]] = []
         self._function_depth = 0
         self._loop_depth = 0
+        self._level = 0
+        self._guard: int | None = None
         self._depth = 0  # statement/expression nesting, bounded so Python's stack never is
         self.vars = state if state is not None else VarState()
         self._data: bytes | None = None
@@ -156,10 +161,30 @@ class Walker:
     def isolated(self) -> Iterator[None]:
         """A subshell, substitution or function body: its assignments do not reach the line."""
         before = self.vars.copy()
+        self._level += 1
         try:
             yield
         finally:
+            self._level -= 1
             self.vars.restore(before)
+
+    def anchor(self, start: int) -> int | None:
+        """The cd that the units added since ``start`` leave the line in, when that is sure:
+        the last command is that cd (at this subshell level), or ran guarded by one."""
+        for unit in reversed(self.units[start:]):
+            if unit.kind != "command":
+                continue
+            if unit.level != self._level:
+                return None
+            words = [w.text for w in unit.words if w.static]
+            while words and words[0] in ("builtin", "command"):
+                words = words[1:]
+            if words[:1] in (["cd"], ["pushd"]) and len(words) == len(
+                [w for w in unit.words if w.text not in ("builtin", "command")]
+            ):
+                return unit.serial
+            return unit.guard
+        return None
 
     def alternatives(self, walks: list[Callable[[], None]], none_taken: bool = True) -> None:
         """Exactly one of ``walks`` runs (or, with ``none_taken``, maybe none): each starts from
@@ -210,6 +235,9 @@ class Walker:
     def add(self, unit: RawUnit) -> RawUnit:
         unit.in_function = self._function_depth > 0
         unit.in_loop = self._loop_depth > 0
+        unit.serial = len(self.units)
+        unit.guard = self._guard
+        unit.level = self._level
         if len(self.units) == MAX_UNITS:
             self.flag("too-complex", f"more than {MAX_UNITS} commands in one line", None)
         self.units.append(unit)
@@ -247,13 +275,23 @@ class Walker:
             with self.isolated():
                 self.statements(node, stdin, payload)
         elif t == "list":
-            # `a && b || c`: only the first command surely runs
+            # `a && b || c`: only the first command surely runs; after `cd d &&` the rest of
+            # the list runs in d
+            ops = [c.type for c in node.children if not c.is_named and c.type in ("&&", "||")]
+            start = len(self.units)
             for k, child in enumerate(node.named_children):
                 if k == 0:
                     self.statement(child, stdin, payload)
-                else:
+                    continue
+                saved = self._guard
+                if k - 1 < len(ops) and ops[k - 1] == "&&":
+                    anchor = self.anchor(start)
+                    self._guard = anchor if anchor is not None else saved
+                try:
                     with self.maybe():
                         self.statement(child, stdin, payload)
+                finally:
+                    self._guard = saved
         elif t == "pipeline":
             self.pipeline(node, stdin, payload)
         elif t == "redirected_statement":
@@ -406,11 +444,15 @@ class Walker:
         elements = [c for c in node.children if c.is_named]
         for k, child in enumerate(elements):
             last = k == len(elements) - 1
-            with self.maybe() if last else self.isolated():
-                if k == 0:
-                    producer = self.statement(child, stdin, payload)
-                else:
-                    producer = self.statement(child, "pipe", static_stdout(producer))
+            self._level += last  # never an anchor either way
+            try:
+                with self.maybe() if last else self.isolated():
+                    if k == 0:
+                        producer = self.statement(child, stdin, payload)
+                    else:
+                        producer = self.statement(child, "pipe", static_stdout(producer))
+            finally:
+                self._level -= last
 
     def redirected(self, node: Node, stdin: str | None, payload: str | None) -> RawUnit | None:
         outer = (stdin, payload)
@@ -436,11 +478,20 @@ class Walker:
             else:
                 stdin, payload, more = self.heredoc(r)
                 continuations.extend(more)
+        start = len(self.units)
         unit = self.redirect_body(body, (stdin, payload), outer) if body is not None else None
         # File targets after the body: tree-sitter hangs `a && cd d && cmd > f` on the whole
-        # list, bash on cmd, so f resolves in the directory the body may have moved to.
-        for r in files:
-            self.file_redirect(r)
+        # list, bash on cmd, so f resolves where cmd runs (its guard), else where the body
+        # may have moved to.
+        last = next((u for u in reversed(self.units[start:]) if u.kind == "command"), None)
+        saved = self._guard
+        if body is not None and body.type == "list" and last is not None:
+            self._guard = last.guard
+        try:
+            for r in files:
+                self.file_redirect(r)
+        finally:
+            self._guard = saved
         for cont in continuations:
             if cont.type == "pipeline" and cont.children and cont.children[0].type in ("|", "|&"):
                 producer = unit

@@ -54,6 +54,8 @@ class Unit:
     payload: str | None = None
     chdir: list[tuple[str, bool]] = field(default_factory=list)  # env -C / sudo -D (value, static)
     in_loop: bool = False  # in a loop body: may run more than once
+    serial: int = -1  # the raw unit's position (names a cd other units are guarded by)
+    guard: int | None = None  # runs only after that cd succeeded
 
     @property
     def program(self) -> str:
@@ -134,6 +136,8 @@ def _normalise(raw: RawUnit, depth: int) -> list[Unit]:
         stdin=raw.stdin,
         payload=raw.payload,
         in_loop=raw.in_loop,
+        serial=raw.serial,
+        guard=raw.guard,
     )
     if raw.kind == "redirect":
         unit.static = [True, raw.words[1].static]
@@ -212,7 +216,7 @@ def _resolve(unit: Unit, depth: int) -> list[Unit]:
 def _child(unit: Unit, start: int, wrapper: str) -> Unit:
     return Unit(unit.kind, unit.argv[start:], unit.static[start:], unit.text, list(unit.findings),
                 set(unit.tags), [*unit.wrappers, wrapper], unit.stdin, unit.payload,
-                list(unit.chdir), unit.in_loop)
+                list(unit.chdir), unit.in_loop, unit.serial, unit.guard)
 
 
 def _strip_wrapper(unit: Unit, spec: _Spec, depth: int, out: list[Unit]) -> Unit | None:
@@ -294,6 +298,7 @@ def reparse(text: str, static: bool, depth: int, outer: Unit, via: str) -> list[
     for u in units:
         u.wrappers.insert(0, via)
         u.in_loop = u.in_loop or outer.in_loop
+        u.serial, u.guard = -1, outer.guard  # another shell's cds guard nothing here
         u.chdir[:0] = outer.chdir
     return units
 
@@ -446,7 +451,7 @@ def _find(unit: Unit, depth: int, out: list[Unit]) -> Unit | None:
                 break
             inner = Unit("command", argv[i + 1 : j], list(unit.static[i + 1 : j]), unit.text,
                          [], set(), [*unit.wrappers, "find"], None, None, list(unit.chdir),
-                         unit.in_loop)
+                         unit.in_loop, -1, unit.guard)
             if a in ("-execdir", "-okdir"):
                 inner.chdir.append(("", False))  # runs in each found file's directory
             inner.static = [s and v != "{}" for s, v in zip(inner.static, inner.argv, strict=True)]

@@ -185,3 +185,12 @@ def test_learning_a_huge_unit_is_bounded_and_forgets() -> None:
     assert state.variables == {} and state.cdpath
     state.learn("n=5")
     assert state.variables == {"n": "5"}
+
+
+def test_and_guard_makes_the_directory_exact(policy: Policy) -> None:
+    """After `cd DIR &&` the command runs in DIR only; elsewhere the old directory stays."""
+    ctx = Context(principals=("agents",), target="web-01", login="azureuser")
+    assert policy.decide("cd /tmp && rm -rf .ssh", ctx).action == "allow"  # /tmp/.ssh
+    for line in ("cd /tmp; rm -rf .ssh", "cd /tmp || rm -rf .ssh", "(cd /tmp) && rm -rf .ssh",
+                 "cd /tmp | cat && rm -rf .ssh", "cd /tmp && { cd ~; rm -rf .ssh; }"):
+        assert policy.decide(line, ctx).action != "allow", line  # ~/.ssh is possible
