@@ -391,6 +391,7 @@ class ShellCore:
         if m.kind == "D":
             if state is State.RUNNING:
                 self.exit_status = int(m.payload) if m.payload.isdigit() else None
+                self.shell.finished(self.exit_status)
                 self.fx.audit("shell_command_finished", exit_status=self.exit_status)
                 self.fx.marker(f"shell command finished: exit {m.payload[:8]}")
             self.passthrough = False

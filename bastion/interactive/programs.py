@@ -61,10 +61,13 @@ class ShellState:
     variables: dict[str, str] = field(default_factory=dict)
     integers: set[str] = field(default_factory=set)
     cdpath: bool = False
+    # values the running unit gives variables; they count only once it finished normally
+    pending: dict[str, str | None] | None = None
 
     def learn(self, unit: str) -> None:
-        """When a unit starts: remember the functions and aliases it may define and the values
-        it gives variables (what it leaves unknown is forgotten)."""
+        """When a unit starts: remember the functions and aliases it may define, and forget
+        the variables it assigns until it has finished (``finished``): a unit interrupted
+        half-way (Ctrl-C in `sleep 9; n=5`) leaves the old, unknown value in place."""
         for m in _FUNC.finditer(unit):
             self.defined.add(m.group(1) or m.group(2))
         for m in _ALIAS.finditer(unit):
@@ -81,14 +84,26 @@ class ShellState:
             return
         if state.forgot:
             self.variables.clear()
-        for name, value in state.snapshot().items():
+        self.pending = state.snapshot()
+        for name in self.pending:
+            self.variables.pop(name, None)
+        self.integers |= state.integers
+        if "CDPATH" in unit:
+            self.cdpath = True
+
+    def finished(self, exit_status: int | None) -> None:
+        """The unit ended. Its values hold only when it ran to its end: not when a signal
+        stopped it (status 128+N, e.g. 130 after Ctrl-C) or the status is unknown."""
+        pending, self.pending = self.pending, None
+        if pending is None or exit_status is None or exit_status >= 128:
+            return
+        for name, value in pending.items():
             if value is None or len(value) > _MAX_VALUE:
                 self.variables.pop(name, None)
             elif name in self.variables or len(self.variables) < _MAX_VARIABLES:
                 self.variables[name] = value
-        self.integers |= state.integers
-        if "CDPATH" in unit:
-            self.cdpath = self.variables.get("CDPATH", None) != ""
+        if "CDPATH" in pending:
+            self.cdpath = pending["CDPATH"] != ""
 
     def moved_to(self, cwd: str | None) -> None:
         """The shell reported its directory at a prompt."""

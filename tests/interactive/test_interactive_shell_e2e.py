@@ -368,6 +368,11 @@ async def test_variables_are_tracked_across_lines(
     assert b"sum-42" in out
     out = await term.run(f"read -r n < {payload}")
     assert b"bastion:" not in out
+    # Ctrl-C stops `sleep; n=7` before n=7 runs: n still holds the file's text
+    mark = term.type(b"sleep 30; n=7\r")
+    await asyncio.sleep(1.0)
+    term.type(b"\x03")
+    await term.read_until(PROMPT, start=mark + 20)
     for line in ("echo $((n))", "(( n )) && echo yes", "[[ $n -eq 0 ]]", "echo ${s:n}"):
         out = await term.run(line)
         assert b"bastion: held for review" in out, line

@@ -30,20 +30,40 @@ def test_values_carry_across_lines_and_are_forgotten(policy: Policy) -> None:
     state = ShellState(cwd="/home/azureuser/src")
     assert decide(policy, "echo $((n+1))", state).action == "review"  # n: not known yet
     state.learn("n=5")
+    assert state.variables == {}  # running: not yet
+    state.finished(0)
     assert state.variables == {"n": "5"}
     assert decide(policy, "echo $((n+1))", state).action == "allow"
     state.learn("read -r n < input.txt")
+    state.finished(0)
     assert "n" not in state.variables
     decision = decide(policy, "echo $((n+1))", state)
     assert decision.action == "review" and "eval-arithmetic" in decision.rules
     state.learn("a=1; b=2")
+    state.finished(0)
     state.learn("eval \"$cmd\"")  # eval may set anything
+    state.finished(0)
     assert state.variables == {}
+
+
+def test_an_interrupted_unit_leaves_its_variables_unknown(policy: Policy) -> None:
+    """Ctrl-C in `sleep 100; n=5` stops the list before n=5: n keeps its old (file) value."""
+    state = ShellState(cwd="/home/azureuser/src")
+    state.learn("read -r n < input.txt")
+    state.finished(0)
+    state.learn("sleep 100; n=5")
+    state.finished(130)
+    assert "n" not in state.variables
+    assert decide(policy, "echo $((n))", state).action == "review"
+    state.learn("sleep 1; n=5")
+    state.finished(None)  # no status reported
+    assert "n" not in state.variables
 
 
 def test_integer_attribute_carries_across_lines(policy: Policy) -> None:
     state = ShellState(cwd="/home/azureuser/src")
     state.learn("declare -i total=0")
+    state.finished(0)
     assert "total" in state.integers
     # total is -i: assigning a file's content evaluates it as arithmetic
     assert decide(policy, "total=$(cat n.txt)", state).action == "review"
@@ -82,6 +102,7 @@ def test_unknown_cwd_holds_only_sensitive_names(policy: Policy) -> None:
 def test_cdpath_makes_a_bare_cd_unknown(policy: Policy) -> None:
     state = ShellState(cwd="/home/azureuser/src")
     state.learn("export CDPATH=/etc:/root")
+    state.finished(0)
     assert state.cdpath
     assert "cwd-unknown" in decide(policy, "cd ssh && cat ssh_host_rsa_key", state).rules
     assert decide(policy, "cd ./build && ls", state).action == "allow"  # ./ skips CDPATH
@@ -184,6 +205,7 @@ def test_learning_a_huge_unit_is_bounded_and_forgets() -> None:
     assert time.thread_time() - t < 0.2
     assert state.variables == {} and state.cdpath
     state.learn("n=5")
+    state.finished(0)
     assert state.variables == {"n": "5"}
 
 
