@@ -37,6 +37,9 @@ RESERVED = re.compile(
 )
 _FUNC = re.compile(r"(?:^|[\s;&|(){}])(?:function\s+([^\s(){};&|]+)|([^\s(){};&|=]+)\s*\(\s*\))")
 _ALIAS = re.compile(r"\balias\s+(?:-p\s+)?([^\s=]+)=")
+# Words that may set $OLDPWD: one cd between two prompts sets it to the first prompt's cwd;
+# anything more (two cds, `cd .`, eval, a function) leaves it unknown.
+_OLDPWD_SETTERS = re.compile(r"\b(?:cd|pushd|popd|OLDPWD|eval|source)\b|(?:^|[\s;&|(])\.\s")
 
 
 _MAX_VARIABLES = 512
@@ -63,6 +66,7 @@ class ShellState:
     cdpath: bool = False
     # values the running unit gives variables; they count only once it finished normally
     pending: dict[str, str | None] | None = None
+    dir_changes: int = 0  # words in the last unit that may move the cwd or set $OLDPWD
 
     def learn(self, unit: str) -> None:
         """When a unit starts: remember the functions and aliases it may define, and forget
@@ -72,6 +76,7 @@ class ShellState:
             self.defined.add(m.group(1) or m.group(2))
         for m in _ALIAS.finditer(unit):
             self.defined.add(m.group(1))
+        self.dir_changes = len(_OLDPWD_SETTERS.findall(unit))
         from bastion.policy import budget
         from bastion.policy.syntax import parse
 
@@ -106,9 +111,13 @@ class ShellState:
             self.cdpath = pending["CDPATH"] != ""
 
     def moved_to(self, cwd: str | None) -> None:
-        """The shell reported its directory at a prompt."""
-        if cwd != self.cwd and self.cwd is not None:
+        """The shell reported its directory at a prompt; ``$OLDPWD`` is the previous one only
+        when the unit in between changed directory with a single cd."""
+        changes, self.dir_changes = self.dir_changes, 0
+        if cwd != self.cwd and self.cwd is not None and changes == 1:
             self.oldpwd = self.cwd
+        elif cwd != self.cwd or changes:
+            self.oldpwd = None
         self.cwd = cwd
 
 

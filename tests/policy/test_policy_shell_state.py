@@ -74,6 +74,7 @@ def test_shell_cwd_resolves_relative_paths(policy: Policy) -> None:
     state = ShellState()
     state.moved_to("/home/azureuser/.ssh")
     assert decide(policy, "cat id_rsa", state).action == "deny"
+    state.learn("cd ../src")
     state.moved_to("/home/azureuser/src")
     assert state.oldpwd == "/home/azureuser/.ssh"
     assert decide(policy, "cat id_rsa", state).action == "allow"  # ~/src/id_rsa
@@ -89,6 +90,22 @@ def test_shell_at_home_is_like_exec(policy: Policy) -> None:
     exec_ctx = Context(principals=("agents",), target="web-01", login="azureuser")
     for line in ("grep -rn TODO .", "rm -rf .", "ls *", "cat .ssh/id_rsa"):
         assert decide(policy, line, state).action == policy.decide(line, exec_ctx).action, line
+
+
+def test_oldpwd_is_known_only_after_a_single_cd(policy: Policy) -> None:
+    """`cd ~/.ssh && cd /tmp` leaves $OLDPWD at ~/.ssh, not at the previous prompt's cwd."""
+    state = ShellState()
+    state.moved_to("/home/azureuser/src")
+    state.learn("cd ~/.ssh && cd /tmp")
+    state.moved_to("/tmp")
+    assert state.oldpwd is None
+    assert decide(policy, "cat ~-/id_rsa", state).action == "review"
+    state.learn("cd .")  # sets $OLDPWD to /tmp although the cwd did not change
+    state.moved_to("/tmp")
+    assert state.oldpwd is None
+    state.learn("cd ~/src")
+    state.moved_to("/home/azureuser/src")
+    assert state.oldpwd == "/tmp"
 
 
 def test_unknown_cwd_holds_only_sensitive_names(policy: Policy) -> None:
