@@ -245,8 +245,15 @@ class Walker:
 
     # -- statements ------------------------------------------------------------------------
     def statements(self, node: Node, stdin: str | None = None, payload: str | None = None) -> None:
-        for child in node.named_children:
-            self.statement(child, stdin, payload)
+        children = node.children
+        for k, child in enumerate(children):
+            if not child.is_named:
+                continue
+            if k + 1 < len(children) and children[k + 1].type == "&":
+                with self.isolated():  # `cmd &` runs in a background subshell
+                    self.statement(child, stdin, payload)
+            else:
+                self.statement(child, stdin, payload)
 
     def statement(
         self, node: Node, stdin: str | None = None, payload: str | None = None
