@@ -67,6 +67,7 @@ class ShellState:
     # values the running unit gives variables; they count only once it finished normally
     pending: dict[str, str | None] | None = None
     dir_changes: int = 0  # words in the last unit that may move the cwd or set $OLDPWD
+    aliased: bool = False  # a nameref was declared: a write through it changes another name
 
     def learn(self, unit: str) -> None:
         """When a unit starts: remember the functions and aliases it may define, and forget
@@ -87,8 +88,11 @@ class ShellState:
             self.variables.clear()
             self.cdpath = True
             return
-        if state.forgot:
+        if state.forgot or state.aliased:
             self.variables.clear()
+        self.aliased = self.aliased or state.aliased
+        if self.aliased:
+            return  # a nameref exists in this shell: values are not followed any more
         self.pending = state.snapshot()
         for name in self.pending:
             self.variables.pop(name, None)

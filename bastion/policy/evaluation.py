@@ -25,10 +25,12 @@ from dataclasses import dataclass, field
 NUM = "\x00int"  # the value of an arithmetic result: some integer
 MAX_VALUES = 8
 MAX_DEPTH = 8
-# Variables bash itself keeps as integers (and the specials $# $? $$ $!).
+# Variables bash computes as an integer each time they are read, whatever was assigned to them
+# (or that are read-only), and the specials $# $? $$ $!. (OPTIND and SHLVL keep the text
+# assigned to them, so they are tracked like any other variable.)
 BASH_INTEGERS = frozenset({
     "RANDOM", "SRANDOM", "SECONDS", "LINENO", "BASHPID", "PPID", "UID", "EUID", "EPOCHSECONDS",
-    "HISTCMD", "OPTIND", "SHLVL", "#", "?", "$", "!",
+    "HISTCMD", "#", "?", "$", "!",
 })
 IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _IDENT_FULL = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -58,6 +60,9 @@ class VarState:
     # var_problem answers while no assignment happens: values that name each other many times
     # (a='b+b+b', b='c+c+c', …) are judged once per name, not once per path.
     memo: dict[str, str | None] = field(default_factory=dict, repr=False, compare=False)
+    # a nameref (declare -n) exists: a write through it changes another name, so no value is
+    # known from here on
+    aliased: bool = False
 
     @classmethod
     def start(cls, values: Mapping[str, str] | None = None,
@@ -66,7 +71,7 @@ class VarState:
         return state
 
     def values(self, name: str) -> frozenset[str] | None:
-        return self.known.get(name)
+        return None if self.aliased else self.known.get(name)
 
     def assign(self, name: str, values: frozenset[str] | None) -> None:
         self.memo.clear()
@@ -82,12 +87,13 @@ class VarState:
 
     def copy(self) -> VarState:
         return VarState(dict(self.known), set(self.integers), set(self.assoc), self.weak,
-                        set(self.touched), self.forgot)
+                        set(self.touched), self.forgot, aliased=self.aliased)
 
     def restore(self, other: VarState) -> None:
         self.memo.clear()
         self.known, self.integers, self.assoc = other.known, other.integers, other.assoc
         self.touched, self.forgot = other.touched, other.forgot
+        self.aliased = other.aliased
 
     def merge(self, others: Iterable[VarState]) -> None:
         """This state becomes what any of ``self`` and ``others`` may be."""
@@ -109,6 +115,7 @@ class VarState:
             self.assoc |= s.assoc
             self.touched |= s.touched
             self.forgot = self.forgot or s.forgot
+            self.aliased = self.aliased or s.aliased
 
     def forget_all(self) -> None:
         self.memo.clear()

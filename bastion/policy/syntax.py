@@ -404,6 +404,8 @@ class Walker:
                 values.append(self.word(child))
             else:
                 self.scan_expression(child)
+        if node.children and node.children[0].type == "select":
+            self.vars.assign("REPLY", None)  # the line the user types
         if name:
             known = has_in and values and all(w.static and not w.glob for w in values)
             numeric = has_in and values and all(_numeric_word(w.text, self.vars) for w in values)
@@ -779,6 +781,7 @@ class Walker:
                 if "n" in letters and builtin != "unset":
                     self.nameref(value, child)
                     self.vars.assign(name.split("[", 1)[0], None)
+                    self.vars.aliased = True
             elif t in _WORD_TYPES:
                 w = self.word(child)
                 if any(s in _text(child) for s in ("$(", "`", "${")):
@@ -822,8 +825,9 @@ class Walker:
             if "n" in letters:
                 self.nameref(Word(value), node)
             self.vars.assign(base, frozenset({NUM}) if "i" in letters else frozenset({value}))
-        elif "n" in letters:
+        if "n" in letters and builtin != "unset":
             self.vars.assign(base, None)
+            self.vars.aliased = True
 
     def nameref(self, target: Word, node: Node) -> None:
         """``declare -n ref=target``: target is a variable name bash will evaluate."""

@@ -233,3 +233,17 @@ def test_and_guard_makes_the_directory_exact(policy: Policy) -> None:
     for line in ("cd /tmp; rm -rf .ssh", "cd /tmp || rm -rf .ssh", "(cd /tmp) && rm -rf .ssh",
                  "cd /tmp | cat && rm -rf .ssh", "cd /tmp && { cd ~; rm -rf .ssh; }"):
         assert policy.decide(line, ctx).action != "allow", line  # ~/.ssh is possible
+
+
+def test_a_nameref_stops_value_tracking_for_the_session(policy: Policy) -> None:
+    """`declare -n r=x; read -r r` changes x: after a nameref, no value is trusted."""
+    state = ShellState(cwd="/home/azureuser/src")
+    state.learn("x=5")
+    state.finished(0)
+    state.learn("declare -n r=x")
+    state.finished(0)
+    assert state.aliased and state.variables == {}
+    state.learn("x=5")
+    state.finished(0)
+    assert state.variables == {}
+    assert decide(policy, "echo $((x))", state).action == "review"
