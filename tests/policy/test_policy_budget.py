@@ -41,7 +41,7 @@ def test_slow_line_is_review_decision_budget_and_stops_early(policy: Policy) -> 
     assert decision.action == "review"
     assert decision.rules == ("decision-budget",)
     assert "20 ms" in decision.reason
-    assert used < 0.15, f"the budgeted decision kept working for {used:.3f} s"
+    assert used < 0.2, f"the budgeted decision kept working for {used:.3f} s"  # 2 tries
     # Without a budget the same kind of line really is slow, and it gets its own verdict.
     t = time.thread_time()
     unbounded = policy.decide(slow_line(), CTX)
@@ -110,3 +110,22 @@ def test_decision_budget_key(tmp_path: Path, sshd: SshdTarget, ca: CertificateAu
     for bad in ('"fast"', '"0ms"', '"1m"', "true"):
         with pytest.raises(ConfigError, match="decision_budget"):
             settings(bad)
+
+
+def test_one_spurious_overrun_is_retried(policy: Policy, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A single overrun (a garbage collection, a stolen CPU slice) is tried again; only a line
+    that is over budget twice is review/decision-budget."""
+    from bastion.policy import budget
+
+    real = Policy._decide
+    calls: list[int] = []
+
+    def flaky(self: Policy, line: str, ctx: Context):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        if len(calls) == 1:
+            raise budget.BudgetExceeded
+        return real(self, line, ctx)
+
+    monkeypatch.setattr(Policy, "_decide", flaky)
+    decision = policy.decide("git status", CTX, budget_s=0.02)
+    assert decision.action == "allow" and len(calls) == 2
