@@ -1015,6 +1015,8 @@ class Walker:
                           node)
         elif indirect and rest not in ("*", "@"):
             self.eval_flag("eval-name", ev.indirect_problem(name, self.vars), node)
+        if rest.startswith((":=", "=")) and ev.plain_name(name):
+            self.vars.assign(name, None)  # ${x:=word} may assign word (expanded) to x
         if rest == "@P":
             self.eval_flag("eval-prompt", ev.prompt_problem(name, self.vars), node)
         parts = ev.split_slice(rest)
