@@ -10,12 +10,13 @@ cannot see is never let through by default).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bastion.config import Config
+from bastion.config import Config, parse_duration
 from bastion.errors import ConfigError
 from bastion.hooks import EXIT_DENIED, EXIT_REVIEW_REFUSED, GateVerdict
 from bastion.model import ChannelRequest, SessionInfo
@@ -32,6 +33,7 @@ class GateSettings:
     policy_file: Path
     shells: str  # "gate" | "refuse" | "allow"
     shell_reviews: str = "hold"  # a review line typed in a gated shell: "hold" | "refuse"
+    decision_budget: float = 0.020  # CPU seconds one decision may use before it is review
 
 
 def gate_settings(config: Config) -> GateSettings:
@@ -48,8 +50,13 @@ def gate_settings(config: Config) -> GateSettings:
     shell_reviews = gate.get("shell_reviews", "hold")
     if shell_reviews not in ("hold", "refuse"):
         raise ConfigError(f"{config.path}: gate.shell_reviews", "expected 'hold' or 'refuse'")
+    where = f"{config.path}: gate.decision_budget"
+    budget = parse_duration(gate.get("decision_budget", "20ms"), where)
+    if not 0.001 <= budget <= 10.0:
+        raise ConfigError(where, "expected a duration between '1ms' and '10s'")
     return GateSettings(
-        policy_file=config.resolve(file), shells=shells, shell_reviews=shell_reviews
+        policy_file=config.resolve(file), shells=shells, shell_reviews=shell_reviews,
+        decision_budget=budget,
     )
 
 
@@ -96,10 +103,19 @@ class PolicyGate:
             login=session.login,
             channel="shell" if shell else "exec",
             cwd=state.cwd if state is not None else None,
+            oldpwd=state.oldpwd if state is not None else None,
+            cdpath=state.cdpath if state is not None else False,
+            variables=dict(state.variables) if state is not None else {},
+            integers=tuple(sorted(state.integers)) if state is not None else (),
         )
-        decision = self.policy.decide(command, ctx)
-        if not shell:
-            decision = self._exec_floor(command, request, decision)
+        # Off the event loop: a slow line delays only its own channel, and it is bounded by the
+        # budget (the engine stops and answers review/decision-budget). The exec floors (PTY,
+        # guard overrides, sudo) parse the line again: they run in the same thread.
+        def decide() -> Decision:
+            decided = self.policy.decide(command, ctx, self.settings.decision_budget)
+            return decided if shell else self._exec_floor(command, request, decided)
+
+        decision = await asyncio.to_thread(decide)
         rules = tuple(decision.rules)
         if shell:
             floor = shell_floor(command, [u.argv for u in decision.units], state)

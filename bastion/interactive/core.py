@@ -391,6 +391,7 @@ class ShellCore:
         if m.kind == "D":
             if state is State.RUNNING:
                 self.exit_status = int(m.payload) if m.payload.isdigit() else None
+                self.shell.finished(self.exit_status)
                 self.fx.audit("shell_command_finished", exit_status=self.exit_status)
                 self.fx.marker(f"shell command finished: exit {m.payload[:8]}")
             self.passthrough = False
@@ -405,7 +406,7 @@ class ShellCore:
                 self.fx.cancel_timer("integration")
                 self.fx.audit("shell_integration", status="ready")
                 self.fx.marker("shell integration ready")
-            self.shell.cwd = m.payload or None
+            self.shell.moved_to(m.payload or None)
             self.state = State.PROMPTING
             self.passthrough = False
             self._capturing = True

@@ -37,23 +37,92 @@ RESERVED = re.compile(
 )
 _FUNC = re.compile(r"(?:^|[\s;&|(){}])(?:function\s+([^\s(){};&|]+)|([^\s(){};&|=]+)\s*\(\s*\))")
 _ALIAS = re.compile(r"\balias\s+(?:-p\s+)?([^\s=]+)=")
+# Words that may set $OLDPWD: one cd between two prompts sets it to the first prompt's cwd;
+# anything more (two cds, `cd .`, eval, a function) leaves it unknown.
+_OLDPWD_SETTERS = re.compile(r"\b(?:cd|pushd|popd|OLDPWD|eval|source)\b|(?:^|[\s;&|(])\.\s")
+
+
+_MAX_VARIABLES = 512
+_MAX_VALUE = 256  # longer values are not kept (unknown): bounded memory per session
+_LEARN_BUDGET = 0.02  # CPU seconds to follow one unit's assignments
 
 
 @dataclass
 class ShellState:
-    """What the controller knows about one shell session, for the gate to use."""
+    """What the controller knows about one shell session, for the gate to use.
+
+    ``variables`` holds the static values earlier units gave shell variables (a variable not
+    in it is unknown: the environment, ``read``, a command's output...); ``integers`` the
+    names declared ``-i``; ``cdpath`` whether CDPATH may be set. ``cwd`` is what the shell
+    reports at each prompt, ``oldpwd`` the directory before the last change."""
 
     cwd: str | None = None
+    oldpwd: str | None = None
     defined: set[str] = field(default_factory=set)
     passthrough: tuple[str, ...] = ()
     extra_interactive: tuple[str, ...] = ()
+    variables: dict[str, str] = field(default_factory=dict)
+    integers: set[str] = field(default_factory=set)
+    cdpath: bool = False
+    # values the running unit gives variables; they count only once it finished normally
+    pending: dict[str, str | None] | None = None
+    dir_changes: int = 0  # words in the last unit that may move the cwd or set $OLDPWD
+    aliased: bool = False  # a nameref was declared: a write through it changes another name
 
     def learn(self, unit: str) -> None:
-        """After a unit ran: remember the functions and aliases it may have defined."""
+        """When a unit starts: remember the functions and aliases it may define, and forget
+        the variables it assigns until it has finished (``finished``): a unit interrupted
+        half-way (Ctrl-C in `sleep 9; n=5`) leaves the old, unknown value in place."""
         for m in _FUNC.finditer(unit):
             self.defined.add(m.group(1) or m.group(2))
         for m in _ALIAS.finditer(unit):
             self.defined.add(m.group(1))
+        self.dir_changes = len(_OLDPWD_SETTERS.findall(unit))
+        from bastion.policy import budget
+        from bastion.policy.syntax import parse
+
+        try:  # this runs on the event loop: a huge unit is not followed, only forgotten
+            with budget.bounded(_LEARN_BUDGET):
+                state = parse(unit, self.variables, tuple(sorted(self.integers))).state
+        except budget.BudgetExceeded:
+            self.variables.clear()
+            self.cdpath = True
+            return
+        if state.forgot or state.aliased:
+            self.variables.clear()
+        self.aliased = self.aliased or state.aliased
+        if self.aliased:
+            return  # a nameref exists in this shell: values are not followed any more
+        self.pending = state.snapshot()
+        for name in self.pending:
+            self.variables.pop(name, None)
+        self.integers |= state.integers
+        if "CDPATH" in unit:
+            self.cdpath = True
+
+    def finished(self, exit_status: int | None) -> None:
+        """The unit ended. Its values hold only when it ran to its end: not when a signal
+        stopped it (status 128+N, e.g. 130 after Ctrl-C) or the status is unknown."""
+        pending, self.pending = self.pending, None
+        if pending is None or exit_status is None or exit_status >= 128:
+            return
+        for name, value in pending.items():
+            if value is None or len(value) > _MAX_VALUE:
+                self.variables.pop(name, None)
+            elif name in self.variables or len(self.variables) < _MAX_VARIABLES:
+                self.variables[name] = value
+        if "CDPATH" in pending:
+            self.cdpath = pending["CDPATH"] != ""
+
+    def moved_to(self, cwd: str | None) -> None:
+        """The shell reported its directory at a prompt; ``$OLDPWD`` is the previous one only
+        when the unit in between changed directory with a single cd."""
+        changes, self.dir_changes = self.dir_changes, 0
+        if cwd != self.cwd and self.cwd is not None and changes == 1:
+            self.oldpwd = self.cwd
+        elif cwd != self.cwd or changes:
+            self.oldpwd = None
+        self.cwd = cwd
 
 
 # Set by the controller around ``host.decide`` (same task), read by the gate.

@@ -9,11 +9,20 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from bastion import shipped
-from bastion.policy import chars
+from bastion.policy import budget, chars
+from bastion.policy.cwd import (
+    CwdTracker,
+    Dirs,
+    implicit_target,
+    is_relative,
+    join,
+    sensitive_somewhere,
+    unit_dirs,
+)
 from bastion.policy.decl import ToolTable
 from bastion.policy.model import (
     SEVERITY,
@@ -24,7 +33,7 @@ from bastion.policy.model import (
     ReviewSpec,
     UnitDecision,
 )
-from bastion.policy.paths import PathClassifier
+from bastion.policy.paths import PathClassifier, normalise
 from bastion.policy.rules import Rule, UnitView
 from bastion.policy.syntax import parse
 from bastion.policy.toolgate import expand_units
@@ -36,6 +45,7 @@ log = logging.getLogger(__name__)
 # Package data (bastion/_shipped -> config/): works from a wheel as well as from a checkout.
 DEFAULT_POLICY_PATH = shipped.policy_path()
 _MAX_UNITS = 128
+_WORKSPACE_ROOT = frozenset({".", "./", "*", "./*"})
 
 
 @dataclass
@@ -54,9 +64,30 @@ class Policy:
         """The shipped policy file, ``config/policy.toml``."""
         return DEFAULT_POLICY_PATH
 
-    def decide(self, line: str, ctx: Context) -> Decision:
+    def decide(self, line: str, ctx: Context, budget_s: float | None = None) -> Decision:
+        """Judge ``line``; with ``budget_s``, a decision that needs more CPU time than that is
+        ``review`` (rule ``decision-budget``) and stops working at once."""
         try:
-            return self._decide(line, ctx)
+            # Over budget twice: a garbage collection or a stolen CPU slice can inflate one
+            # measurement, a hostile line is slow every time (so it costs two budgets at most).
+            for attempt in (1, 2):
+                try:
+                    with budget.bounded(budget_s):
+                        decision = self._decide(line, ctx)
+                        budget.check()  # work that could not check on its way (the parse)
+                    return decision
+                except budget.BudgetExceeded:
+                    if attempt == 2:
+                        raise
+            raise AssertionError("unreachable")
+        except budget.BudgetExceeded:
+            assert budget_s is not None
+            unit = UnitDecision((), "review", budget.RULE,
+                                f"the decision took longer than {budget_s * 1000:g} ms",
+                                _render(line[:200]))
+            return Decision("review", (budget.RULE,), (unit,),
+                            f"review: the decision took longer than {budget_s * 1000:g} ms"
+                            f" [{budget.RULE}]", ReviewSpec())
         except Exception as exc:  # fail closed: a bug in the engine holds the line
             log.exception("policy engine error")
             unit = UnitDecision((), "review", "engine-error",
@@ -87,7 +118,7 @@ class Policy:
                                          f"longer than {chars.MAX_PARSE_BYTES} bytes: not parsed",
                                          _render(line[:200])), None))
             return _combine(results)
-        parsed = parse(line)
+        parsed = parse(line, ctx.variables, ctx.integers)
         for f, text in parsed.findings:
             results.append((UnitDecision((), f.action, f.rule, f.reason, text), None))
         units = normalise_units(parsed.units)
@@ -97,23 +128,41 @@ class Policy:
             units = units[:_MAX_UNITS]
         # Effects of declared tools (toolgate) come after the cap: one per path they name.
         units = expand_units(units, self.tools, self.classifier, ctx.login)
+        # /home/<login>/x is ~/x: the shell reports absolute paths, the classes say ~
+        start = normalise(ctx.cwd, ctx.login) if ctx.cwd else ("~" if ctx.channel == "exec"
+                                                                else None)
+        oldpwd = normalise(ctx.oldpwd, ctx.login) if ctx.oldpwd else None
+        tracker = CwdTracker(start, oldpwd, ctx.cdpath or "CDPATH" in line)
         for unit in units:
-            results.append(self._judge(unit, ctx))
+            budget.check()
+            results.append(self._judge(unit, ctx, tracker))
         return _combine(results)
 
-    def _judge(self, unit: Unit, ctx: Context) -> tuple[UnitDecision, Rule | None]:
-        view = self._view(unit, ctx)
-        rule: Rule | None = None
-        for candidate in self._candidates(view.argv[0] if view.argv else ""):
-            if candidate.matches(view) and candidate.in_scope(ctx):
-                rule = candidate
-                break
+    def _judge(
+        self, unit: Unit, ctx: Context, tracker: CwdTracker
+    ) -> tuple[UnitDecision, Rule | None]:
+        view = self._view(unit, ctx, tracker)
+        maybe: UnitView | None = None
+        if any(c != _unmarked(c) for c in view.path_classes):
+            # A path in an unknown directory: judge it as written, and hold it when it would be
+            # judged more severely in the sensitive place its name could be (`cat id_rsa`,
+            # `rm -rf lib`), but not when that changes nothing (`ls lib`).
+            maybe = replace(view, path_classes=tuple(_maybe(c) for c in view.path_classes))
+            view = replace(view, path_classes=tuple(_unmarked(c) for c in view.path_classes))
+        rule = self._match(view, ctx)
         if rule is not None:
             action, rid, reason = rule.action, rule.id, rule.reason
         else:
             action, rid = self.default, "default"
             reason = f"no rule matches {view.argv[0] if view.argv else 'this'}"
         floors = list(unit.findings)
+        if maybe is not None:
+            there = self._match(maybe, ctx)
+            if SEVERITY[there.action if there else self.default] > SEVERITY[action]:
+                floors.append(Finding(
+                    "review", "cwd-unknown",
+                    "a relative path in a working directory the gate cannot know could name a"
+                    f" sensitive file ({there.id if there else 'default'} there)"))
         dynamic_ok = rule is not None and rule.allow_dynamic
         if action == "allow" and not dynamic_ok and not all(view.static[1:]):
                 floors.append(Finding("review", "dynamic-argument",
@@ -128,11 +177,18 @@ class Policy:
                 action, rid, reason = f.action, f.rule, f.reason
         return (UnitDecision(view.argv, action, rid, reason, unit.text[:500], matched), rule)
 
-    def _view(self, unit: Unit, ctx: Context) -> UnitView:
+    def _match(self, view: UnitView, ctx: Context) -> Rule | None:
+        for candidate in self._candidates(view.argv[0] if view.argv else ""):
+            if candidate.matches(view) and candidate.in_scope(ctx):
+                return candidate
+        return None
+
+    def _view(self, unit: Unit, ctx: Context, tracker: CwdTracker) -> UnitView:
         login = ctx.login
+        here = tracker.here(unit.guard)
         if unit.kind == "redirect":
             target = unit.argv[1]
-            target_classes = (self._classes(target, unit.static[1], login),)
+            target_classes = (self._classes(target, unit.static[1], login, here, tracker),)
             return UnitView("redirect", tuple(unit.argv), tuple(unit.static), (), frozenset(), {},
                             (target,), target_classes, frozenset(unit.tags), (), None)
         if unit.kind == "assign" or not unit.argv:
@@ -140,13 +196,28 @@ class Policy:
                             tuple(unit.static) or (True,), (), frozenset(), {}, (), (),
                             frozenset(unit.tags), tuple(unit.wrappers), unit.stdin)
         f = facts(unit)
+        # A cd in a subshell or another shell only widens the set (sound); one that may run
+        # many times (a loop, a function) makes a relative move unknown.
+        tracker.step(unit.argv, unit.static, unit.in_loop or "in-function" in unit.tags,
+                     unit.serial, unit.guard)
+        dirs, per_index, dir_values = unit_dirs(here, unit.program, unit.argv, unit.static,
+                                                unit.chdir)
         positionals = tuple(unit.argv[i] for i in f.positionals)
         # A declared tool's script/pattern operand (toolgate) is code, not a path.
         code = {int(t[9:]) for t in unit.tags if t.startswith("not-path:")}
         classes: list[frozenset[str]] = [
-            self._classes(unit.argv[i], unit.static[i], login) for i in f.positionals
-            if i not in code
+            self._classes(unit.argv[i], unit.static[i], login, per_index.get(i, dirs), tracker)
+            for i in f.positionals if i not in code
         ]
+        for i, value in dir_values:
+            classes.append(self._classes(value, unit.static[i], login, here, tracker))
+        writes, into = implicit_target(unit.program, unit.argv)
+        if writes and into is not None:
+            classes.append(self._classes(into, all(unit.static), login, dirs, tracker))
+        elif writes and dirs is not None:
+            # it writes into the directory it runs in: that directory is one of its paths (the
+            # login's home as the line's own directory is the workspace root, as for ".")
+            classes.extend(self.classifier.classify(d, login) for d in sorted(dirs) if d != "~")
         positional_at = frozenset(f.positionals)  # a set: argv may hold thousands of words
         for i, a in enumerate(unit.argv[1:], 1):
             if a.startswith("-") or i in positional_at:
@@ -154,15 +225,45 @@ class Policy:
             else:
                 value = a.partition("=")[2] if "=" in a else ""
             if value.startswith(("/", "~", "./", "../", "file:")):
-                classes.append(self._classes(value, unit.static[i], login))
+                classes.append(self._classes(value, unit.static[i], login,
+                                             per_index.get(i, dirs), tracker))
         return UnitView("command", tuple(unit.argv), tuple(unit.static), f.path, f.flags,
                         f.options, positionals, tuple(classes), frozenset(unit.tags),
                         tuple(unit.wrappers), unit.stdin)
 
-    def _classes(self, value: str, static: bool, login: str | None) -> frozenset[str]:
+    def _classes(
+        self, value: str, static: bool, login: str | None, dirs: Dirs, tracker: CwdTracker
+    ) -> frozenset[str]:
+        """Classes of a path argument: as written, and (when relative) in every directory the
+        unit may run in; in an unknown directory, also the ``maybe:`` classes its name could
+        have somewhere (``_judge`` holds the unit when they would make it more severe)."""
         if not static:
             return frozenset({"dynamic"})
-        return self.classifier.classify(value, login)
+        found = self.classifier.classify(value, login)
+        if not is_relative(value):
+            return found
+        if value[:2] == "~-":
+            dirs = tracker.tilde_minus()
+        if dirs is None:
+            return found | {_MAYBE + c for c in sensitive_somewhere(value, self.classifier.globs)}
+        for d in dirs:
+            if d == "~" and value in _WORKSPACE_ROOT:
+                # The login's home as the line's own directory is the workspace root, as "."
+                # and "*" always were: only a cd elsewhere changes what they are.
+                continue
+            found = found | self.classifier.classify(join(d, value), login)
+        return found
+
+
+_MAYBE = "maybe:"  # a class the path has if the unknown working directory is the wrong one
+
+
+def _unmarked(classes: frozenset[str]) -> frozenset[str]:
+    return frozenset(c for c in classes if not c.startswith(_MAYBE))
+
+
+def _maybe(classes: frozenset[str]) -> frozenset[str]:
+    return frozenset(c.removeprefix(_MAYBE) for c in classes)
 
 
 def _render(line: str) -> str:

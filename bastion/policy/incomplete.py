@@ -15,7 +15,7 @@ from tree_sitter import Node
 from bastion.policy.chars import MAX_PARSE_BYTES
 from bastion.policy.syntax import _parser, parser_safe
 
-_HEREDOC = re.compile(r"<<-?\s*(?:'([^']*)'|\"([^\"]*)\"|\\?([A-Za-z0-9_]+))")
+_UNQUOTE = re.compile(r"['\"\\\\]")
 _PARSE_BUDGET = 48 * 1024  # bytes parsed while looking for a closing suffix
 _CLOSERS = ("'", '"', "`", ")", "}", "]]", " x", "\nfi", "\ndone", "\nesac", "\n}", "\n:\n}",
             "\n:", "))")
@@ -47,10 +47,10 @@ def is_incomplete(text: str) -> bool:
         return True
     data = text.encode("utf-8", "surrogatepass")
     tree = _parser().parse(data)
-    delims = ["\n" + next(g for g in m.groups() if g is not None) for m in _HEREDOC.finditer(text)]
     if not tree.root_node.has_error:
-        # An open here-doc parses without error but still waits for its delimiter.
-        return bool(delims) and not _heredocs_closed(text, delims)
+        # An open here-doc parses without error only when its end is missing from the tree.
+        return _open_heredoc(tree.root_node)
+    delims = ["\n" + d for d in _heredoc_delimiters(tree.root_node)]
     body = text.rstrip()
     if not _errors_reach_end(tree.root_node, len(body.encode("utf-8", "surrogatepass"))):
         return False
@@ -69,6 +69,31 @@ def is_incomplete(text: str) -> bool:
     return False
 
 
-def _heredocs_closed(text: str, delims: list[str]) -> bool:
-    lines = text.split("\n")
-    return all(any(line.strip() == d.strip("\n") for line in lines[1:]) for d in delims)
+def _walk(node: Node) -> list[Node]:
+    out: list[Node] = []
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        out.append(n)
+        stack.extend(n.children)
+    return out
+
+
+def _open_heredoc(root: Node) -> bool:
+    """A here-document (``<<``, not a ``<<<`` here-string, not ``<<`` inside quotes) whose
+    delimiter line has not come yet."""
+    return any(
+        n.type == "heredoc_redirect" and not any(c.type == "heredoc_end" for c in n.children)
+        for n in _walk(root)
+    )
+
+
+def _heredoc_delimiters(root: Node) -> list[str]:
+    """Delimiter words of the here-documents the parser saw start (quotes removed)."""
+    out: list[str] = []
+    for n in _walk(root):
+        if n.type == "heredoc_start" and n.text is not None:
+            word = _UNQUOTE.sub("", n.text.decode("utf-8", "replace"))
+            if word and word not in out:
+                out.append(word)
+    return out

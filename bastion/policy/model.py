@@ -27,7 +27,11 @@ class Context:
     target_labels: Mapping[str, str] = field(default_factory=dict)
     login: str | None = None
     channel: str = "exec"
-    cwd: str | None = None
+    cwd: str | None = None  # None: the login's home for exec, not known for a shell line
+    oldpwd: str | None = None  # a gated shell's previous directory ($OLDPWD), when known
+    cdpath: bool = False  # CDPATH may be set in the shell (`cd name` may go elsewhere)
+    variables: Mapping[str, str] = field(default_factory=dict)  # a gated shell's known values
+    integers: tuple[str, ...] = ()  # its variables declared -i
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from urllib.parse import unquote
 
 from bastion.errors import ConfigError
+from bastion.policy import budget
 
 # Classes the engine computes itself; the others come from the policy file's [paths] table.
 BUILTIN_CLASSES = (
@@ -472,7 +473,11 @@ def may_intersect(a: str, b: str) -> bool:
         return False
     seen: set[tuple[int, int]] = set()
     stack = [(0, 0)]
+    steps = 0
     while stack:
+        steps += 1
+        if steps & 1023 == 0:
+            budget.check()  # a hostile glob can cost ~1 s here: bounded by the decision budget
         i, j = stack.pop()
         if (i, j) in seen:
             continue

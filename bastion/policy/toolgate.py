@@ -112,8 +112,13 @@ def _effects(unit: Unit, scanner: str | None, tools: ToolTable, classifier: Path
             op = ">" if kind == "writes" else "<"
             verb = {"reads": "reads", "writes": "writes", "script-file": "reads its program from",
                     "chdir": "changes directory to"}[kind]
-            extra.append(Unit("redirect", [op, e.value], [True, e.static],
-                              f"{e.source} {verb} {e.value}", tags={f"effect:{kind}"}))
+            effect = Unit("redirect", [op, e.value], [True, e.static],
+                          f"{e.source} {verb} {e.value}", tags={f"effect:{kind}"})
+            # Where the command runs (after which cd, in a loop, under env -C) is where its
+            # paths resolve: the effect unit takes the command's place in the line.
+            effect.serial, effect.guard, effect.in_loop = unit.serial, unit.guard, unit.in_loop
+            effect.chdir = list(unit.chdir)
+            extra.append(effect)
             if kind == "script-file":
                 unit.findings.append(Finding("review", "tool-unknown",
                                              f"{e.source}: the program in {e.value!r} is not "

@@ -44,6 +44,10 @@ class Unit:
     wrappers: list[str] = field(default_factory=list)
     stdin: str | None = None
     payload: str | None = None
+    chdir: list[tuple[str, bool]] = field(default_factory=list)  # env -C / sudo -D (value, static)
+    in_loop: bool = False  # in a loop body: may run more than once
+    serial: int = -1  # the raw unit's position (names a cd other units are guarded by)
+    guard: int | None = None  # runs only after that cd succeeded
 
     @property
     def program(self) -> str:
@@ -59,19 +63,20 @@ class _Spec:
     positionals: int = 0
     string_opts: frozenset[str] = frozenset()  # value is a shell string to re-parse
     any_flag: bool = False  # unknown single-dash flags are harmless here
+    chdir_opts: frozenset[str] = frozenset()  # value is the directory the command runs in
 
 
-def _s(values: str = "", flags: str = "", pos: int = 0, strings: str = "", any_flag: bool = False
-       ) -> _Spec:
+def _s(values: str = "", flags: str = "", pos: int = 0, strings: str = "", any_flag: bool = False,
+       chdir: str = "") -> _Spec:
     return _Spec(frozenset(values.split()), frozenset(flags.split()), pos,
-                 frozenset(strings.split()), any_flag)
+                 frozenset(strings.split()), any_flag, frozenset(chdir.split()))
 
 
 WRAPPERS: dict[str, _Spec] = {
     "sudo": _s("-u --user -g --group -C -D --chdir -h --host -p --prompt -r --role -t --type "
                "-U --other-user -T --command-timeout",
                "-A -b -E -H -k -K -n -P -S -B -N --preserve-env --non-interactive --askpass "
-               "--background --set-home --reset-timestamp"),
+               "--background --set-home --reset-timestamp", chdir="-D --chdir"),
     "doas": _s("-u -C", "-n -s -L"),
     "command": _s("", "-p"),
     "builtin": _s(),
@@ -122,6 +127,9 @@ def _normalise(raw: RawUnit, depth: int) -> list[Unit]:
         raw.text,
         stdin=raw.stdin,
         payload=raw.payload,
+        in_loop=raw.in_loop,
+        serial=raw.serial,
+        guard=raw.guard,
     )
     if raw.kind == "redirect":
         unit.static = [True, raw.words[1].static]
@@ -282,7 +290,8 @@ def _resolve(unit: Unit, depth: int) -> list[Unit]:
 
 def _child(unit: Unit, start: int, wrapper: str) -> Unit:
     return Unit(unit.kind, unit.argv[start:], unit.static[start:], unit.text, list(unit.findings),
-                set(unit.tags), [*unit.wrappers, wrapper], unit.stdin, unit.payload)
+                set(unit.tags), [*unit.wrappers, wrapper], unit.stdin, unit.payload,
+                list(unit.chdir), unit.in_loop, unit.serial, unit.guard)
 
 
 def _strip_wrapper(unit: Unit, spec: _Spec, depth: int, out: list[Unit]) -> Unit | None:
@@ -306,9 +315,17 @@ def _strip_wrapper(unit: Unit, spec: _Spec, depth: int, out: list[Unit]) -> Unit
             unit.tags.add(f"{name}:string")
             return None
         if key in spec.value_opts:
+            if key in spec.chdir_opts:
+                glued = "=" in opt
+                at = i if glued else i + 1
+                if at < len(argv):
+                    value = opt.split("=", 1)[1] if glued else argv[at]
+                    unit.chdir.append((value, unit.static[at]))
             i += 1 if "=" in opt else 2
             continue
         if not opt.startswith("--") and len(opt) > 2 and opt[:2] in spec.value_opts:
+            if opt[:2] in spec.chdir_opts:
+                unit.chdir.append((opt[2:], unit.static[i]))  # sudo -D/dir
             i += 1  # glued value such as -oL
             continue
         if key in spec.flag_opts or (spec.any_flag and opt[1:].isdigit()):
@@ -355,7 +372,9 @@ def reparse(text: str, static: bool, depth: int, outer: Unit, via: str) -> list[
         outer.findings.append(finding)
     for u in units:
         u.wrappers.insert(0, via)
-        u.text = u.text
+        u.in_loop = u.in_loop or outer.in_loop
+        u.serial, u.guard = -1, outer.guard  # another shell's cds guard nothing here
+        u.chdir[:0] = outer.chdir
     return units
 
 
@@ -421,9 +440,17 @@ def _env(unit: Unit, depth: int, out: list[Unit]) -> Unit | None:
         a = argv[i]
         if a in ("-i", "-0", "--ignore-environment", "--null", "-"):
             i += 1
-        elif a in ("-u", "--unset", "-C", "--chdir"):
+        elif a in ("-C", "--chdir"):
+            if i + 1 < len(argv):
+                unit.chdir.append((argv[i + 1], unit.static[i + 1]))
             i += 2
-        elif a.startswith(("--unset=", "--chdir=")) or (a.startswith("-u") and len(a) > 2):
+        elif a.startswith("--chdir=") or (a.startswith("-C") and len(a) > 2):
+            unit.chdir.append((a.split("=", 1)[1] if a.startswith("--") else a[2:],
+                               unit.static[i]))
+            i += 1
+        elif a in ("-u", "--unset"):
+            i += 2
+        elif a.startswith("--unset=") or (a.startswith("-u") and len(a) > 2):
             i += 1
         elif a in ("-S", "--split-string") or a.startswith(("-S", "--split-string=")):
             text = a.split("=", 1)[1] if "=" in a else (a[2:] if len(a) > 2 and a[1] == "S"
@@ -498,7 +525,10 @@ def _find(unit: Unit, depth: int, out: list[Unit]) -> Unit | None:
                 unit.findings.append(Finding("review", "parse-error", f"{a} without a command"))
                 break
             inner = Unit("command", argv[i + 1 : j], list(unit.static[i + 1 : j]), unit.text,
-                         [], set(), [*unit.wrappers, "find"], None, None)
+                         [], set(), [*unit.wrappers, "find"], None, None, list(unit.chdir),
+                         unit.in_loop, -1, unit.guard)
+            if a in ("-execdir", "-okdir"):
+                inner.chdir.append(("", False))  # runs in each found file's directory
             inner.static = [s and v != "{}" for s, v in zip(inner.static, inner.argv, strict=True)]
             inner.tags.add("dynamic-args")
             out.extend(_resolve(inner, depth))

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from interactive.gated import start_line_gated
 from interactive.ishell import PROMPT, Term, open_term
 from support.bastion import RunningBastion
@@ -113,6 +117,19 @@ async def test_multi_line_units_for_loop_and_heredoc(
     term.type(b"line one $HOME\r")
     await term.run("EOF")
     assert (trace_dir / "doc").read_text() == "line one $HOME\n"
+    term.conn.close()
+
+
+async def test_here_string_runs_at_once(gated_shell: RunningBastion, agent: Agent) -> None:
+    """A here-string is one complete line (issue 20 item 8): it runs at Enter, with no `> `
+    continuation prompt, and the next line runs too."""
+    term = await term_for(gated_shell, agent)
+    mark = term.type(b"tr a-z A-Z <<< here-string-ok\r")
+    out = await term.read_until(PROMPT, start=mark + 10)
+    assert b"HERE-STRING-OK" in out
+    assert b"\r\n> " not in out
+    out = await term.run("cat <<<'second one'")
+    assert b"second one" in out
     term.conn.close()
 
 
@@ -325,3 +342,59 @@ def test_shell_without_a_terminal_is_refused(
     assert result.returncode == 126
     assert b"not allowed without a terminal" in result.stderr
     assert not (trace_dir / "nopty").exists()
+
+
+@pytest.fixture
+def public_dir() -> Iterator[Path]:
+    """A folder the target's login can enter and read (pytest's tmp_path is private)."""
+    path = Path(tempfile.mkdtemp(prefix="bastion-ishell-pub-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path)
+
+
+async def test_variables_are_tracked_across_lines(
+    gated_shell: RunningBastion, agent: Agent, trace_dir: Path, public_dir: Path
+) -> None:
+    """A number set on one line may be used in arithmetic on the next; once `read` replaces it
+    with a file's content (an array subscript holding a substitution), arithmetic on it is held
+    and the substitution never runs."""
+    payload = public_dir / "payload"
+    payload.write_text(f"a[$(touch {trace_dir}/ran)]\n")
+    payload.chmod(0o644)
+    term = await term_for(gated_shell, agent)
+    await term.run("n=20")
+    out = await term.run("echo sum-$((n+22))")
+    assert b"sum-42" in out
+    out = await term.run(f"read -r n < {payload}")
+    assert b"bastion:" not in out
+    # Ctrl-C stops `sleep; n=7` before n=7 runs: n still holds the file's text
+    mark = term.type(b"sleep 30; n=7\r")
+    await asyncio.sleep(1.0)
+    term.type(b"\x03")
+    await term.read_until(PROMPT, start=mark + 20)
+    for line in ("echo $((n))", "(( n )) && echo yes", "[[ $n -eq 0 ]]", "echo ${s:n}"):
+        out = await term.run(line)
+        assert b"bastion: held for review" in out, line
+    assert files(trace_dir) == []
+    term.conn.close()
+
+
+async def test_working_directory_is_tracked_across_lines(
+    gated_shell: RunningBastion, agent: Agent, public_dir: Path
+) -> None:
+    """After `cd` into a .ssh folder on one line, a relative key name on the next is judged as
+    that folder's key: denied, never run; plain work elsewhere still runs."""
+    keys = public_dir / "home" / ".ssh"
+    keys.mkdir(parents=True)
+    for p in (public_dir / "home", keys):
+        p.chmod(0o755)
+    term = await term_for(gated_shell, agent)
+    await term.run(f"cd {keys}")
+    out = await term.run("cat id_ed25519")
+    assert b"bastion: denied by policy" in out
+    out = await term.run(f"cd {public_dir} && echo moved-$((2*3))")
+    assert b"moved-6" in out
+    out = await term.run("cat ./home/.ssh/id_ed25519")
+    assert b"bastion: denied by policy" in out
+    term.conn.close()

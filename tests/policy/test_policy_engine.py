@@ -169,6 +169,10 @@ def test_missing_file_is_config_error(tmp_path: Path) -> None:
         ("cat <<EOF", True), ("cat <<EOF\nhi", True), ("ls \\", True), ("echo $(ls", True),
         ("ls", False), ("cat <<EOF\nhi\nEOF", False), ("if true; then ls; fi", False),
         ("ls )", False), ("ls \\\\", False), ("echo 'a' \"b\"", False),
+        # here-strings and quoted "<<" are not here-documents (issue 20 item 8)
+        ("cat <<< hi", False), ("cat <<<hi", False), ("tr a-z A-Z <<< 'a b'", False),
+        ("wc -c <<< \"$HOME\"", False), ('echo "<<EOF"', False), ("echo '<<EOF'", False),
+        ("cat <<< hi <<EOF", True), ("cat <<'E F'\nx", True), ("cat <<-EOF\n\tx\n\tEOF", False),
     ],
 )
 def test_is_incomplete(text: str, incomplete: bool) -> None:
