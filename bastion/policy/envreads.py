@@ -92,6 +92,7 @@ def _declaration(unit: Unit, args: list[str]) -> None:
 _JQS = frozenset({"jq", "gojq", "jaq", "yq"})
 _AWKS = frozenset({"awk", "gawk", "mawk", "nawk"})
 _JQ_ENV = re.compile(r'(?<![.\w$])(?:\$ENV|env)\b(?:\s*\.\s*([A-Za-z_]\w*)|\s*\[\s*"(\w+)"\s*\])?')
+_LITERAL = re.compile(r'(?<![\[\w])\s*"(?:[^"\\]|\\.)*"')  # not a subscript: ENVIRON["HOME"]
 _AWK_ENV = re.compile(r'\bENVIRON\b(?:\s*\[\s*"(\w+)"\s*\])?')
 
 
@@ -101,6 +102,9 @@ def _program_environment(unit: Unit, args: list[str], pattern: re.Pattern[str]) 
             if "ENV" in a or "env" in a:
                 unit.tags.add("env:dump")  # a program only known at run time that names env
             continue
+        # String literals are data ("env" is a word, not the environment); a jq string with
+        # \( ... ) interpolation is code and stays.
+        a = _LITERAL.sub(lambda m: m.group() if "\\(" in m.group() else '""', a)
         for m in pattern.finditer(a):
             name = next((g for g in m.groups() if g), None)
             if name is None:

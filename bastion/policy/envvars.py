@@ -341,7 +341,7 @@ _GRAMMAR: dict[str, Grammar] = {
     "SHELLOPTS": _code("turns on shell options for every child shell"),
     "BASHOPTS": _code("turns on shell options for every child shell"),
     "GLOBIGNORE": _code("changes what globs expand to"),
-    "CDPATH": _code("makes cd go to another folder than the one named"),
+    "CDPATH": _unless(lambda v: v == "", "makes cd go to another folder than the one named"),
     "HOME": _code("every tool then reads its configuration (and ~) from elsewhere"),
     "PWD": _code("the gate resolves $PWD as the working directory"),
     "OLDPWD": _code("changes where cd - and ~- go"),

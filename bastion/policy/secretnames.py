@@ -74,7 +74,11 @@ def secret_variable(name: str) -> bool:
 
 
 _REFERENCE = re.compile(r"\$(?:\{(#?)([A-Za-z_][A-Za-z0-9_]*)(:?\+)?|([A-Za-z_][A-Za-z0-9_]*))")
-_INDIRECT = re.compile(r"\$\{!")
+# ${!name} expands the variable named by $name; ${!prefix*} / ${!prefix@} expand names and
+# ${!arr[@]} / ${!arr[*]} an array's keys, never a value.
+_INDIRECT = re.compile(r"\$\{!(?![A-Za-z_][A-Za-z0-9_]*(?:[*@]|\[[*@]\])\})")
+# ${name[$key]}: $key only picks the element (printing ${name[...]} prints name's value).
+_SUBSCRIPT = re.compile(r"(\$\{[#!]?[A-Za-z_][A-Za-z0-9_]*)\[[^\]]*\]")
 
 
 def referenced_variables(text: str) -> list[str]:
@@ -82,6 +86,7 @@ def referenced_variables(text: str) -> list[str]:
     ``${NAME:-x}``, quoted or not); ``${#NAME}`` (its length) and ``${NAME:+x}`` (x when set)
     do not expand the value and are left out."""
     out: list[str] = []
+    text = _SUBSCRIPT.sub(r"\1[]", text)
     for m in _REFERENCE.finditer(text):
         length, braced, alternate, bare = m.groups()
         if bare:

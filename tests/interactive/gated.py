@@ -12,6 +12,7 @@ from bastion.gate import build_gate
 from bastion.hooks import OutputFilter
 from bastion.interactive import controller_factory
 from bastion.masking import load_masking_config
+from bastion.ops.limits import parse_limits
 from bastion.recording import RecordingStore, parse_recording_config
 from bastion.testing.certs import CertificateAuthority
 from bastion.testing.sshd import SshdTarget
@@ -33,6 +34,7 @@ def line_gated_runtime(config: Config) -> Runtime:
         output_filter_factory=output_filter,
         recordings=RecordingStore.from_config(rec),
         audit_path=config.state_dir / "bastion.db",
+        limits=parse_limits(config.raw.get("limits", {}), f"{config.path}: limits"),
         shell_controller_factory=controller_factory(config),
     )
 

@@ -25,7 +25,11 @@ from bastion.testing.certs import Agent, CertificateAuthority
 from bastion.testing.sshd import SshdTarget
 
 # A held exec command returns at once (the hold itself is tested in tests/approval).
-_DEFER = '[approvals]\nmode = "defer"\n[http]\nlisten = "127.0.0.1:0"\n'
+# Every held test line stays pending (deferred): more than the default per-identity cap of 5.
+_DEFER = (
+    '[approvals]\nmode = "defer"\n[http]\nlisten = "127.0.0.1:0"\n'
+    "[limits]\nmax_pending_approvals_per_identity = 1000\n"
+)
 
 
 @pytest.fixture(scope="module")
