@@ -150,6 +150,15 @@ def _value(text: str, at: int) -> str | None:
     return value
 
 
+_PRINTERS = frozenset({"printenv", "echo"})
+_PRINTER_SPAN = re.compile(r"(?:^|(?<=[;&|\n(\s]))(?:printenv|echo)\b[^;&|\n()]*")
+
+
+def _quiet(span: str) -> bool:
+    """A printer's words with nothing in them that expands, runs or redirects."""
+    return not any(c in span for c in "$`<>\\'\"=")
+
+
 def guard_override(texts: Iterable[str]) -> str | None:
     """The guarded name a line touches other than to read it or set it harmlessly, or None."""
     for text in texts:
@@ -240,7 +249,11 @@ def exec_floor(
 ) -> Floor | None:
     """The most severe floor for an exec command, or None (the policy verdict stands)."""
     # The raw line and every parsed word (unquoted, nested strings too), one text per unit.
-    texts = [command, "\n".join(" ".join(argv) for argv in argvs)]
+    # A guarded name that `printenv`/`echo` only print (`printenv PAGER`) is a read: those
+    # simple commands are left out, in the raw line only where they hold nothing that runs.
+    readers = [argv for argv in argvs if not (argv and argv[0] in _PRINTERS)]
+    raw = _PRINTER_SPAN.sub(lambda m: "" if _quiet(m.group()) else m.group(), command)
+    texts = [raw, "\n".join(" ".join(argv) for argv in readers)]
     name = guard_override(texts)
     if name is not None:
         return Floor("exec-guard-override",

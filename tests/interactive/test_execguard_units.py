@@ -136,6 +136,11 @@ def test_quoted_nested_assignment_is_seen_through_the_parser() -> None:
         ("$'\\x73udo' git log", True, "exec-privileged-guard"),
         ("/usr/bin/sudo -u root git log", True, "exec-privileged-guard"),
         ("git commit -m msg", False, None),
+        ("printenv PAGER GIT_EDITOR", False, None),  # printing a guarded name reads it
+        ("PAGER=cat printenv PAGER", False, None),
+        ("printenv PAGER; PAGER=sh git log", False, "exec-guard-override"),
+        ("echo $(PAGER=sh git log)", False, "exec-guard-override"),
+        ("unset echo PAGER", False, "exec-guard-override"),
     ],
 )
 def test_exec_floors(line: str, pty: bool, rule: str | None) -> None:

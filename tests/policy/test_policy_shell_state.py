@@ -74,13 +74,14 @@ def test_shell_cwd_resolves_relative_paths(policy: Policy) -> None:
     state = ShellState()
     state.moved_to("/home/azureuser/.ssh")
     assert decide(policy, "cat id_rsa", state).action == "deny"
+    assert decide(policy, "cat deploy", state).action == "deny"  # ~/.ssh/deploy: a key
     state.learn("cd ../src")
     state.moved_to("/home/azureuser/src")
     assert state.oldpwd == "/home/azureuser/.ssh"
-    assert decide(policy, "cat id_rsa", state).action == "allow"  # ~/src/id_rsa
-    assert decide(policy, "cd - && cat id_rsa", state).action == "deny"
-    assert decide(policy, "cat ~-/id_rsa", state).action == "deny"
-    assert decide(policy, "cd .. && cat .ssh/id_ed25519", state).action == "deny"
+    assert decide(policy, "cat deploy", state).action == "allow"  # ~/src/deploy
+    assert decide(policy, "cd - && cat deploy", state).action == "deny"
+    assert decide(policy, "cat ~-/deploy", state).action == "deny"
+    assert decide(policy, "cd .. && cat .ssh/deploy", state).action == "deny"
 
 
 def test_shell_at_home_is_like_exec(policy: Policy) -> None:
@@ -99,7 +100,7 @@ def test_oldpwd_is_known_only_after_a_single_cd(policy: Policy) -> None:
     state.learn("cd ~/.ssh && cd /tmp")
     state.moved_to("/tmp")
     assert state.oldpwd is None
-    assert decide(policy, "cat ~-/id_rsa", state).action == "review"
+    assert decide(policy, "cat ~-/credentials", state).action == "review"
     state.learn("cd .")  # sets $OLDPWD to /tmp although the cwd did not change
     state.moved_to("/tmp")
     assert state.oldpwd is None
@@ -110,7 +111,7 @@ def test_oldpwd_is_known_only_after_a_single_cd(policy: Policy) -> None:
 
 def test_unknown_cwd_holds_only_sensitive_names(policy: Policy) -> None:
     state = ShellState()  # the shell has not reported a directory
-    held = decide(policy, "cat id_rsa", state)
+    held = decide(policy, "cat credentials", state)  # ~/.aws/credentials, somewhere
     assert held.action == "review" and "cwd-unknown" in held.rules
     assert decide(policy, "cat README.md", state).action == "allow"
     assert decide(policy, "pytest -q tests", state).action == "allow"
