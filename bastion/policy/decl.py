@@ -20,13 +20,21 @@ from bastion.policy.model import ACTIONS, Action
 # ``runs-shell`` values go back through the gate as a shell line; ``script`` values go to the
 # tool's scanner; ``runs``, ``network`` and ``secrets`` hold the unit for review.
 EFFECTS = frozenset({"none", "reads", "writes", "runs-shell", "runs", "network", "secrets",
-                     "chdir", "script", "script-file", "pattern", "changes", "unknown"})
+                     "chdir", "script", "script-file", "pattern", "changes", "unknown",
+                     *{"url", "sends", "data", "data-file", "remote-src", "remote-dst"}})
+# Network effects (docs/policy.md "Hosts and network effects"): ``url`` is a place the tool
+# connects to; ``sends`` a file whose content goes there; ``data`` a request body (curl's
+# ``@FILE``, ``name=@FILE``, ``name=<FILE`` forms name a file); ``data-file`` counts only in
+# those forms (``-H @FILE``); ``remote-src``/``remote-dst`` are scp/rsync ``[user@]host:path``
+# operands (a local one is a read or a write).
+NET_EFFECTS = frozenset({"url", "sends", "data", "data-file", "remote-src", "remote-dst"})
 VALUE_EFFECTS = EFFECTS
 FLAG_EFFECTS = frozenset({"none", "runs", "network", "secrets", "changes", "unknown"})
 OPERAND_EFFECTS = frozenset({"none", "reads", "writes", "runs-shell", "runs", "network",
-                             "secrets", "chdir", "script", "pattern", "changes", "unknown"})
+                             "secrets", "chdir", "script", "pattern", "changes", "unknown",
+                             *NET_EFFECTS})
 STYLES = frozenset({"gnu", "posix", "single-dash"})
-SCANNERS = frozenset({"sed", "awk", "gawk", "jq", "less"})
+SCANNERS = frozenset({"sed", "awk", "gawk", "jq", "less", "sqlite"})
 _TOOL_KEYS = frozenset({"name", "aliases", "style", "unknown", "options", "operands", "scanner",
                         "commands", "inherit_options", "reason", "words", "bundled",
                         "assignments", "examples"})

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from bastion.policy import chars
 from bastion.policy.decl import ToolTable
+from bastion.policy.hosts import HostClassifier
 from bastion.policy.model import (
     SEVERITY,
     Action,
@@ -45,6 +46,7 @@ class Policy:
     classifier: PathClassifier = field(default_factory=lambda: PathClassifier.build({}))
     source: str = "<memory>"
     tools: ToolTable = field(default_factory=ToolTable)  # option-level declarations
+    hosts: HostClassifier = field(default_factory=HostClassifier)  # [hosts] classes
     _by_program: dict[str, tuple[Rule, ...]] = field(default_factory=dict, repr=False)
 
     @staticmethod
@@ -94,7 +96,7 @@ class Policy:
                                          f"more than {_MAX_UNITS} units", ""), None))
             units = units[:_MAX_UNITS]
         # Effects of declared tools (toolgate) come after the cap: one per path they name.
-        units = expand_units(units, self.tools, self.classifier, ctx.login)
+        units = expand_units(units, self.tools, self.classifier, ctx.login, hosts=self.hosts)
         for unit in units:
             results.append(self._judge(unit, ctx))
         return _combine(results)
