@@ -50,10 +50,12 @@ _SQL_CLIENTS = {
     "mysql": ({"-e", "--execute"}, set()),
     "mariadb": ({"-e", "--execute"}, set()),
     "sqlcmd": ({"-Q", "-q", "--query"}, {"-i", "--input-file"}),
-    "sqlite3": (set(), set()),
+    "sqlite3": ({"-cmd", "--cmd"}, {"-init", "--init", "-A", "--A"}),
     "clickhouse-client": ({"-q", "--query"}, {"--queries-file"}),
     "cqlsh": ({"-e", "--execute"}, {"-f", "--file"}),
 }
+_SQLITE_VALUE_OPTS = frozenset({"cmd", "init", "separator", "newline", "nullvalue", "vfs",
+                                "maxsize", "mmap", "nonce", "lookaside", "pagecache"})
 _READ_METHODS = frozenset({"get", "head", "options"})
 
 
@@ -252,9 +254,13 @@ def _sql(unit: Unit, f: Facts) -> None:
                 dynamic |= not unit.static[i + 1]
         elif key in file_keys:
             unit.tags.add("sql:unknown")
-    if unit.program == "sqlite3" and len(f.positionals) >= 2:
-        texts.append(unit.argv[f.positionals[-1]])
-        dynamic |= not unit.static[f.positionals[-1]]
+    if unit.program == "sqlite3":
+        # sqlite3 [OPTIONS] FILENAME [SQL...]: every operand after the database is run in turn
+        operands = [i for i in range(1, len(unit.argv)) if not unit.argv[i].startswith("-")
+                    and unit.argv[i - 1].lstrip("-") not in _SQLITE_VALUE_OPTS]
+        for i in operands[1:]:
+            texts.append(unit.argv[i])
+            dynamic |= not unit.static[i]
     if unit.stdin is not None:
         if unit.payload is None:
             dynamic = True
