@@ -21,13 +21,15 @@ from bastion.policy.model import ACTIONS, Action
 # tool's scanner; ``runs``, ``network`` and ``secrets`` hold the unit for review.
 EFFECTS = frozenset({"none", "reads", "writes", "runs-shell", "runs", "network", "secrets",
                      "chdir", "script", "script-file", "pattern", "changes", "unknown",
-                     *{"url", "sends", "data", "data-file", "remote-src", "remote-dst"}})
+                     *{"url", "sends", "data", "data-file", "remote-src", "remote-dst", "sends-to"}})
 # Network effects (docs/policy.md "Hosts and network effects"): ``url`` is a place the tool
 # connects to; ``sends`` a file whose content goes there; ``data`` a request body (curl's
 # ``@FILE``, ``name=@FILE``, ``name=<FILE`` forms name a file); ``data-file`` counts only in
 # those forms (``-H @FILE``); ``remote-src``/``remote-dst`` are scp/rsync ``[user@]host:path``
-# operands (a local one is a read or a write).
-NET_EFFECTS = frozenset({"url", "sends", "data", "data-file", "remote-src", "remote-dst"})
+# operands (a local one is a read or a write); ``sends-to`` is a URL or ``host:path`` that
+# receives the tool's own data (git push URL; a bare word is a configured remote's name).
+NET_EFFECTS = frozenset({"url", "sends", "data", "data-file", "remote-src", "remote-dst",
+                         "sends-to"})
 VALUE_EFFECTS = EFFECTS
 FLAG_EFFECTS = frozenset({"none", "runs", "network", "secrets", "changes", "unknown"})
 OPERAND_EFFECTS = frozenset({"none", "reads", "writes", "runs-shell", "runs", "network",

@@ -48,8 +48,19 @@ def judge(program: str, effects: list[Effect], hosts: HostClassifier,
     dest_known = False
     for e in effects:
         k = e.kind
-        if k not in ("url", "sends", "data", "data-file", "remote-src", "remote-dst"):
+        if k not in ("url", "sends", "data", "data-file", "remote-src", "remote-dst", "sends-to"):
             out.append(e)
+            continue
+        if k == "sends-to":  # git push URL: the tool's own data goes to that endpoint
+            where = hosts.classify_url(e.value, scp=True)[0] if e.static else None
+            if where is not None and where.kind == "local":
+                continue  # a configured remote's name: judged where it was configured
+            if where is not None and where.kind == "file":
+                out.append(Effect("writes", where.path, True, f"{e.source} (file:// URL)"))
+                continue
+            endpoints.append((where, e))
+            payloads.append(f"{program}'s data")
+            dest_known = True
             continue
         if k in ("url", "remote-src", "remote-dst"):
             if not e.static:
