@@ -19,9 +19,6 @@ from bastion.policy.model import ACTIONS, Action
 # What an option's value, a flag or an operand does. Path effects are judged by path class;
 # ``runs-shell`` values go back through the gate as a shell line; ``script`` values go to the
 # tool's scanner; ``runs``, ``network`` and ``secrets`` hold the unit for review.
-EFFECTS = frozenset({"none", "reads", "writes", "runs-shell", "runs", "network", "secrets",
-                     "chdir", "script", "script-file", "pattern", "changes", "unknown",
-                     *{"url", "sends", "data", "data-file", "remote-src", "remote-dst", "sends-to"}})
 # Network effects (docs/policy.md "Hosts and network effects"): ``url`` is a place the tool
 # connects to; ``sends`` a file whose content goes there; ``data`` a request body (curl's
 # ``@FILE``, ``name=@FILE``, ``name=<FILE`` forms name a file); ``data-file`` counts only in
@@ -30,13 +27,16 @@ EFFECTS = frozenset({"none", "reads", "writes", "runs-shell", "runs", "network",
 # receives the tool's own data (git push URL; a bare word is a configured remote's name).
 NET_EFFECTS = frozenset({"url", "sends", "data", "data-file", "remote-src", "remote-dst",
                          "sends-to"})
+EFFECTS = frozenset({"none", "reads", "writes", "runs-shell", "runs", "network", "secrets",
+                     "chdir", "script", "script-file", "pattern", "changes", "unknown",
+                     *NET_EFFECTS})
 VALUE_EFFECTS = EFFECTS
 FLAG_EFFECTS = frozenset({"none", "runs", "network", "secrets", "changes", "unknown"})
 OPERAND_EFFECTS = frozenset({"none", "reads", "writes", "runs-shell", "runs", "network",
                              "secrets", "chdir", "script", "pattern", "changes", "unknown",
                              *NET_EFFECTS})
 STYLES = frozenset({"gnu", "posix", "single-dash"})
-SCANNERS = frozenset({"sed", "awk", "gawk", "jq", "less", "sqlite"})
+SCANNERS = frozenset({"sed", "awk", "gawk", "jq", "less"})
 _TOOL_KEYS = frozenset({"name", "aliases", "style", "unknown", "options", "operands", "scanner",
                         "commands", "inherit_options", "reason", "words", "bundled",
                         "assignments", "examples"})
