@@ -288,16 +288,8 @@ def _curl(unit: Unit, f: Facts) -> None:
         unit.tags.add("http:write-method")
         if any("@" in u for u in uploads) or "-T" in f.flags or "--upload-file" in f.flags:
             unit.tags.add("http:upload-file")
-    for a in unit.argv[1:]:
-        if "169.254.169.254" in a or "metadata.azure" in a:
-            unit.tags.add("http:imds")
-            if "identity" in a or "token" in a:
-                unit.tags.add("http:imds-token")
-
-
-def _rsync(unit: Unit, f: Facts) -> None:
-    if f.flags & {"-e", "--rsh", "--rsync-path"}:
-        unit.tags.add("rsync:exec-option")
+    # The metadata service (in every spelling of its address) is judged by host class in the
+    # curl/wget declarations (config/tools/http.toml, netgate.py).
 
 
 def _ssh_like(unit: Unit, f: Facts) -> None:
@@ -357,7 +349,6 @@ _TAGGERS = {
     "terragrunt": _terraform,
     "curl": _curl,
     "wget": _curl,
-    "rsync": _rsync,
     "ssh": _ssh_like,
     "scp": _ssh_like,
     "sftp": _ssh_like,
