@@ -54,6 +54,12 @@ _SQL_CLIENTS = {
     "clickhouse-client": ({"-q", "--query"}, {"--queries-file"}),
     "cqlsh": ({"-e", "--execute"}, {"-f", "--file"}),
 }
+# Short options that take a value, so a glued value is not read as a cluster of flags.
+_SHORT_VALUE_OPTS: dict[str, frozenset[str]] = {
+    "kubectl": frozenset({"-o", "-n", "-l", "-f", "-c", "-s", "-L", "-k", "-v", "-p"}),
+    "oc": frozenset({"-o", "-n", "-l", "-f", "-c", "-s", "-L", "-k", "-v", "-p"}),
+    "helm": frozenset({"-n", "-o", "-f", "-l", "-m"}),
+}
 _SQLITE_VALUE_OPTS = frozenset({"cmd", "init", "separator", "newline", "nullvalue", "vfs",
                                 "maxsize", "mmap", "nonce", "lookaside", "pagecache"})
 _READ_METHODS = frozenset({"get", "head", "options"})
@@ -110,6 +116,8 @@ def facts(unit: Unit) -> Facts:
             options.setdefault(key[:2], []).append(key[2:])  # glued value: -n5, -ojson
             for c in key[1:]:
                 flags.add("-" + c)
+                if "-" + c in _SHORT_VALUE_OPTS.get(program, ()):
+                    break  # the rest is this option's value (`-owide`), not more flags
         if (not path or interleaved is not None) and not eq and key in global_values:
             i += 2  # global option value is not the subcommand
             continue
