@@ -56,9 +56,9 @@ _SQL_CLIENTS = {
 }
 # Short options that take a value, so a glued value is not read as a cluster of flags.
 _SHORT_VALUE_OPTS: dict[str, frozenset[str]] = {
-    "kubectl": frozenset({"-o", "-n", "-l", "-f", "-c", "-s", "-L", "-k", "-v", "-p"}),
-    "oc": frozenset({"-o", "-n", "-l", "-f", "-c", "-s", "-L", "-k", "-v", "-p"}),
-    "helm": frozenset({"-n", "-o", "-f", "-l", "-m"}),
+    "kubectl": frozenset({"-o", "-n", "-l", "-f", "-c", "-s", "-L", "-k", "-v"}),
+    "oc": frozenset({"-o", "-n", "-l", "-f", "-c", "-s", "-L", "-k", "-v"}),
+    "helm": frozenset({"-n", "-o", "-f", "-m"}),
 }
 _SQLITE_VALUE_OPTS = frozenset({"cmd", "init", "separator", "newline", "nullvalue", "vfs",
                                 "maxsize", "mmap", "nonce", "lookaside", "pagecache"})
