@@ -39,7 +39,7 @@ STYLES = frozenset({"gnu", "posix", "single-dash"})
 SCANNERS = frozenset({"sed", "awk", "gawk", "jq", "less"})
 _TOOL_KEYS = frozenset({"name", "aliases", "style", "unknown", "options", "operands", "scanner",
                         "commands", "inherit_options", "reason", "words", "bundled",
-                        "assignments", "examples"})
+                        "assignments", "examples", "tags"})
 _OPTION_KEYS = frozenset({"value", "effect", "operands", "sandbox", "values", "tag"})
 _OPERAND_KEYS = frozenset({"each", "first", "rest", "last", "max"})
 _VALUE_KINDS = frozenset({"none", "required", "optional", "pair", "pair-first"})
@@ -91,6 +91,7 @@ class ToolDecl:
     bundled: bool = False  # the first word may be a dash-less cluster (`tar xzf a.tgz`)
     assignments: Mapping[str, str] = field(default_factory=dict)  # NAME=value operands (dd)
     examples: tuple[tuple[str, str], ...] = ()  # (decision, line), run by `policy test`/load
+    tags: tuple[str, ...] = ()  # unit tags every use of this tool (or subcommand) gets
 
     def resolve_long(self, name: str) -> OptionSpec | str | None:
         """Exact long option, or its unique abbreviation (gnu); 'ambiguous' when several match."""
@@ -190,6 +191,7 @@ def parse_tool(raw: Any, where: str, source: str, parent: str = "",
         raise ConfigError(f"{where}: examples", "expected a table allow/review/deny = [lines]")
     examples = tuple((action, line) for action, lines in examples_raw.items()
                      for line in _strs(lines, f"{where}: examples.{action}"))
+    tags = _strs(raw.get("tags", []), f"{where}: tags")
     commands_raw = raw.get("commands", [])
     if not isinstance(commands_raw, list):
         raise ConfigError(f"{where}: commands", "expected [[tool.commands]] tables")
@@ -204,7 +206,7 @@ def parse_tool(raw: Any, where: str, source: str, parent: str = "",
                     aliases=aliases, options=options, longs=longs, words=words,
                     operands=operands, scanner=scanner, commands=commands,
                     inherit_options=inherit, bundled=bundled, assignments=assignments,
-                    examples=examples)
+                    examples=examples, tags=tags)
 
 
 def _options(raw: Any, where: str, style: str, *, words: bool = False

@@ -40,8 +40,12 @@ def _file_of(value: str) -> str | None:
 
 
 def judge(program: str, effects: list[Effect], hosts: HostClassifier,
-          findings: list[Finding]) -> list[Effect]:
-    """The effects with network ones resolved into path effects; findings appended."""
+          findings: list[Finding], tags: frozenset[str] | set[str] = frozenset()) -> list[Effect]:
+    """The effects with network ones resolved into path effects; findings appended.
+
+    ``tags``: ``net:remote-name`` (curl -O/-J, wget without -O) means each URL's last path
+    segment is the name of a file written in the working directory, which the gate does not
+    know (a login starts in the home directory): a dotfile name (``.bash_login``) is held."""
     out: list[Effect] = []
     endpoints: list[tuple[Endpoint | None, Effect]] = []  # None: not known before run time
     payloads: list[str] = []
@@ -91,6 +95,18 @@ def judge(program: str, effects: list[Effect], hosts: HostClassifier,
                 payloads.append("stdin")
             elif k == "data" or not e.static:
                 payloads.append("data" if e.static else "data known only at run time")
+    if "net:server-name" in tags:
+        findings.append(Finding("review", "tool-writes-remote-name",
+                                f"{program} -J: the server names the file it writes"))
+    if "net:remote-name" in tags and "net:named-output" not in tags:
+        for ep, e in endpoints:
+            name = unquote(ep.path.split("?", 1)[0].split("#", 1)[0]).rsplit("/", 1)[-1] \
+                if ep is not None else "?"
+            if ep is None or name.startswith("."):
+                findings.append(Finding("review", "tool-writes-remote-name",
+                                        f"{e.source}: saves the download as {name!r} in the "
+                                        "working directory (a dotfile, or a name only known at "
+                                        "run time)"))
     outside: list[str] = []
     for ep, e in endpoints:
         if ep is None:

@@ -85,7 +85,7 @@ def _effects(unit: Unit, scanner: str | None, tools: ToolTable, classifier: Path
     effects = effects_of(unit, tools)
     if any(e.kind in NET_EFFECTS for e in effects):
         # where it connects and what it sends: files become reads, hosts are judged by class
-        effects = netgate.judge(program, effects, hosts, unit.findings)
+        effects = netgate.judge(program, effects, hosts, unit.findings, unit.tags)
     if sum(e.kind in ("reads", "writes") for e in effects) > _MAX_PATH_UNITS:
         unit.findings.append(Finding("review", "too-complex",
                                      f"{program} names more than {_MAX_PATH_UNITS} paths"))
