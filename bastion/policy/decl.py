@@ -19,17 +19,27 @@ from bastion.policy.model import ACTIONS, Action
 # What an option's value, a flag or an operand does. Path effects are judged by path class;
 # ``runs-shell`` values go back through the gate as a shell line; ``script`` values go to the
 # tool's scanner; ``runs``, ``network`` and ``secrets`` hold the unit for review.
+# Network effects (docs/policy.md "Hosts and network effects"): ``url`` is a place the tool
+# connects to; ``sends`` a file whose content goes there; ``data`` a request body (curl's
+# ``@FILE``, ``name=@FILE``, ``name=<FILE`` forms name a file); ``data-file`` counts only in
+# those forms (``-H @FILE``); ``remote-src``/``remote-dst`` are scp/rsync ``[user@]host:path``
+# operands (a local one is a read or a write); ``sends-to`` is a URL or ``host:path`` that
+# receives the tool's own data (git push URL; a bare word is a configured remote's name).
+NET_EFFECTS = frozenset({"url", "sends", "data", "data-file", "remote-src", "remote-dst",
+                         "sends-to"})
 EFFECTS = frozenset({"none", "reads", "writes", "runs-shell", "runs", "network", "secrets",
-                     "chdir", "script", "script-file", "pattern", "changes", "unknown"})
+                     "chdir", "script", "script-file", "pattern", "changes", "unknown",
+                     *NET_EFFECTS})
 VALUE_EFFECTS = EFFECTS
 FLAG_EFFECTS = frozenset({"none", "runs", "network", "secrets", "changes", "unknown"})
 OPERAND_EFFECTS = frozenset({"none", "reads", "writes", "runs-shell", "runs", "network",
-                             "secrets", "chdir", "script", "pattern", "changes", "unknown"})
+                             "secrets", "chdir", "script", "pattern", "changes", "unknown",
+                             *NET_EFFECTS})
 STYLES = frozenset({"gnu", "posix", "single-dash"})
 SCANNERS = frozenset({"sed", "awk", "gawk", "jq", "less"})
 _TOOL_KEYS = frozenset({"name", "aliases", "style", "unknown", "options", "operands", "scanner",
                         "commands", "inherit_options", "reason", "words", "bundled",
-                        "assignments", "examples"})
+                        "assignments", "examples", "tags"})
 _OPTION_KEYS = frozenset({"value", "effect", "operands", "sandbox", "values", "tag"})
 _OPERAND_KEYS = frozenset({"each", "first", "rest", "last", "max"})
 _VALUE_KINDS = frozenset({"none", "required", "optional", "pair", "pair-first"})
@@ -81,6 +91,7 @@ class ToolDecl:
     bundled: bool = False  # the first word may be a dash-less cluster (`tar xzf a.tgz`)
     assignments: Mapping[str, str] = field(default_factory=dict)  # NAME=value operands (dd)
     examples: tuple[tuple[str, str], ...] = ()  # (decision, line), run by `policy test`/load
+    tags: tuple[str, ...] = ()  # unit tags every use of this tool (or subcommand) gets
 
     def resolve_long(self, name: str) -> OptionSpec | str | None:
         """Exact long option, or its unique abbreviation (gnu); 'ambiguous' when several match."""
@@ -180,6 +191,7 @@ def parse_tool(raw: Any, where: str, source: str, parent: str = "",
         raise ConfigError(f"{where}: examples", "expected a table allow/review/deny = [lines]")
     examples = tuple((action, line) for action, lines in examples_raw.items()
                      for line in _strs(lines, f"{where}: examples.{action}"))
+    tags = _strs(raw.get("tags", []), f"{where}: tags")
     commands_raw = raw.get("commands", [])
     if not isinstance(commands_raw, list):
         raise ConfigError(f"{where}: commands", "expected [[tool.commands]] tables")
@@ -194,7 +206,7 @@ def parse_tool(raw: Any, where: str, source: str, parent: str = "",
                     aliases=aliases, options=options, longs=longs, words=words,
                     operands=operands, scanner=scanner, commands=commands,
                     inherit_options=inherit, bundled=bundled, assignments=assignments,
-                    examples=examples)
+                    examples=examples, tags=tags)
 
 
 def _options(raw: Any, where: str, style: str, *, words: bool = False

@@ -24,6 +24,7 @@ from bastion.policy.cwd import (
     unit_dirs,
 )
 from bastion.policy.decl import ToolTable
+from bastion.policy.hosts import HostClassifier
 from bastion.policy.model import (
     SEVERITY,
     Action,
@@ -57,6 +58,7 @@ class Policy:
     classifier: PathClassifier = field(default_factory=lambda: PathClassifier.build({}))
     source: str = "<memory>"
     tools: ToolTable = field(default_factory=ToolTable)  # option-level declarations
+    hosts: HostClassifier = field(default_factory=HostClassifier)  # [hosts] classes
     _by_program: dict[str, tuple[Rule, ...]] = field(default_factory=dict, repr=False)
 
     @staticmethod
@@ -127,7 +129,7 @@ class Policy:
                                          f"more than {_MAX_UNITS} units", ""), None))
             units = units[:_MAX_UNITS]
         # Effects of declared tools (toolgate) come after the cap: one per path they name.
-        units = expand_units(units, self.tools, self.classifier, ctx.login)
+        units = expand_units(units, self.tools, self.classifier, ctx.login, hosts=self.hosts)
         # /home/<login>/x is ~/x: the shell reports absolute paths, the classes say ~
         start = normalise(ctx.cwd, ctx.login) if ctx.cwd else ("~" if ctx.channel == "exec"
                                                                 else None)

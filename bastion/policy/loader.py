@@ -12,11 +12,12 @@ from bastion.config import parse_duration
 from bastion.errors import ConfigError
 from bastion.policy.decl import ToolTable, load_tool_files
 from bastion.policy.engine import DEFAULT_POLICY_PATH, Policy, example_context, matched_rules
+from bastion.policy.hosts import HostClassifier
 from bastion.policy.model import ACTIONS, Context
 from bastion.policy.paths import BUILTIN_CLASSES, CONTAINER_CLASSES, PathClassifier
 from bastion.policy.rules import Rule, parse_rule
 
-_TOP_KEYS = frozenset({"policy", "paths", "rules"})
+_TOP_KEYS = frozenset({"policy", "paths", "hosts", "rules"})
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,11 @@ def parse_policy(data: Mapping[str, Any], where: str = "<policy>", base: Path | 
         if not isinstance(globs, list) or not all(isinstance(g, str) for g in globs):
             raise ConfigError(f"{where}: paths.{name}", "expected a list of glob strings")
         table[name] = globs
+    hosts = data.get("hosts", {})
+    if not isinstance(hosts, dict) or not all(
+        isinstance(g, list) and all(isinstance(x, str) for x in g) for g in hosts.values()
+    ):
+        raise ConfigError(f"{where}: hosts", "expected a table of class = [host globs]")
     raw_rules = data.get("rules", [])
     if not isinstance(raw_rules, list):
         raise ConfigError(f"{where}: rules", "expected [[rules]] tables")
@@ -100,7 +106,8 @@ def parse_policy(data: Mapping[str, Any], where: str = "<policy>", base: Path | 
                               f"unknown path class(es): {', '.join(sorted(bad))}")
         seen.add(rule.id)
         rules.append(rule)
-    return Policy(tuple(rules), default, PathClassifier.build(table), where, tools=tools)
+    return Policy(tuple(rules), default, PathClassifier.build(table), where, tools=tools,
+                  hosts=HostClassifier.build(hosts))
 
 
 def _tools(raw: Any, where: str, base: Path) -> ToolTable:

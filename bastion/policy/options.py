@@ -70,6 +70,7 @@ def _parse_level(decl: ToolDecl, argv: list[str], static: list[bool], start: int
     options: Mapping[str, OptionSpec] = (
         {**inherited, **decl.options} if inherited else decl.options
     )
+    out.tags.update(decl.tags)
     operand_at: list[int] = []
     n = len(argv)
     i = start

@@ -19,17 +19,42 @@ _WRITE = frozenset({"insert", "update", "create", "alter", "grant", "revoke", "m
                     "copy", "load", "rename", "\\i", "\\ir", "\\copy", "\\set"})
 _DESTRUCTIVE = frozenset({"drop", "truncate", "delete", "dropdb", "shutdown", "kill"})
 _EXEC = re.compile(
-    r"(\\!|\\o\s*\||\bprogram\b|\blo_export\b|\bxp_cmdshell\b|\binto\s+outfile\b|"
-    r"\binto\s+dumpfile\b|\bsystem\s*\(|\\setenv|\bsp_configure\b)",
+    r"(\\!|\\o\s*\||\\g\w*\s*\||\\w\s*\||\bprogram\b|\blo_export\b|\bxp_cmdshell\b|"
+    r"\binto\s+outfile\b|\binto\s+dumpfile\b|\bsystem\s*\(|\\setenv|\bsp_configure\b|"
+    # sqlite3 shell functions: writefile() writes, edit() runs $VISUAL, load_extension() runs
+    # code; mysql client commands system/pager (and \P) run a program.
+    r"\bwritefile\s*\(|\bedit\s*\(|\bload_extension\s*\(|"
+    r"(?:^|;|\n)\s*(?:system|pager|\\P)\s)",
     re.I,
 )
+_READFILE = re.compile(r"\breadfile\s*\(|\bfts3_tokenizer\s*\(", re.I)  # any file: held
+# sqlite3 dot-commands (sqlite3 3.40 `.help`), one per line: these only show or format.
+_DOT_READ = frozenset({".bail", ".binary", ".changes", ".databases", ".dbinfo", ".dump", ".echo",
+                       ".eqp", ".explain", ".fullschema", ".headers", ".help", ".indexes",
+                       ".lint", ".mode", ".nullvalue", ".print", ".quit", ".exit", ".schema",
+                       ".separator", ".show", ".stats", ".tables", ".timeout", ".timer",
+                       ".vfsinfo", ".vfslist", ".vfsname", ".width", ".sha3sum", ".scanstats",
+                       ".limit", ".prompt", ".progress"})
+_DOT_EXEC = frozenset({".shell", ".system", ".load", ".excel"})
+_DOT_OUT = frozenset({".output", ".once", ".read", ".import"})
 
 
 def classify(sql: str) -> str:
     """Return one of 'read', 'write', 'destructive', 'exec', 'unknown' for a batch of SQL."""
+    dots = _dot_commands(sql)
+    if dots == "exec":
+        return "exec"
+    if dots is not None:
+        sql = "\n".join(ln for ln in sql.splitlines() if not ln.lstrip().startswith("."))
     text = _STRING.sub("''", _COMMENT.sub(" ", sql))
     if _EXEC.search(text):
         return "exec"
+    if _READFILE.search(text):
+        return "unknown"
+    if dots in ("write", "unknown"):
+        return dots
+    if dots == "read" and not text.strip():
+        return "read"
     worst = "read"
     order = {"read": 0, "write": 1, "unknown": 1, "destructive": 2}
     statements = [s.strip() for s in re.split(r";|\n(?=\\)|\n\s*go\s*\n", text, flags=re.I)]
@@ -63,3 +88,28 @@ def _kind(first: str, stmt: str) -> str:
     if first in _WRITE:
         return "write"
     return "unknown"
+
+
+def _dot_commands(sql: str) -> str | None:
+    """The worst sqlite3 dot-command in ``sql`` (None when there is none)."""
+    worst: str | None = None
+    rank = {"read": 0, "write": 1, "unknown": 2, "exec": 3}
+    for line in sql.splitlines():
+        word, _, arg = line.strip().partition(" ")
+        if not word.startswith(".") or word == ".":
+            continue
+        word = word.lower()
+        arg = arg.strip().strip("'\"")
+        if word in _DOT_EXEC or (word in _DOT_OUT and arg.startswith(("|", "-e", "-x"))):
+            kind = "exec"
+        elif word in _DOT_READ:
+            kind = "read"
+        elif word in (".output", ".once") and not arg:
+            kind = "read"  # back to stdout
+        elif word in (".output", ".once", ".import"):
+            kind = "write"
+        else:
+            kind = "unknown"  # .read FILE, .open, .backup, .restore, .cd, .log, .archive, ...
+        if worst is None or rank[kind] > rank[worst]:
+            worst = kind
+    return worst

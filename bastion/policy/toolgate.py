@@ -15,7 +15,9 @@ Nothing here lowers a verdict: the command unit is still judged by its rules as 
 
 from __future__ import annotations
 
-from bastion.policy.decl import ToolTable
+from bastion.policy import netgate
+from bastion.policy.decl import NET_EFFECTS, ToolTable
+from bastion.policy.hosts import HostClassifier
 from bastion.policy.model import Finding
 from bastion.policy.options import Effect, parse_argv
 from bastion.policy.paths import PathClassifier
@@ -27,8 +29,12 @@ _MAX_PATH_UNITS = 256  # per command: more paths than this are held, not judged 
 _SAFE_DIRS = frozenset({"workspace", "tmp"})
 
 
+_NO_HOSTS = HostClassifier()
+
+
 def expand_units(units: list[Unit], tools: ToolTable, classifier: PathClassifier,
-                 login: str | None, depth: int = 0) -> list[Unit]:
+                 login: str | None, depth: int = 0,
+                 hosts: HostClassifier = _NO_HOSTS) -> list[Unit]:
     """The units plus the effect units of every declared tool among them."""
     if not tools.tools:
         return units
@@ -40,7 +46,7 @@ def expand_units(units: list[Unit], tools: ToolTable, classifier: PathClassifier
         decl = tools.get(unit.argv[0])
         if decl is None:
             continue
-        extra = _effects(unit, decl.scanner, tools, classifier, login, depth)
+        extra = _effects(unit, decl.scanner, tools, classifier, login, depth, hosts)
         out.extend(extra)
     return out
 
@@ -73,10 +79,13 @@ def effects_of(unit: Unit, tools: ToolTable) -> list[Effect]:
 
 
 def _effects(unit: Unit, scanner: str | None, tools: ToolTable, classifier: PathClassifier,
-             login: str | None, depth: int) -> list[Unit]:
+             login: str | None, depth: int, hosts: HostClassifier = _NO_HOSTS) -> list[Unit]:
     program = unit.argv[0]
     extra: list[Unit] = []
     effects = effects_of(unit, tools)
+    if any(e.kind in NET_EFFECTS for e in effects):
+        # where it connects and what it sends: files become reads, hosts are judged by class
+        effects = netgate.judge(program, effects, hosts, unit.findings, unit.tags)
     if sum(e.kind in ("reads", "writes") for e in effects) > _MAX_PATH_UNITS:
         unit.findings.append(Finding("review", "too-complex",
                                      f"{program} names more than {_MAX_PATH_UNITS} paths"))
@@ -107,7 +116,7 @@ def _effects(unit: Unit, scanner: str | None, tools: ToolTable, classifier: Path
             nested = reparse(e.value, e.static, depth, unit, program)
             for u in nested:
                 u.text = f"{e.source} runs: {u.text}"
-            extra.extend(expand_units(nested, tools, classifier, login, depth + 1))
+            extra.extend(expand_units(nested, tools, classifier, login, depth + 1, hosts))
         elif kind in ("reads", "writes", "script-file", "chdir"):
             op = ">" if kind == "writes" else "<"
             verb = {"reads": "reads", "writes": "writes", "script-file": "reads its program from",

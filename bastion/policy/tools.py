@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from bastion.policy import sql
+from bastion.policy import hosts, sql
 from bastion.policy.unwrap import Unit
 
 # Global options (before the subcommand) that take a separate value, per tool.
@@ -50,10 +50,18 @@ _SQL_CLIENTS = {
     "mysql": ({"-e", "--execute"}, set()),
     "mariadb": ({"-e", "--execute"}, set()),
     "sqlcmd": ({"-Q", "-q", "--query"}, {"-i", "--input-file"}),
-    "sqlite3": (set(), set()),
+    "sqlite3": ({"-cmd", "--cmd"}, {"-init", "--init", "-A", "--A"}),
     "clickhouse-client": ({"-q", "--query"}, {"--queries-file"}),
     "cqlsh": ({"-e", "--execute"}, {"-f", "--file"}),
 }
+# Short options that take a value, so a glued value is not read as a cluster of flags.
+_SHORT_VALUE_OPTS: dict[str, frozenset[str]] = {
+    "kubectl": frozenset({"-o", "-n", "-l", "-f", "-c", "-s", "-L", "-k", "-v"}),
+    "oc": frozenset({"-o", "-n", "-l", "-f", "-c", "-s", "-L", "-k", "-v"}),
+    "helm": frozenset({"-n", "-o", "-f", "-m"}),
+}
+_SQLITE_VALUE_OPTS = frozenset({"cmd", "init", "separator", "newline", "nullvalue", "vfs",
+                                "maxsize", "mmap", "nonce", "lookaside", "pagecache"})
 _READ_METHODS = frozenset({"get", "head", "options"})
 
 
@@ -108,6 +116,8 @@ def facts(unit: Unit) -> Facts:
             options.setdefault(key[:2], []).append(key[2:])  # glued value: -n5, -ojson
             for c in key[1:]:
                 flags.add("-" + c)
+                if "-" + c in _SHORT_VALUE_OPTS.get(program, ()):
+                    break  # the rest is this option's value (`-owide`), not more flags
         if (not path or interleaved is not None) and not eq and key in global_values:
             i += 2  # global option value is not the subcommand
             continue
@@ -160,11 +170,66 @@ def _git(unit: Unit, f: Facts) -> None:
         unit.tags.add("git:exec-option")
 
 
+# Verbs that print keys, tokens, connection strings or credentials (issue 17 item 6), by the
+# shape of the az command: a last word, or the last two words (`keys list`, `secret show`).
+_AZ_SECRET_LAST = frozenset({"list-keys", "show-connection-string", "list-connection-strings",
+                             "get-credentials", "get-access-token", "list-publishing-profiles",
+                             "list-publishing-credentials", "generate-sas", "list-secrets",
+                             "list-credentials", "get-keys", "list-key", "show-keys",
+                             "create-for-rbac", "list-auth-keys", "get-auth-key"})
+_AZ_SECRET_PAIRS = frozenset({("keys", "list"), ("key", "list"), ("keys", "show"), ("key", "show"),
+                              ("admin-key", "show"), ("query-key", "list"),
+                              ("credential", "show"), ("credential", "list"),
+                              ("credential", "reset"), ("secret", "show"),
+                              ("secret", "download"), ("secret", "show-deleted"),
+                              ("connection-string", "show"), ("connection-string", "list"),
+                              ("appsettings", "list"), ("api-key", "create"),
+                              ("authorization-rule", "list-keys"), ("secrets", "list")})
+# ARM and the other Azure endpoints az rest attaches its token for; Key Vault's data plane.
+_AZ_ARM_HOSTS = frozenset({"management.azure.com", "graph.microsoft.com",
+                           "management.core.windows.net", "api.loganalytics.io"})
+_AZ_VAULT_SUFFIXES = (".vault.azure.net", ".vault.usgovcloudapi.net", ".vault.azure.cn",
+                      ".managedhsm.azure.net")
+
+
+def _az_secret_verb(unit: Unit, f: Facts) -> bool:
+    path = f.path
+    if path and path[-1] in _AZ_SECRET_LAST:
+        return True
+    if len(path) >= 2 and (path[-2], path[-1]) in _AZ_SECRET_PAIRS:
+        return True
+    if len(path) >= 2 and (path[-2], path[-1]) == ("secret", "list"):
+        return "--show-values" in f.flags  # containerapp: names only without it
+    return path[:2] == ("acr", "login") and "--expose-token" in f.flags
+
+
+def _az_rest(unit: Unit, f: Facts) -> None:
+    urls = _values(f, "--url", "--uri", "-u")
+    if "--body" in f.flags or "-b" in f.flags:
+        unit.tags.add("az:write-method")  # a body is sent (the method defaults to POST then)
+    for url in urls:
+        if url.startswith("/"):
+            continue  # relative: az rest prefixes the ARM endpoint
+        ep = hosts.parse_endpoint(url, bare_host=True)
+        host = ep.host
+        if host is None:
+            unit.tags.add("az:rest-outside")
+        elif host.endswith(_AZ_VAULT_SUFFIXES):
+            unit.tags.add("az:rest-vault")
+        elif host not in _AZ_ARM_HOSTS:
+            unit.tags.add("az:rest-outside")  # with --resource, the token goes to that host
+    if not urls:
+        unit.tags.add("az:rest-outside")
+
+
 def _az(unit: Unit, f: Facts) -> None:
+    if _az_secret_verb(unit, f):
+        unit.tags.add("az:secret-read")
     if f.path[:1] == ("rest",):
         methods = [m.lower() for m in _values(f, "--method", "-m")] or ["get"]
         if any(m not in _READ_METHODS for m in methods):
             unit.tags.add("az:write-method")
+        _az_rest(unit, f)
         if any(not unit.static[i] for i in range(len(unit.argv))):
             unit.tags.add("dynamic-args")
     if "--ids" in f.flags:
@@ -179,21 +244,39 @@ def _az(unit: Unit, f: Facts) -> None:
         unit.tags.add("az:read-verb")
 
 
+_K8S_SAFE_OUTPUTS = frozenset({"name", "wide", ""})
+
+
 def _kubectl(unit: Unit, f: Facts) -> None:
-    dry = [v.lower() for v in _values(f, "--dry-run")]
-    if ("--dry-run" in f.flags and not dry) or any(v in ("client", "server", "true") for v in dry):
+    # --dry-run takes its value only as `--dry-run=X` (pflag with a default) and the last one
+    # wins: `--dry-run=client --dry-run=none` changes the cluster.
+    dry: list[str] = []
+    for i, a in enumerate(unit.argv[1:], 1):
+        if a == "--":
+            break
+        if a == "--dry-run" or a.startswith("--dry-run="):
+            dry.append(a.partition("=")[2].lower() if unit.static[i] else "?")
+    if dry and dry[-1] in ("client", "server"):
         unit.tags.add("kubectl:dry-run")
-    if f.path[:1] in (("get",), ("describe",)) and len(f.path) > 1:
-        resource = f.path[1].split("/", 1)[0].lower()
-        if resource in ("secret", "secrets", "secret.v1") or resource.startswith("secrets"):
-            outputs = _values(f, "-o", "--output")
-            if f.path[0] == "get" and outputs and any(
-                o.startswith(("yaml", "json", "jsonpath", "go-template", "custom-columns"))
-                for o in outputs
-            ):
-                unit.tags.add("kubectl:secret-read")
-            elif f.path[0] == "describe":
-                pass
+    from_files = bool(f.flags & {"-f", "--filename", "-k", "--kustomize"})  # any kind, secrets too
+    if f.path[:1] == ("get",) and (from_files or (len(f.path) > 1 and
+                                                  _k8s_secret_resource(f.path[1:]))):
+        outputs = [o.lower() for o in _values(f, "-o", "--output")]
+        if "--template" in f.flags or any(
+            o.split("=", 1)[0] not in _K8S_SAFE_OUTPUTS for o in outputs
+        ) or any(not unit.static[i] for i in range(len(unit.argv))):
+            unit.tags.add("kubectl:secret-read")
+
+
+def _k8s_secret_resource(words: tuple[str, ...]) -> bool:
+    """A resource list (`pods,secrets`, `secret/db`, `secrets.v1.`) that includes secrets."""
+    for word in words:
+        for item in word.split(","):
+            kind = item.split("/", 1)[0].lower()
+            group = kind.split(".", 1)[0]
+            if group in ("secret", "secrets"):
+                return True
+    return False
 
 
 def _terraform(unit: Unit, f: Facts) -> None:
@@ -213,16 +296,8 @@ def _curl(unit: Unit, f: Facts) -> None:
         unit.tags.add("http:write-method")
         if any("@" in u for u in uploads) or "-T" in f.flags or "--upload-file" in f.flags:
             unit.tags.add("http:upload-file")
-    for a in unit.argv[1:]:
-        if "169.254.169.254" in a or "metadata.azure" in a:
-            unit.tags.add("http:imds")
-            if "identity" in a or "token" in a:
-                unit.tags.add("http:imds-token")
-
-
-def _rsync(unit: Unit, f: Facts) -> None:
-    if f.flags & {"-e", "--rsh", "--rsync-path"}:
-        unit.tags.add("rsync:exec-option")
+    # The metadata service (in every spelling of its address) is judged by host class in the
+    # curl/wget declarations (config/tools/http.toml, netgate.py).
 
 
 def _ssh_like(unit: Unit, f: Facts) -> None:
@@ -252,9 +327,13 @@ def _sql(unit: Unit, f: Facts) -> None:
                 dynamic |= not unit.static[i + 1]
         elif key in file_keys:
             unit.tags.add("sql:unknown")
-    if unit.program == "sqlite3" and len(f.positionals) >= 2:
-        texts.append(unit.argv[f.positionals[-1]])
-        dynamic |= not unit.static[f.positionals[-1]]
+    if unit.program == "sqlite3":
+        # sqlite3 [OPTIONS] FILENAME [SQL...]: every operand after the database is run in turn
+        operands = [i for i in range(1, len(unit.argv)) if not unit.argv[i].startswith("-")
+                    and unit.argv[i - 1].lstrip("-") not in _SQLITE_VALUE_OPTS]
+        for i in operands[1:]:
+            texts.append(unit.argv[i])
+            dynamic |= not unit.static[i]
     if unit.stdin is not None:
         if unit.payload is None:
             dynamic = True
@@ -278,7 +357,6 @@ _TAGGERS = {
     "terragrunt": _terraform,
     "curl": _curl,
     "wget": _curl,
-    "rsync": _rsync,
     "ssh": _ssh_like,
     "scp": _ssh_like,
     "sftp": _ssh_like,
