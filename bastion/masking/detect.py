@@ -12,6 +12,7 @@ import threading
 from collections.abc import Iterable, Sequence
 
 from bastion.masking import structure
+from bastion.masking.decode import decoded_views
 from bastion.masking.engine import Prefilter, build_prefilter
 from bastion.masking.rules import Rule, char_classes
 from bastion.masking.structure import StructState
@@ -46,6 +47,7 @@ def next_line_end(text: bytes, pos: int) -> int:
     return a if b == -1 or a < b else b
 
 
+_PCT = re.compile(rb"%[0-9A-Fa-f]{2}")
 _LAST_SEPARATOR = re.compile(rb"=(?=[^=]+=*\Z)")
 
 
@@ -172,17 +174,17 @@ class Detector:
     def struct_spans(self, st: StructState, text: bytes, first: int, partial_tail: bool
                      ) -> list[Span]:
         """Feed the lines of ``text`` to the structure machine (only where it can matter)."""
-        if not st.mode and first < 0:
+        if not st.busy and first < 0:
             return []
         out: list[Span] = []
         n = len(text)
-        pos = 0 if st.mode else line_start(text, first)
+        pos = 0 if st.busy else line_start(text, first)
         while pos < n:
             eol = next_line_end(text, pos)
             partial = eol == n and partial_tail
             out.extend(structure.line_spans(st, text[pos:eol], pos, partial))
             pos = eol + 1
-            if not st.mode and pos < n:
+            if not st.busy and pos < n:
                 m = structure.TRIGGER.search(text, pos)
                 if m is None:
                     break
@@ -192,8 +194,38 @@ class Detector:
     def spans(self, st: StructState, text: bytes, partial_tail: bool = False) -> list[Span]:
         hits, struct_first = self.hits(text)
         out = self.rule_spans(text, hits) if hits else []
-        if st.mode or struct_first >= 0:
+        if st.busy or struct_first >= 0:
             out.extend(self.struct_spans(st, text, struct_first, partial_tail))
+        if b"\\" in text or b"%" in text:
+            out.extend(self.decoded_spans(text))
+        return out
+
+    def decoded_spans(self, text: bytes) -> list[Span]:
+        """Rule matches in the JSON-unescaped / percent-decoded views of the lines that have
+        escapes, mapped back to the raw (encoded) span."""
+        out: list[Span] = []
+        n = len(text)
+        pos = 0
+        while pos < n:
+            a = text.find(b"\\", pos)
+            b = _PCT.search(text, pos)
+            bpos = b.start() if b is not None else -1
+            first = a if bpos == -1 else bpos if a == -1 else min(a, bpos)
+            if first == -1:
+                break
+            start = line_start(text, first)
+            end = next_line_end(text, first)
+            for chain in decoded_views(text[start:end]):
+                dec = chain.text
+                hits, _ = self.hits(dec)
+                for s, e, rid in self.rule_spans(dec, hits) if hits else []:
+                    rs, re_ = chain.span(s, e)
+                    out.append((start + rs, start + re_, rid))
+                st = StructState()
+                for s, e, rid in structure.inline_spans(st, dec):
+                    rs, re_ = chain.span(s, e)
+                    out.append((start + rs, start + re_, rid))
+            pos = end + 1
         return out
 
     # --- hold-back decisions ------------------------------------------------------------------
@@ -204,13 +236,22 @@ class Detector:
         ``memo`` = [scanned length, earliest keyword start minus look-back] for this line, so a
         line fed byte by byte is scanned once, not once per byte."""
         n = len(text)
-        if st.mode or self.always or n <= released:
+        if st.busy or self.always or n <= released:
             return released
         start = max(0, memo[0] - self._max_kw + 1)
-        for kidx, p in self.prefilter.first_hits(text[start:] if start else text).items():
+        seg = text[start:] if start else text
+        for kidx, p in self.prefilter.first_hits(seg).items():
             lb = self._kw_lookback[kidx] or 0  # structural keywords hold from themselves
             if start + p - lb < memo[1]:
                 memo[1] = start + p - lb
+        # an escape (JSON \\, %XX) can hide a keyword or move a boundary: decoded matches may
+        # start up to the longest look-back before it
+        esc = seg.find(b"\\")
+        pm = _PCT.search(seg) if b"%" in seg else None
+        if pm is not None and (esc == -1 or pm.start() < esc):
+            esc = pm.start()
+        if esc != -1 and start + esc - self._max_lookback < memo[1]:
+            memo[1] = max(0, start + esc - self._max_lookback)
         memo[0] = n
         k = min(n, memo[1])
         if self._max_lookback:

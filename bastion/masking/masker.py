@@ -24,6 +24,9 @@ from bastion.masking.catalog import DEFAULT_RULES
 from bastion.masking.detect import RUN_CHARS, Detector, Span, get_detector, next_line_end
 from bastion.masking.engine import choose_engine
 from bastion.masking.known import known_value_rules
+from bastion.masking.memory import MAX_LEN as MAX_MEMORY_LEN
+from bastion.masking.memory import SessionMemory
+from bastion.masking.profiles import OutputProfile
 from bastion.masking.rules import Rule
 from bastion.masking.structure import StructState
 
@@ -134,6 +137,8 @@ class StreamMasker:
         known_values: Iterable[bytes] = (),
         hold_timeout: float = DEFAULT_HOLD_TIMEOUT,
         max_hold: int = DEFAULT_MAX_HOLD,
+        profile: OutputProfile | None = None,
+        memory: SessionMemory | None = None,
     ) -> None:
         base = DEFAULT_RULES if rules is None else tuple(rules)
         all_rules = (*base, *known_value_rules(known_values))
@@ -149,7 +154,10 @@ class StreamMasker:
         # rule id of a mask that an idle release ended mid-token: the rest of that token is
         # masked too when it arrives (fail closed)
         self._carry: str | None = None
-        self._st = StructState()
+        self._profile = profile
+        # masked values, masked again wherever they reappear (see memory.py); shareable
+        self._mem = memory if memory is not None else SessionMemory()
+        self._st = self._new_state()
         self._counts: Counter[str] = Counter()
         self._osc_rids: dict[bytes, list[str]] = {}
         self.late_detections = 0  # matches whose start had already been released
@@ -169,6 +177,24 @@ class StreamMasker:
     def counts(self) -> Mapping[str, int]:
         return dict(self._counts)
 
+    @property
+    def profile(self) -> OutputProfile | None:
+        return self._profile
+
+    def set_profile(self, profile: OutputProfile | None) -> None:
+        """Output profile of the command whose output follows (profiles.profile_for_argv);
+        None goes back to the default rules (and to profiles selected by prompts seen in the
+        stream)."""
+        self._profile = profile
+        self._st.profile, self._st.fixed_profile = profile, profile is not None
+        self._st.prompt = b""
+
+    def _new_state(self) -> StructState:
+        st = StructState()
+        if self._profile is not None:
+            st.profile, st.fixed_profile = self._profile, True
+        return st
+
     def feed(self, data: bytes) -> bytes:
         if not data:
             return b""
@@ -187,7 +213,7 @@ class StreamMasker:
 
     def flush(self) -> bytes:
         out = self._run(self._raw, final=True, idle=True) if self._raw else b""
-        self._ctx, self._st, self._held_visible, self._carry = b"", StructState(), False, None
+        self._ctx, self._st, self._held_visible, self._carry = b"", self._new_state(), False, None
         self._memo = [0, 1 << 62]
         return out
 
@@ -233,8 +259,7 @@ class StreamMasker:
                 self._ctx = b"" if final else text
                 pos = n
             else:
-                k = len(ctx) if self._carry else self._det.hold_point(self._st, text, len(ctx),
-                                                                      self._memo)
+                k = len(ctx) if self._carry else self._hold(text, len(ctx))
                 if k > len(ctx):
                     r.emit(pos, pos + k - len(ctx), [])
                     self._ctx = text[:k]
@@ -259,12 +284,11 @@ class StreamMasker:
             return None  # the partial line is over the limit: _run cuts it
         if end and len(ctx) + end > limit and self._block_end(raw, 0, end) != end:
             return None
-        det = self._det
         masked: bytes | None = None
         if end:
             text = ctx + raw[:end] if ctx else raw if end == n else raw[:end]
             self._memo = [0, 1 << 62]
-            spans = det.spans(self._st, text)
+            spans = self._scan(text)
             if spans:
                 r = _Render(self, raw, None, raw)
                 self._emit_spans(r, 0, end, text, spans)
@@ -273,7 +297,7 @@ class StreamMasker:
         pos = end
         if end < n:  # the partial line: release what cannot start a secret
             text = ctx + raw[end:] if ctx else raw[end:] if end else raw
-            k = det.hold_point(self._st, text, len(ctx), self._memo)
+            k = self._hold(text, len(ctx))
             if k > len(ctx):
                 pos = end + k - len(ctx)
                 self._ctx = text[:k]
@@ -301,7 +325,7 @@ class StreamMasker:
         if b"\x1b" in vis or len(ctx) + len(vis) > self._max_line:
             return None
         text = ctx + vis if ctx else vis
-        raw_spans = self._det.spans(self._st, text)
+        raw_spans = self._scan(text)
         self._memo, self._ctx = [0, 1 << 62], b""
         if not raw_spans:
             return head, end
@@ -356,24 +380,56 @@ class StreamMasker:
         self._ctx = b""
         return end
 
+    def _scan(self, text: bytes, kind: str = "") -> list[Span]:
+        """Detector spans plus session memory: remembered values anywhere, and values masked
+        in this text (remembered now) again on its later lines, as if scanned line by line."""
+        det = self._det
+        if kind == "idle":
+            spans = det.idle_spans(self._st, text)
+        elif kind == "final":
+            spans = det.final_spans(self._st, text)
+        else:
+            spans = det.spans(self._st, text)
+        mem = self._mem
+        if mem:
+            spans += mem.find_all(text)
+        if spans and kind != "idle":
+            later: list[Span] = []
+            for s, e, rid in spans:
+                if mem.remember(text[s:e], rid):
+                    eol = next_line_end(text, e)
+                    if eol < len(text):
+                        later += mem.find_all(text, eol + 1, [text[s:e]])
+            spans += later
+        return spans
+
+    def _hold(self, text: bytes, released: int) -> int:
+        """First position of the partial line that must stay held (see Detector.hold_point);
+        with values remembered, also a complete remembered value in it and the trailing
+        non-space run (which could be the start of one)."""
+        mem, memo = self._mem, self._memo
+        if mem:
+            found = mem.first(text, max(0, memo[0] - MAX_MEMORY_LEN))
+            if found != -1 and found < memo[1]:
+                memo[1] = found
+        k = self._det.hold_point(self._st, text, released, memo)
+        if mem and k > released:
+            t = max(text.rfind(b" "), text.rfind(b"\t")) + 1
+            k = max(released, min(k, t))
+        return k
+
     def _unit_spans_only(self, text: bytes) -> None:
         # keeps the structure state in step for a unit whose bytes were all released already
-        for s, e, _ in self._det.spans(self._st, text):
+        for s, e, _ in self._scan(text):
             if e > s:
                 self.late_detections += 1
 
     def _unit(self, r: _Render, vis: bytes, pos: int, end: int, text: bytes,
               idle: bool = False, final: bool = False) -> None:
         """Scan ``text`` (= line context + vis[pos:end]) and release vis[pos:end] masked."""
-        det = self._det
         if not idle:
             self._memo = [0, 1 << 62]  # the line (or line piece) ends here
-        if idle:
-            raw_spans = det.idle_spans(self._st, text)
-        elif final:
-            raw_spans = det.final_spans(self._st, text)
-        else:
-            raw_spans = det.spans(self._st, text)
+        raw_spans = self._scan(text, "idle" if idle else "final" if final else "")
         if self._carry is not None:
             at = len(text) - (end - pos)
             cont = (end - pos) - len(vis[pos:end].lstrip(RUN_CHARS))
