@@ -185,6 +185,8 @@ def _generic_assignment(value: bytes, key: bytes) -> bool:
     if b"pwd" in k and not any(p in k for p in _PASSWORD_KEYS if p != b"pwd") \
             and _PWD_WORD.search(k) is None:
         return False  # "pwd" inside a longer word (hybpwd, pwdqmc) is not a password key
+    if b"conn" in k and b";" in value and b"=" in value:
+        return False  # a structured connection string: its secret parts have rules of their own
     if any(p in k for p in _PASSWORD_KEYS):  # passwords may be short and low-entropy
         return len(value) >= 4
     return len(value) >= 12 and char_classes(value) >= 2 and entropy(value) >= 3.0
@@ -293,7 +295,8 @@ DEFAULT_RULES: tuple[Rule, ...] = (
          + rb")(?P<s>[A-Za-z0-9_%-]{30,}(?:==|%3D%3D)?)", (b"code=", b"x-functions-key",
          b"masterkey", b"functionkey", b"systemkey"), flags=re.I, check=not_placeholder),
     Rule("azure-publishing-profile-password", "Web app publishing profile userPWD",
-         rb"userPWD=\"(?P<s>[^\"\r\n]+)\"", (b"userpwd",), flags=re.I, check=not_placeholder),
+         rb"userPWD\"?[ \t]*[=:][ \t]*\"(?P<s>[^\"\r\n]+)\"", (b"userpwd",), flags=re.I,
+         check=not_placeholder),
     Rule("azure-cli-secret-flag", "az/CLI flags carrying secrets (--admin-password ...)",
          rb"(?<![A-Za-z0-9_-])--(?:admin-password|password|client-secret|secret|account-key"
          rb"|sas-token|connection-string|auth-token|pat|api-key|registry-password|value|token"

@@ -53,8 +53,14 @@ NAME_LINE = re.compile(
     rb"^(?P<i>[ \t]*)(?:-[ \t]+)?[\"']?(?:name|Name|NAME|key|Key|keyName|KeyName|variable"
     rb"|settingName|ParameterKey|OutputKey)[\"']?[ \t]*[:=][ \t]*[\"']?(?P<n>[^\"'\r\n,{}]{1,128}?)"
     rb"[\"']?[ \t]*,?[ \t]*$")
-SENSITIVE_LINE = re.compile(rb"^(?P<i>[ \t]*)[\"']?sensitive[\"']?[ \t]*[:=][ \t]*true[ \t]*,?"
+SENSITIVE_LINE = re.compile(rb"^(?P<i>[ \t]*)[\"']?(?:sensitive[\"']?[ \t]*[:=][ \t]*true|type"
+                            rb"[\"']?[ \t]*[:=][ \t]*[\"']?secure(?:string|object)[\"']?)[ \t]*,?"
                             rb"[ \t]*$", re.I)
+# "adminPassword": {   (ARM parameters, terraform outputs: the object's "value" is the secret)
+OBJECT_LINE = re.compile(rb"^(?P<i>[ \t]*)\"(?P<k>[^\"\r\n]{1,128})\"[ \t]*:[ \t]*\{[ \t]*$")
+# objects whose every string value is a secret (az functionapp keys list)
+SECRET_OBJECTS = frozenset((b"functionkeys", b"systemkeys", b"hostkeys", b"masterkeys",
+                            b"secrets", b"passwords", b"credentials", b"tokens"))
 VALUE_LINE = re.compile(
     rb"^(?P<i>[ \t]*)[\"']?(?:value|Value|VALUE|secretValue|ParameterValue|OutputValue)"
     rb"[\"']?[ \t]*[:=][ \t]*(?P<v>[^\r\n]*?)[ \t]*,?[ \t]*$")
@@ -84,6 +90,7 @@ ENV_LINE = re.compile(rb"^(?:export[ \t]+|declare[ \t]+-x[ \t]+)?[A-Za-z_][A-Za-
                       rb"(?P<v>[^\r\n]*?)[ \t]*$")
 # a table header: words starting upper-case, separated by 2+ spaces, a tab or a comma
 HEADER_FIELD = re.compile(rb"[A-Z][A-Za-z0-9_./()#-]*(?: [A-Za-z][A-Za-z0-9_./()#-]*){0,3}")
+_ALIGNED_CELL = re.compile(rb"\S+(?: \S+)*")
 DASHES = re.compile(rb"^[ \t]*-{2,}(?:[ \t]+-{2,})+[ \t]*$")
 # a shell prompt followed by a command (a transcript of a session)
 PROMPT_CMD = re.compile(
@@ -94,7 +101,8 @@ COLUMN_VALUE = b"value"
 TRIGGER = re.compile(
     rb"PRIVATE KEY|PuTTY-User-Key-File-|(?:data|stringData)\"?[ \t]*:[ \t]*\{?[ \t]*(?:[\r\n]|$)"
     rb"|\.vault\.azure\.net/secrets/|apiversion|\"?(?:name|key|keyname)\"?[ \t]*[:=]"
-    rb"|sensitive|[:][ \t]*[|>]|value|password|passwd|secret|key|token|connectionstring"
+    rb"|sensitive|securestring|secureobject|[:][ \t]*[|>]|value|password|passwd|secret|key|token"
+    rb"|connectionstring"
     rb"|^(?:[^\r\n]{0,300}[$#>][ \t]+)?(?:az|terraform|gh|kubectl|printenv|env|cat|aws|vault"
     rb"|export|declare|sudo|less|head|tail|bat|more)(?:[ \t]|$)",
     re.I | re.M)
@@ -104,7 +112,8 @@ KEYWORDS = (b"private key", b"putty-user-key-file-", b"data:", b"data\":",
             b"password", b"passwd", b"secret", b"token", b"connectionstring", b"key ", b"key\t",
             b"key,", b"az ", b"terraform ", b"gh ", b"kubectl ", b"printenv", b"cat ",
             b"aws ", b"vault ", b"export ", b"declare ", b"head ", b"tail ", b"less ", b"bat ",
-            b"more ", b"env\n", b"env\r")
+            b"more ", b"env\n", b"env\r", b"securestring", b"secureobject", b"keys\":",
+            b"secrets\":", b"passwords\":", b"credentials\":", b"tokens\":")
 _B64 = re.compile(rb"[A-Za-z0-9+/]+={0,2}")
 PEM_MAX_LINES = 1000
 KV_MAX_LINES = 40
@@ -328,9 +337,13 @@ def _data_line(st: StructState, line: bytes, off: int, partial: bool) -> list[Sp
         st.mode = ""
         return [] if closing else _enter(st, line, off)
     bk = BLOCK_KEY.match(line)
-    if bk is not None and not partial:  # "tls.key: |" inside data/stringData
+    if bk is not None and not partial and (st.string_data or is_secret_name(bk.group("k"))):
+        # "tls.key: |" inside stringData (Secret data values are one-line base64: a block
+        # scalar under data: is a ConfigMap, masked only under a secret name)
         st.resume, st.resume_indent = "data", st.indent
         st.mode, st.indent = "block", len(bk.group("i"))
+        return []
+    if bk is not None:
         return []
     m = DATA_ITEM.match(line)
     if m is None:
@@ -459,6 +472,9 @@ def _cells(st: StructState, line: bytes) -> list[tuple[int, int]]:
             p += len(part) + 1
         return out
     starts = st.header_starts
+    fields = [(m.start(), m.end()) for m in _ALIGNED_CELL.finditer(line)]
+    if len(fields) == len(starts):  # one field per column: the row's own alignment
+        return fields
     for i, s in enumerate(starts):
         e = starts[i + 1] if i + 1 < len(starts) else len(line)
         # a cell wider than its header: extend to the next run of 2 spaces
@@ -565,6 +581,12 @@ def _enter(st: StructState, line: bytes, off: int) -> list[Span]:
         v = KV_VALUE.search(line, m.end())
         if v is not None and v.start("s") != -1 and v.end("s") > v.start("s"):
             return [(off + v.start("s"), off + v.end("s"), "azure-key-vault-secret-value")]
+        tab = line.rfind(b"\t")
+        if tab > m.end():  # "-o tsv" of the secret: the value is the last field
+            sp = _value_span(line[tab + 1:], tab + 1)
+            if sp is not None and line[sp[0]:sp[1]] != b"None":
+                return [(off + sp[0], off + sp[1], "azure-key-vault-secret-value")]
+            return []
         st.mode, st.lines = "kv", KV_MAX_LINES
         return []
     m = NAME_LINE.match(line)
@@ -575,6 +597,14 @@ def _enter(st: StructState, line: bytes, off: int) -> list[Span]:
     m = SENSITIVE_LINE.match(line)
     if m is not None:
         st.mode, st.lines, st.indent = "pair", PAIR_LINES, len(m.group("i"))
+        return []
+    m = OBJECT_LINE.match(line)
+    if m is not None:
+        k = m.group("k")
+        if k.lower() in SECRET_OBJECTS:
+            st.mode, st.indent, st.lines = "nested", len(m.group("i")), 500
+        elif is_secret_name(k):
+            st.mode, st.lines, st.indent = "pair", PAIR_LINES, len(m.group("i"))
         return []
     m = BLOCK_KEY.match(line)
     if m is not None:
