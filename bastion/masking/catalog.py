@@ -526,7 +526,9 @@ DEFAULT_RULES: tuple[Rule, ...] = (
     Rule("ini-secret-key", "INI / rclone / WireGuard-style short keys (pass =, key =, psk =)",
          rb"(?<![^\r\n])[ \t]*(?P<k>pass|key|psk|pw|wpa_psk|wpa_passphrase|passphrase|pin)"
          rb"[ \t]*=[ \t]*(?P<s>[^\s#;\"'][^\r\n]*?)[ \t]*(?=[\r\n]|$)",
-         (b"pass", b"key", b"psk", b"pw", b"passphrase", b"pin"), flags=re.I,
+         tuple(k + sep for k in (b"pass", b"key", b"psk", b"pw", b"wpa_psk", b"wpa_passphrase",
+                                 b"passphrase", b"pin") for sep in (b"=", b" =", b"\t=")),
+         flags=re.I,
          check=_ini_secret),
     Rule("generic-secret-assignment",
          "password=/secret:/token/api_key/... assignments in env, JSON, YAML, INI",

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import re
 import threading
+from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 
 from bastion.masking import structure
 from bastion.masking.decode import decoded_views
-from bastion.masking.engine import Prefilter, build_prefilter
+from bastion.masking.engine import Prefilter, _trie_pattern, build_prefilter
 from bastion.masking.rules import Rule, char_classes
 from bastion.masking.structure import StructState
 
@@ -87,6 +88,7 @@ class Detector:
                 self._kw_rules.append([])
                 self._kw_lookback.append(None)
             self._struct_kws.add(k)
+        self._name_kws = {index[kw]: len(kw) for kw in structure.NAME_KEYWORDS}
         self.always = [i for i, r in enumerate(self.rules) if not r.keywords]
         self.prefilter: Prefilter = build_prefilter(engine, keywords)
         self.engine = self.prefilter.name if keywords else engine
@@ -101,7 +103,7 @@ class Detector:
             key=len, reverse=True,
         )  # fmt: skip
         self._special_tail = (
-            re.compile(b"(?:" + b"|".join(re.escape(p) for p in special) + rb")\Z", re.I)
+            re.compile(b"(?:" + _trie_pattern(special) + rb")\Z", re.I)
             if special else None
         )  # fmt: skip
         self._max_lookback = max((r.lookback for r in self.rules), default=0)
@@ -114,14 +116,17 @@ class Detector:
 
     # --- matching ---------------------------------------------------------------------------
 
-    def hits(self, text: bytes) -> tuple[dict[int, list[int]], int]:
-        """Rule index -> keyword positions (ascending), and the first structural keyword (or -1)."""
+    def hits(self, text: bytes) -> tuple[dict[int, list[int]], list[int]]:
+        """Rule index -> keyword positions (ascending), and the structural keyword positions."""
         rule_hits: dict[int, list[int]] = {i: [0] for i in self.always}
-        struct = -1
-        kw_rules, struct_kws = self._kw_rules, self._struct_kws
+        struct: list[int] = []
+        kw_rules, struct_kws, name_kws = self._kw_rules, self._struct_kws, self._name_kws
         for k, p in self.prefilter.all_hits(text):
-            if k in struct_kws and (struct == -1 or p < struct):
-                struct = p
+            if k in struct_kws:
+                ln = name_kws.get(k)
+                # "name": "vm1" starts nothing: only a secret name is worth a look at the line
+                if ln is None or structure.secret_name_at(text, p + ln):
+                    struct.append(p)
             for ridx in kw_rules[k]:
                 lst = rule_hits.get(ridx)
                 if lst is None:
@@ -171,31 +176,33 @@ class Detector:
             if e > s and (check is None or check(text[s:e], rule.key_of(m))):
                 yield (s, e, rule.id)
 
-    def struct_spans(self, st: StructState, text: bytes, first: int, partial_tail: bool
+    def struct_spans(self, st: StructState, text: bytes, struct: list[int], partial_tail: bool
                      ) -> list[Span]:
-        """Feed the lines of ``text`` to the structure machine (only where it can matter)."""
-        if not st.busy and first < 0:
+        """Feed the lines of ``text`` to the structure machine: every line while a state is
+        active, otherwise only the lines holding a structural keyword."""
+        if not st.busy and not struct:
             return []
+        struct.sort()
         out: list[Span] = []
         n = len(text)
-        pos = 0 if st.busy else line_start(text, first)
+        pos = 0 if st.busy else line_start(text, struct[0])
         while pos < n:
             eol = next_line_end(text, pos)
             partial = eol == n and partial_tail
             out.extend(structure.line_spans(st, text[pos:eol], pos, partial))
             pos = eol + 1
             if not st.busy and pos < n:
-                m = structure.TRIGGER.search(text, pos)
-                if m is None:
+                i = bisect_left(struct, pos)
+                if i == len(struct):
                     break
-                pos = line_start(text, m.start())
+                pos = line_start(text, struct[i])
         return out
 
     def spans(self, st: StructState, text: bytes, partial_tail: bool = False) -> list[Span]:
-        hits, struct_first = self.hits(text)
+        hits, struct = self.hits(text)
         out = self.rule_spans(text, hits) if hits else []
-        if st.busy or struct_first >= 0:
-            out.extend(self.struct_spans(st, text, struct_first, partial_tail))
+        if st.busy or struct:
+            out.extend(self.struct_spans(st, text, struct, partial_tail))
         if b"\\" in text or b"%" in text:
             out.extend(self.decoded_spans(text))
         return out

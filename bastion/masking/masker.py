@@ -21,7 +21,14 @@ from collections.abc import Iterable, Mapping
 
 from bastion.masking.ansi import MAX_SEQUENCE, Tokens, tokenize
 from bastion.masking.catalog import DEFAULT_RULES
-from bastion.masking.detect import RUN_CHARS, Detector, Span, get_detector, next_line_end
+from bastion.masking.detect import (
+    RUN_CHARS,
+    Detector,
+    Span,
+    get_detector,
+    line_start,
+    next_line_end,
+)
 from bastion.masking.engine import choose_engine
 from bastion.masking.known import known_value_rules
 from bastion.masking.memory import MAX_LEN as MAX_MEMORY_LEN
@@ -53,6 +60,23 @@ def _merge(spans: Iterable[Span], order: Mapping[str, int]) -> list[Span]:
         else:
             out.append((s, e, rid))
     return out
+
+
+_EOL = re.compile(rb"[\r\n]")
+
+
+def _raw_line_offset(raw: bytes, vis: bytes, v: int) -> int:
+    """Raw offset of visible position ``v`` (0, the end, or just after a line end) when the
+    escapes stripped from ``raw`` hold no line ends: after the same number of line ends."""
+    if v <= 0:
+        return 0
+    if v >= len(vis):
+        return len(raw)
+    n = vis.count(b"\n", 0, v) + vis.count(b"\r", 0, v)
+    for i, m in enumerate(_EOL.finditer(raw), 1):
+        if i == n:
+            return m.end()
+    return len(raw)
 
 
 def _stars(seg: bytes) -> bytes:
@@ -157,6 +181,9 @@ class StreamMasker:
         self._profile = profile
         # masked values, masked again wherever they reappear (see memory.py); shareable
         self._mem = memory if memory is not None else SessionMemory()
+        # prefix-shaped formats are masked wherever they appear: only shapeless values (a Key
+        # Vault value, a password after its key) need remembering
+        self._shaped = frozenset(r.id for r in self._det.rules if r.strong)
         self._st = self._new_state()
         self._counts: Counter[str] = Counter()
         self._osc_rids: dict[bytes, list[str]] = {}
@@ -329,10 +356,17 @@ class StreamMasker:
         self._memo, self._ctx = [0, 1 << 62], b""
         if not raw_spans:
             return head, end
-        tok = tokenize(head, False, self._mask_payload)
-        r = _Render(self, head, tok, tok.vis)
-        self._emit_spans(r, 0, len(tok.vis), text, raw_spans)
-        return bytes(r.out), end
+        # tokenize only the lines that hold a span; the lines around them go out as they are
+        nctx = len(ctx)
+        a = line_start(vis, max(0, min(s for s, _, _ in raw_spans) - nctx))
+        b = min(len(vis), next_line_end(vis, max(a, max(e for _, e, _ in raw_spans) - nctx - 1))
+                + 1)
+        ra, rb = _raw_line_offset(head, vis, a), _raw_line_offset(head, vis, b)
+        piece = head[ra:rb]
+        tok = tokenize(piece, False, self._mask_payload)
+        r = _Render(self, piece, tok, tok.vis)
+        self._emit_spans(r, 0, len(tok.vis), text[:nctx + b], raw_spans)
+        return head[:ra] + bytes(r.out) + head[rb:], end
 
     def _block_end(self, vis: bytes, pos: int, end: int) -> int:
         """Largest prefix of the complete lines [pos, end) with no line over the limit.
@@ -395,8 +429,9 @@ class StreamMasker:
             spans += mem.find_all(text)
         if spans and kind != "idle":
             later: list[Span] = []
+            shaped = self._shaped
             for s, e, rid in spans:
-                if mem.remember(text[s:e], rid):
+                if rid not in shaped and mem.remember(text[s:e], rid):
                     eol = next_line_end(text, e)
                     if eol < len(text):
                         later += mem.find_all(text, eol + 1, [text[s:e]])

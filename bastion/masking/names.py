@@ -10,6 +10,7 @@ word says the value is a name, an id, a date or something public).
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 _SPLIT = re.compile(rb"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
 # a word that is a secret on its own
@@ -58,6 +59,7 @@ def words(name: bytes) -> list[bytes]:
     return [w.lower() for w in _SPLIT.findall(name) if not w.isdigit()]
 
 
+@lru_cache(maxsize=4096)
 def is_secret_name(name: bytes) -> bool:
     """The value of a field so named is a secret (see the module docstring)."""
     if not name or len(name) > 128:
@@ -78,6 +80,7 @@ def is_secret_name(name: bytes) -> bool:
     )
 
 
+@lru_cache(maxsize=4096)
 def is_benign_name(name: bytes) -> bool:
     """A name whose value is metadata (ends in name/id/url/version ...)."""
     ws = words(name)

@@ -97,15 +97,8 @@ PROMPT_CMD = re.compile(
     rb"^(?P<p>(?:\([^)\r\n]{1,40}\)[ \t]?)?(?:[\w.-]{1,64}@[\w.-]{1,64}(?::[^\s$#]{0,256})?[ \t]?"
     rb"[$#%>]|\$|#|PS [^>\r\n]{1,256}>|>)[ \t]+)(?P<c>[A-Za-z./~][^\r\n]{0,4096})$")
 COLUMN_VALUE = b"value"
-# Lines that can start a state; searched only where the prefilter saw a structural keyword.
-TRIGGER = re.compile(
-    rb"PRIVATE KEY|PuTTY-User-Key-File-|(?:data|stringData)\"?[ \t]*:[ \t]*\{?[ \t]*(?:[\r\n]|$)"
-    rb"|\.vault\.azure\.net/secrets/|apiversion|\"?(?:name|key|keyname)\"?[ \t]*[:=]"
-    rb"|sensitive|securestring|secureobject|[:][ \t]*[|>]|value|password|passwd|secret|key|token"
-    rb"|connectionstring"
-    rb"|^(?:[^\r\n]{0,300}[$#>][ \t]+)?(?:az|terraform|gh|kubectl|printenv|env|cat|aws|vault"
-    rb"|export|declare|sudo|less|head|tail|bat|more)(?:[ \t]|$)",
-    re.I | re.M)
+# Lines that can start a state hold one of these (the prefilter finds them; no other line is
+# fed to the machine while no state is active).
 KEYWORDS = (b"private key", b"putty-user-key-file-", b"data:", b"data\":",
             b".vault.azure.net/secrets/", b"apiversion", b"name\":", b"name:", b"name=",
             b"key\":", b"key:", b"key=", b"sensitive", b": |", b": >", b":|", b"value",
@@ -113,7 +106,11 @@ KEYWORDS = (b"private key", b"putty-user-key-file-", b"data:", b"data\":",
             b"key,", b"az ", b"terraform ", b"gh ", b"kubectl ", b"printenv", b"cat ",
             b"aws ", b"vault ", b"export ", b"declare ", b"head ", b"tail ", b"less ", b"bat ",
             b"more ", b"env\n", b"env\r", b"securestring", b"secureobject", b"keys\":",
-            b"secrets\":", b"passwords\":", b"credentials\":", b"tokens\":")
+            b"secrets\":", b"passwords\":", b"credentials\":", b"tokens\":", b"key\n", b"key\r",
+            b"pwd", b"pass")
+# keywords of NAME_LINE / INLINE_PAIR: a hit counts only when the name after it is secret
+NAME_KEYWORDS = (b"name\":", b"name:", b"name=", b"key\":", b"key:", b"key=")
+_NAME_VALUE = re.compile(rb"[ \t]*[\"']?([^\"'\r\n,{}]{1,128})")
 _B64 = re.compile(rb"[A-Za-z0-9+/]+={0,2}")
 PEM_MAX_LINES = 1000
 KV_MAX_LINES = 40
@@ -559,24 +556,24 @@ def _inline(st: StructState, line: bytes, off: int) -> list[Span]:
 
 
 def _enter(st: StructState, line: bytes, off: int) -> list[Span]:
-    m = PEM_BEGIN.search(line)
-    if m is not None:
+    # (substring tests first: most lines fed here hold a keyword but start no state)
+    if b"-----BEGIN" in line and PEM_BEGIN.search(line) is not None:
         st.mode, st.lines = "pem", PEM_MAX_LINES
         return []
-    if PUTTY.search(line):
+    if b"PuTTY" in line and PUTTY.search(line):
         st.mode, st.lines, st.putty_private = "putty", 200, False
         return []
-    if API_VERSION.match(line):
+    if b"piVersion" in line and API_VERSION.match(line):
         st.mode, st.lines = "k8s", K8S_LINES
         return []
-    m = DATA.match(line)
+    m = DATA.match(line) if b"ata" in line else None
     if m is not None:
         if st.mode == "k8s" or m.group(2) == b"stringData" or (
                 st.profile is not None and st.profile.k8s_secret):
             st.mode, st.indent = "data", len(m.group(1))
             st.json, st.string_data = m.group(3) is not None, m.group(2) == b"stringData"
         return []
-    m = KV_ID.search(line)
+    m = KV_ID.search(line) if b".vault." in line else None
     if m is not None:
         v = KV_VALUE.search(line, m.end())
         if v is not None and v.start("s") != -1 and v.end("s") > v.start("s"):
@@ -598,7 +595,7 @@ def _enter(st: StructState, line: bytes, off: int) -> list[Span]:
     if m is not None:
         st.mode, st.lines, st.indent = "pair", PAIR_LINES, len(m.group("i"))
         return []
-    m = OBJECT_LINE.match(line)
+    m = OBJECT_LINE.match(line) if line.endswith(b"{") or b"{ " in line else None
     if m is not None:
         k = m.group("k")
         if k.lower() in SECRET_OBJECTS:
@@ -606,7 +603,7 @@ def _enter(st: StructState, line: bytes, off: int) -> list[Span]:
         elif is_secret_name(k):
             st.mode, st.lines, st.indent = "pair", PAIR_LINES, len(m.group("i"))
         return []
-    m = BLOCK_KEY.match(line)
+    m = BLOCK_KEY.match(line) if b"|" in line or b">" in line else None
     if m is not None:
         k = m.group("k")
         if is_secret_name(k) or (st.profile is not None and k.lower() in st.profile.fields):
@@ -615,9 +612,20 @@ def _enter(st: StructState, line: bytes, off: int) -> list[Span]:
     if set_prompt_profile(st, line):
         return []
     out = _inline(st, line, off)
-    if not out and (b"  " in line or b"\t" in line or b"," in line):
+    # a header row starts with an upper-case column name at the line start
+    if not out and line and 65 <= line[0] <= 90 and (b"  " in line or b"\t" in line
+                                                     or b"," in line):
         _enter_table(st, line)
     return out
+
+
+def secret_name_at(text: bytes, pos: int) -> bool:
+    """Whether the name value starting at ``pos`` (after ``"name":``) is a secret name, or
+    could be the start of one (the value runs to the end of the text)."""
+    m = _NAME_VALUE.match(text, pos)
+    if m is None:
+        return True
+    return m.end() == len(text) or is_secret_name(m.group(1).strip())
 
 
 def inline_spans(st: StructState, line: bytes) -> list[Span]:
