@@ -17,6 +17,7 @@ tests/masking/test_masking_profiles.py checks it row by row.
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -198,3 +199,26 @@ def profile_for_argv(argv: Sequence[str]) -> OutputProfile | None:
                              fields=frozenset(f.lower().encode() for f in rule.fields),
                              all_values=rule.all_values, k8s_secret=rule.k8s_secret)
     return None
+
+
+def profile_for_command(units: Sequence[Sequence[str]], command: str | None
+                        ) -> OutputProfile | None:
+    """The profile of a channel's command: the first of the gate's normalised units that has
+    one (a pipeline ``az … -o tsv | head -1`` prints the secret too); without units (a gate
+    that does not report them) the command line's first simple command, split as the shell
+    would."""
+    for argv in units:
+        prof = profile_for_argv(argv)
+        if prof is not None:
+            return prof
+    if units or not command:
+        return None
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        return None
+    for i, w in enumerate(words):
+        if w in ("|", "&&", "||", ";") or w.endswith(";"):
+            words = words[:i]
+            break
+    return profile_for_argv(words)
