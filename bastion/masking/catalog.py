@@ -537,6 +537,14 @@ DEFAULT_RULES: tuple[Rule, ...] = (
          flags=re.I, check=_generic_assignment, context=24),
 )
 
+# Default rules whose secret always follows their keyword (never starts at or before it): the
+# hold-back may release a partial line up to a keyword of theirs (see Detector.hold_point).
+# Prefix formats, look-back rules, known values and custom rules are not in this set.
+KEYWORD_BEFORE_SECRET: frozenset[str] = frozenset(
+    r.id for r in DEFAULT_RULES
+    if not r.strong and r.lookback == 0 and r.id != "truncated-token"
+)
+
 # Line-structure rules implemented in structure.py (ids listed here so docs/tests see them).
 STRUCTURAL_RULES: dict[str, str] = {
     "pem-private-key": "PEM / OpenSSH / PGP private key blocks (BEGIN ... END), all lines",

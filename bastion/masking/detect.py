@@ -13,6 +13,7 @@ from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 
 from bastion.masking import structure
+from bastion.masking.catalog import KEYWORD_BEFORE_SECRET
 from bastion.masking.decode import decoded_views
 from bastion.masking.engine import Prefilter, _trie_pattern, build_prefilter
 from bastion.masking.rules import Rule, char_classes
@@ -98,10 +99,17 @@ class Detector:
         # prefixes a line tail may end in only those with another character (a quote, a
         # space) can hold more: one anchored regex finds the longest instead of a loop over
         # every tail length (see hold_point).
+        # Only keywords a secret can start at need this: where the secret always follows the
+        # keyword (context rules, structural keywords), releasing part of the keyword early
+        # cannot release part of a secret.
+        held_kws = {kw for r in self.rules if r.id not in KEYWORD_BEFORE_SECRET
+                    for kw in r.keywords}
         special = sorted(
-            (p for p in self._prefixes if p == p.lower() and any(c not in RUN_CHARS for c in p)),
+            (p for p in {kw[:i] for kw in held_kws for i in range(1, len(kw))}
+             if p == p.lower() and any(c not in RUN_CHARS for c in p)),
             key=len, reverse=True,
         )  # fmt: skip
+        self._special_max = max((len(p) for p in special), default=0)
         self._special_tail = (
             re.compile(b"(?:" + _trie_pattern(special) + rb")\Z", re.I)
             if special else None
@@ -264,7 +272,7 @@ class Detector:
         if self._max_lookback:
             k = min(k, len(text.rstrip(RUN_CHARS)))
             if self._special_tail is not None:
-                m = self._special_tail.search(text, max(0, n - self._max_kw + 1))
+                m = self._special_tail.search(text, max(0, n - self._special_max))
                 if m is not None:
                     k = min(k, m.start())
         elif self._max_kw > 1:

@@ -130,6 +130,25 @@ _ENV_FILES = (".env", ".envrc", ".env.local", ".env.production", ".env.developme
               ".flaskenv")
 
 
+def profile_keywords() -> tuple[bytes, ...]:
+    """Literals one of which every command line with a profile holds (prefilter keywords for
+    commands echoed after a prompt): the program and its first word, or the program at the
+    end of the line: the first two words, as they are written together."""
+    out: dict[bytes, None] = {}
+    for r in PROFILES:
+        if len(r.words) >= 2:
+            out[" ".join(r.words[:2]).encode()] = None
+        elif r.words:
+            w = r.words[0]
+            out[(f"{r.program} {w}" if w.startswith("-") else w).encode()] = None
+        else:
+            out[f"{r.program}\n".encode()] = out[f"{r.program}\r".encode()] = None
+    for reader in _FILE_READERS:
+        out[f"{reader} .env".encode()] = out[f"{reader} ./.env".encode()] = None
+    out[b"/.env"] = out[b"printenv "] = None
+    return tuple(out)
+
+
 def _program(word: str) -> str:
     return word.rsplit("/", 1)[-1]
 

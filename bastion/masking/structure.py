@@ -28,7 +28,7 @@ import shlex
 from dataclasses import dataclass
 
 from bastion.masking.names import is_benign_name, is_secret_name
-from bastion.masking.profiles import OutputProfile, profile_for_argv
+from bastion.masking.profiles import OutputProfile, profile_for_argv, profile_keywords
 from bastion.masking.rules import is_placeholder
 
 Span = tuple[int, int, str]
@@ -97,17 +97,17 @@ PROMPT_CMD = re.compile(
     rb"^(?P<p>(?:\([^)\r\n]{1,40}\)[ \t]?)?(?:[\w.-]{1,64}@[\w.-]{1,64}(?::[^\s$#]{0,256})?[ \t]?"
     rb"[$#%>]|\$|#|PS [^>\r\n]{1,256}>|>)[ \t]+)(?P<c>[A-Za-z./~][^\r\n]{0,4096})$")
 COLUMN_VALUE = b"value"
+# a command line that selects a profile holds one of these ("az keyvault", "cat .env" ...)
+PROMPT_KEYWORDS = profile_keywords()
 # Lines that can start a state hold one of these (the prefilter finds them; no other line is
 # fed to the machine while no state is active).
 KEYWORDS = (b"private key", b"putty-user-key-file-", b"data:", b"data\":",
             b".vault.azure.net/secrets/", b"apiversion", b"name\":", b"name:", b"name=",
             b"key\":", b"key:", b"key=", b"sensitive", b": |", b": >", b":|", b"value",
             b"password", b"passwd", b"secret", b"token", b"connectionstring", b"key ", b"key\t",
-            b"key,", b"az ", b"terraform ", b"gh ", b"kubectl ", b"printenv", b"cat ",
-            b"aws ", b"vault ", b"export ", b"declare ", b"head ", b"tail ", b"less ", b"bat ",
-            b"more ", b"env\n", b"env\r", b"securestring", b"secureobject", b"keys\":",
-            b"secrets\":", b"passwords\":", b"credentials\":", b"tokens\":", b"key\n", b"key\r",
-            b"pwd", b"pass")
+            b"key,", b"key\n", b"key\r", b"securestring", b"secureobject", b"keys\":",
+            b"secrets\":", b"passwords\":", b"credentials\":", b"tokens\":",
+            *PROMPT_KEYWORDS)
 # keywords of NAME_LINE / INLINE_PAIR: a hit counts only when the name after it is secret
 NAME_KEYWORDS = (b"name\":", b"name:", b"name=", b"key\":", b"key:", b"key=")
 _NAME_VALUE = re.compile(rb"[ \t]*[\"']?([^\"'\r\n,{}]{1,128})")
