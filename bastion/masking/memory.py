@@ -17,7 +17,7 @@ import re
 
 from bastion.masking.rules import is_placeholder
 
-MAX_VALUES = 64
+MAX_VALUES = 32
 MIN_LEN = 8
 MAX_LEN = 512
 RID = "session-memory"

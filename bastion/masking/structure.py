@@ -44,6 +44,7 @@ DATA = re.compile(rb"^([ \t]*)\"?(data|stringData)\"?[ \t]*:[ \t]*(\{)?[ \t]*$")
 DATA_ITEM = re.compile(rb"^[ \t]*\"?[^\":\s]+\"?[ \t]*:[ \t]*\"?(?P<v>[^\"\r\n]*?)\"?,?[ \t]*$")
 API_VERSION = re.compile(rb"^[ \t]*(?:-[ \t]+)?\"?apiVersion\"?[ \t]*:")
 KV_ID = re.compile(rb"\.vault\.azure\.net/secrets/")
+KV_VERSIONED = re.compile(rb"[^/\s]+/[0-9a-f]{32}\t")
 KV_VALUE = re.compile(
     rb"\"value\"[ \t]*:[ \t]*\"(?P<s>(?:[^\"\\\r\n]|\\.)*)\"?"
     rb"|(?<![A-Za-z0-9_\"])value:[ \t]+(?P<s2>[^\r\n]+)"
@@ -117,6 +118,7 @@ KV_MAX_LINES = 40
 PAIR_LINES = 4
 TABLE_MAX_ROWS = 2000
 WHOLE_MAX_LINES = 5000
+TRANSCRIPT_WHOLE_LINES = 200
 K8S_LINES = 8
 MAX_COLUMNS = 32
 
@@ -281,7 +283,8 @@ def _profile_line(st: StructState, line: bytes, off: int, partial: bool) -> list
     """Apply the output profile; None: the line goes on to the structure machine too."""
     prof = st.profile
     assert prof is not None
-    if st.prompt and line.startswith(st.prompt):
+    if (st.prompt and line.startswith(st.prompt)) or (
+            not st.fixed_profile and PROMPT_CMD.match(line) is not None):
         if not partial and not st.fixed_profile:  # the output ended: back to the defaults
             st.profile, st.prompt = None, b""
         return [] if partial else None
@@ -318,7 +321,9 @@ def set_prompt_profile(st: StructState, line: bytes) -> bool:
         return False
     prompt, prof = pc
     st.profile, st.prompt = prof, (prompt.rstrip() if prof is not None else b"")
-    st.profile_lines = WHOLE_MAX_LINES
+    # a prompt the stream never shows again must not mask the rest of the session
+    st.profile_lines = TRANSCRIPT_WHOLE_LINES if prof is not None and prof.whole \
+        else WHOLE_MAX_LINES
     return prof is not None
 
 
@@ -579,7 +584,9 @@ def _enter(st: StructState, line: bytes, off: int) -> list[Span]:
         if v is not None and v.start("s") != -1 and v.end("s") > v.start("s"):
             return [(off + v.start("s"), off + v.end("s"), "azure-key-vault-secret-value")]
         tab = line.rfind(b"\t")
-        if tab > m.end():  # "-o tsv" of the secret: the value is the last field
+        if tab > m.end() and KV_VERSIONED.match(line, m.end()):
+            # "show -o tsv" of one secret version: the value is the last field ("list -o tsv"
+            # rows have unversioned ids and end with the name)
             sp = _value_span(line[tab + 1:], tab + 1)
             if sp is not None and line[sp[0]:sp[1]] != b"None":
                 return [(off + sp[0], off + sp[1], "azure-key-vault-secret-value")]

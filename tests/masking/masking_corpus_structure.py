@@ -407,10 +407,71 @@ def false_alarms(g: Gen, o: _Out) -> None:
               f'Microsoft.KeyVault/vaults/kv-{g.s(LOWER, 6)}/secrets/db-password"\n')
 
 
+def az_outputs(g: Gen, o: _Out) -> None:
+    """az / helm / ARM outputs as printed, and the metadata look-alikes next to them."""
+    for _ in range(4):
+        fk, mk = g.s(B64U, 54) + "==", g.s(B64U, 54) + "=="
+        o.pos("az-functionapp-keys", f'{{\n  "functionKeys": {{\n    "default": "{fk}"\n  }},\n'
+              f'  "masterKey": "{mk}",\n  "systemKeys": {{}}\n}}\n', fk, mk)
+        pw = g.password() + g.s(B62, 4)
+        o.pos("arm-parameters", f'{{\n  "adminPassword": {{\n    "value": "{pw}"\n  }},\n'
+              '  "adminUsername": {\n    "value": "azureuser"\n  }\n}\n', pw)
+        o.pos("arm-securestring", f'{{\n  "dbConn": {{\n    "type": "SecureString",\n'
+              f'    "value": "{pw}"\n  }}\n}}\n', pw)
+        o.neg("arm-string", '{\n  "adminUsername": {\n    "type": "String",\n    "value": '
+              f'"azureuser{g.r.randint(1, 99)}"\n  }}\n}}\n')
+        up = g.s(B62, 60)
+        o.pos("publishing-profile-json", f'[\n  {{\n    "publishMethod": "MSDeploy",\n'
+              f'    "userName": "$app",\n    "userPWD": "{up}"\n  }}\n]\n', up)
+        kv = g.password() + g.s(B62, 6)
+        o.pos("keyvault-show-tsv", f"None\tNone\thttps://kv-{g.s(LOWER, 5)}.vault.azure.net/"
+              f"secrets/db-pass/{g.s(HEX, 32)}\tNone\tNone\tdb-pass\t{kv}\n", kv)
+        o.neg("keyvault-list-tsv", f"None\thttps://kv-{g.s(LOWER, 5)}.vault.azure.net/secrets/"
+              "db-pass\tNone\tdb-pass\n")
+        p1, p2 = g.s(B62, 32), g.s(B62, 32)
+        o.pos("acr-credential-json", f'{{\n  "passwords": [\n    {{\n      "name": "password",\n'
+              f'      "value": "{p1}"\n    }},\n    {{\n      "name": "password2",\n'
+              f'      "value": "{p2}"\n    }}\n  ],\n  "username": "reg"\n}}\n', p1, p2)
+        o.pos("helm-values", f"USER-SUPPLIED VALUES:\nauth:\n  rootPassword: {pw}\n"
+              f"  password: {p1}\n", pw, p1)
+        o.neg("appinsights-connection-string", f'{{\n  "connectionString": "InstrumentationKey='
+              f'{g.guid()};IngestionEndpoint=https://westeurope-5.in.applicationinsights.azure.com/'
+              '"\n}\n')
+        o.neg("serviceaccount-secrets", "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: "
+              f"default\nsecrets:\n- name: default-token-{g.s(LOWER, 5)}\n")
+        o.neg("pod-env-valuefrom", "        env:\n        - name: ASPNETCORE_URLS\n"
+              "          value: http://+:80\n        - name: DB_PASSWORD\n"
+              "          valueFrom:\n            secretKeyRef:\n              key: password\n"
+              "              name: db\n")
+        o.neg("metric-name-value", '{\n  "name": {\n    "localizedValue": "Percentage CPU",\n'
+              '    "value": "Percentage CPU"\n  }\n}\n')
+        o.neg("keyvault-access-policy", '        "permissions": {\n          "keys": [\n'
+              '            "get"\n          ],\n          "secrets": [\n            "get",\n'
+              '            "list"\n          ]\n        }\n')
+        o.neg("terraform-plan", '      + administrator_login          = "sqladmin"\n      + '
+              'administrator_login_password = (sensitive value)\n      + id        = (known after'
+              ' apply)\n')
+        o.neg("configmap-block", "apiVersion: v1\ndata:\n  appsettings.json: |\n    {\"Logging\": "
+              "{\"LogLevel\": {\"Default\": \"Information\"}}}\n  LOG_LEVEL: Debug\n"
+              "kind: ConfigMap\n")
+        o.neg("appconfig-table", "Key                 Value                          Label\n"
+              "------------------  -----------------------------  -------\nApp:Color           "
+              "blue                           prod\nApp:Endpoint        https://api.contoso.com/v1"
+              "     prod\n")
+        o.neg("transcript-cd", "azureuser@vm:~$ cd src\nazureuser@vm:~/src$ ls\n"
+              "Makefile  main.go\nazureuser@vm:~/src$ cat README.md\n"
+              f"Run make {g.s(LOWER, 6)} to build.\n")
+        o.neg("github-actions-secrets", "        with:\n          username: ${{ secrets.ACR_USER }}"
+              "\n          password: ${{ secrets.ACR_PASSWORD }}\n")
+        o.neg("code-header-name", 'export const API_KEY_HEADER = "x-api-key";\nconst token = '
+              "req.headers[API_KEY_HEADER];\n")
+
+
 def build_structure_corpus(seed: int = 4321) -> list[Record]:
     g = Gen(seed)
     o = _Out()
     for part in (separated_pairs, yaml_structure, tables, ini_env, encodings, formats,
-                 cli_flags, cookies, urls, transcripts, memory, truncation, false_alarms):
+                 cli_flags, cookies, urls, transcripts, memory, truncation, false_alarms,
+                 az_outputs):
         part(g, o)
     return o.recs
