@@ -405,7 +405,7 @@ class StreamMasker:
             self._ctx = ctx[c:]
             return pos
         end = pos + c - len(ctx)
-        self._unit(r, vis, pos, end, head[:c])
+        self._unit(r, vis, pos, end, head[:c], cut=True)
         self._ctx = b""
         return end
 
@@ -455,7 +455,7 @@ class StreamMasker:
                 self.late_detections += 1
 
     def _unit(self, r: _Render, vis: bytes, pos: int, end: int, text: bytes,
-              idle: bool = False, final: bool = False) -> None:
+              idle: bool = False, final: bool = False, cut: bool = False) -> None:
         """Scan ``text`` (= line context + vis[pos:end]) and release vis[pos:end] masked."""
         if not idle:
             self._memo = [0, 1 << 62]  # the line (or line piece) ends here
@@ -466,7 +466,9 @@ class StreamMasker:
             if cont:
                 raw_spans.append((at, at + cont, self._carry))
             self._carry = None
-        if idle and end == len(vis) and any(e >= len(text) for _, e, _ in raw_spans):
+        # a mask that reaches the end of what is released now (an idle release, or the cut of
+        # an over-long line inside a key) goes on over the rest of that token when it arrives
+        if (cut or (idle and end == len(vis))) and any(e >= len(text) for _, e, _ in raw_spans):
             self._carry = next(rid for _, e, rid in raw_spans if e >= len(text))
         self._emit_spans(r, pos, end, text, raw_spans)
 

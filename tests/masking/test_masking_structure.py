@@ -180,3 +180,17 @@ def test_mechanism_corpus_recall_and_lookalikes(engine: str) -> None:
                 altered.append(rec.rule)
     assert misses == []
     assert len(altered) <= 0.01 * negs, altered
+
+
+def test_key_cut_by_the_long_line_limit_is_masked_on_both_sides(engine: str) -> None:
+    """A base64 private key longer than max_hold on one line (no separator to cut at): the
+    part after the cut is masked too, however the line is chunked."""
+    g = Gen(8)
+    pem = "-----BEGIN PRIVATE KEY-----\n" + "\n".join(g.s(B62, 64) for _ in range(40)) + \
+        "\n-----END PRIVATE KEY-----\n"
+    blob = base64.b64encode(pem.encode())
+    data = b"client-key-data: " + blob + b"\n"
+    whole = _run(StreamMasker(engine=engine, max_hold=1024), [data])
+    assert not leaked(blob[1500:], whole) and not leaked(blob[:1000], whole)
+    chunks = [data[i:i + 333] for i in range(0, len(data), 333)]
+    assert _run(StreamMasker(engine=engine, max_hold=1024), chunks) == whole
