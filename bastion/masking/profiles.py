@@ -17,9 +17,12 @@ tests/masking/test_masking_profiles.py checks it row by row.
 
 from __future__ import annotations
 
+import re
 import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+from bastion.masking.names import is_secret_name
 
 
 @dataclass(frozen=True)
@@ -125,6 +128,7 @@ PROFILES: tuple[ProfileRule, ...] = (
     ProfileRule("declare", ("-x",), "env-dump", all_values=True),
 )
 
+_VAR_REF = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)")
 _FILE_READERS = frozenset(("cat", "less", "more", "head", "tail", "bat", "batcat", "view"))
 _ENV_FILES = (".env", ".envrc", ".env.local", ".env.production", ".env.development",
               ".flaskenv")
@@ -145,7 +149,8 @@ def profile_keywords() -> tuple[bytes, ...]:
             out[f"{r.program}\n".encode()] = out[f"{r.program}\r".encode()] = None
     for reader in _FILE_READERS:
         out[f"{reader} .env".encode()] = out[f"{reader} ./.env".encode()] = None
-    out[b"/.env"] = out[b"printenv "] = None
+    out[b"/.env"] = out[b"printenv "] = out[b"echo $"] = out[b"echo \"$"] = None
+    out[b"printf "] = None
     return tuple(out)
 
 
@@ -202,6 +207,9 @@ def profile_for_argv(argv: Sequence[str]) -> OutputProfile | None:
         return OutputProfile("env-file", all_values=True)
     if prog == "printenv" and any(not a.startswith("-") for a in args):
         return OutputProfile("printenv-var", whole=True)
+    if prog in ("echo", "printf") and any(
+            is_secret_name(v.encode()) for a in args for v in _VAR_REF.findall(a)):
+        return OutputProfile("echo-secret-var", whole=True)  # echo "$DB_PASSWORD"
     if prog == "env" and any(not a.startswith("-") and "=" not in a for a in args):
         return None  # "env X=1 cmd": runs a command, its output is not an env dump
     for rule in PROFILES:

@@ -346,6 +346,9 @@ def transcripts(g: Gen, o: _Out) -> None:
               f"-o tsv\n{tok}\n{host}", tok)
         o.pos("transcript-printenv", f"{host}printenv\nHOME=/home/azureuser\nAPP_SIGNING={v}\n"
               f"{host}", v)
+        o.pos("transcript-echo-secret", f"{host}echo $SQL_ADMIN_PASSWORD\n{v}\n{host}", v)
+        o.neg("transcript-echo-benign", f"{host}echo $HOME\n/home/azureuser\n{host}echo "
+              f"$AZURE_SUBSCRIPTION_ID\n{g.guid()}\n{host}")
         o.neg("transcript-benign", f"{host}az group list --query [].name -o tsv\nrg-{g.s(LOWER, 5)}"
               f"\nrg-{g.s(LOWER, 5)}\n{host}")
         o.neg("transcript-benign", f"{host}terraform output -json | jq keys\n[\n  \"location\",\n"

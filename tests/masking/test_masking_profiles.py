@@ -53,6 +53,10 @@ TABLE = [
     ("cat README.md", None, False),
     ("aws ecr get-login-password --region eu-west-1", "aws-ecr-password", True),
     ("ls -la", None, False),
+    ("echo $DB_PASSWORD", "echo-secret-var", True),
+    ('echo "${ARM_CLIENT_SECRET}"', "echo-secret-var", True),
+    ("echo $HOME", None, False),
+    ("printf '%s' \"$API_TOKEN\"", "echo-secret-var", True),
 ]
 
 
