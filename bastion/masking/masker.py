@@ -39,6 +39,8 @@ from bastion.masking.structure import StructState
 
 DEFAULT_HOLD_TIMEOUT = 0.005
 DEFAULT_MAX_HOLD = 16384
+# line widths at which a token is taken to be folded by the terminal or the program
+FOLD_WIDTHS = frozenset((80, 100, 120, 132, 140, 150, 160, 180, 200, 220, 240, 250, 256))
 # String sequences (OSC, DCS, SOS, PM, APC) need the full tokenizer; CSI and 2-byte escapes of
 # bounded length can be stripped in one pass (see StreamMasker._coloured_lines).
 _STRING_SEQ = re.compile(rb"\x1b[\]PX^_]")
@@ -173,6 +175,7 @@ class StreamMasker:
         # rule id of a mask that an idle release ended mid-token: the rest of that token is
         # masked too when it arrives (fail closed)
         self._carry: str | None = None
+        self._carry_cr = False  # the carry comes from a line ended by \r (skip the \n after it)
         self._profile = profile
         # masked values, masked again wherever they reappear (see memory.py); shareable
         self._mem = memory if memory is not None else SessionMemory()
@@ -236,6 +239,7 @@ class StreamMasker:
     def flush(self) -> bytes:
         out = self._run(self._raw, final=True, idle=True) if self._raw else b""
         self._ctx, self._st, self._held_visible, self._carry = b"", self._new_state(), False, None
+        self._carry_cr = False
         self._memo = [0, 1 << 62]
         return out
 
@@ -250,7 +254,7 @@ class StreamMasker:
                     break
                 done.append(head[0])
                 raw = raw[head[1]:]
-                if b"\x1b" not in raw:
+                if b"\x1b" not in raw or self._carry is not None:
                     break
             if done:
                 done.append(self._run(raw, final, idle))
@@ -409,7 +413,32 @@ class StreamMasker:
         self._ctx = b""
         return end
 
-    def _scan(self, text: bytes, kind: str = "") -> list[Span]:
+    def _fold(self, text: bytes, spans: list[Span]) -> list[Span]:
+        """Terminal-width folding: a mask (8+ characters) that ends exactly at the end of a
+        line of a terminal width (80, 120 …) goes on at the start of the next line; that
+        leading run of token characters is masked too (and so on, for a token folded over
+        several lines). A continuation beyond ``text`` is carried to the next unit."""
+        out: list[Span] = []
+        n = len(text)
+        todo = [(s, e, rid) for s, e, rid in spans if e - s >= 8]
+        while todo:
+            _, e, rid = todo.pop()
+            if e >= n or text[e] not in b"\r\n" or e - line_start(text, e) not in FOLD_WIDTHS:
+                continue
+            nxt = e + 1
+            cr = text[e] == 13
+            if cr and nxt < n and text[nxt] == 10:
+                nxt += 1
+            if nxt >= n:  # the rest arrives later
+                self._carry, self._carry_cr = rid, cr and e + 1 == n
+                continue
+            stop = len(text) - len(text[nxt:].lstrip(RUN_CHARS))
+            if stop > nxt:
+                out.append((nxt, stop, rid))
+                todo.append((nxt, stop, rid))
+        return out
+
+    def _scan(self, text: bytes, kind: str = "", fold: bool = True) -> list[Span]:
         """Detector spans plus session memory: remembered values anywhere, and values masked
         in this text (remembered now) again on its later lines, as if scanned line by line."""
         det = self._det
@@ -422,6 +451,8 @@ class StreamMasker:
         mem = self._mem
         if mem:
             spans += mem.find_all(text)
+        if fold and spans and kind != "idle":
+            spans += self._fold(text, spans)
         if spans and kind != "idle":
             later: list[Span] = []
             shaped = self._shaped
@@ -437,6 +468,8 @@ class StreamMasker:
         """First position of the partial line that must stay held (see Detector.hold_point);
         with values remembered, also a complete remembered value in it and the trailing
         non-space run (which could be the start of one)."""
+        if self._carry is not None:  # the rest of a masked token is still to come
+            return released
         mem, memo = self._mem, self._memo
         if mem:
             found = mem.first(text, max(0, memo[0] - MAX_MEMORY_LEN))
@@ -459,17 +492,23 @@ class StreamMasker:
         """Scan ``text`` (= line context + vis[pos:end]) and release vis[pos:end] masked."""
         if not idle:
             self._memo = [0, 1 << 62]  # the line (or line piece) ends here
-        raw_spans = self._scan(text, "idle" if idle else "final" if final else "")
+        raw_spans = self._scan(text, "idle" if idle else "final" if final else "", fold=False)
         if self._carry is not None:
             at = len(text) - (end - pos)
-            cont = (end - pos) - len(vis[pos:end].lstrip(RUN_CHARS))
+            seg = vis[pos:end]
+            skip = 1 if self._carry_cr and seg[:1] == b"\n" else 0
+            cont = len(seg) - skip - len(seg[skip:].lstrip(RUN_CHARS))
             if cont:
-                raw_spans.append((at, at + cont, self._carry))
-            self._carry = None
+                raw_spans.append((at + skip, at + skip + cont, self._carry))
+            if not (skip and len(seg) == 1):  # only the \n of a \r\n arrived: keep waiting
+                self._carry, self._carry_cr = None, False
+        if not idle and raw_spans:
+            raw_spans += self._fold(text, raw_spans)
         # a mask that reaches the end of what is released now (an idle release, or the cut of
         # an over-long line inside a key) goes on over the rest of that token when it arrives
         if (cut or (idle and end == len(vis))) and any(e >= len(text) for _, e, _ in raw_spans):
             self._carry = next(rid for _, e, rid in raw_spans if e >= len(text))
+            self._carry_cr = False
         self._emit_spans(r, pos, end, text, raw_spans)
 
     def _emit_spans(self, r: _Render, pos: int, end: int, text: bytes,

@@ -194,3 +194,22 @@ def test_key_cut_by_the_long_line_limit_is_masked_on_both_sides(engine: str) -> 
     assert not leaked(blob[1500:], whole) and not leaked(blob[:1000], whole)
     chunks = [data[i:i + 333] for i in range(0, len(data), 333)]
     assert _run(StreamMasker(engine=engine, max_hold=1024), chunks) == whole
+
+
+@pytest.mark.parametrize("eol", [b"\n", b"\r\n"])
+def test_token_folded_at_the_terminal_width_is_masked_on_every_line(engine: str,
+                                                                    eol: bytes) -> None:
+    """A JWT folded at 80 columns: the pieces on the following lines are masked too, for any
+    chunking (including a cut between \\r and \\n); an unrelated next line is left alone."""
+    jwt = Gen(9).jwt().encode()
+    line = b"accessToken: " + jwt
+    folded = eol.join(line[i:i + 80] for i in range(0, len(line), 80)) + eol
+    data = folded + b"  expiresOn: 2026-11-24 11:00:00" + eol
+    whole = _run(StreamMasker(engine=engine), [data])
+    assert not leaked(jwt, whole)
+    assert whole.endswith(b"  expiresOn: 2026-11-24 11:00:00" + eol)
+    for step in (1, 7, 81, 82):
+        chunks = [data[i:i + step] for i in range(0, len(data), step)]
+        assert _run(StreamMasker(engine=engine), chunks) == whole
+    short = b"x" * 60 + b" " + jwt[:19] + eol + b"next line\n"  # not at a fold width
+    assert _mask(short, engine).endswith(b"next line\n")
