@@ -129,6 +129,11 @@ def _bare_64_byte_key(value: bytes, key: bytes) -> bool:
         and _HASH_CONTEXT.search(before) is None
 
 
+def _bare_32_byte_key(value: bytes, key: bytes) -> bool:
+    body = value[:-1]
+    return char_classes(body) >= 3 and entropy(body) >= 4.3 and not is_placeholder(value)
+
+
 def _opaque_token(value: bytes, key: bytes) -> bool:
     # an opaque token mixes letters and digits or cases ("authorization_uri" is a parameter)
     alnum = bytes(c for c in value if chr(c).isalnum())
@@ -273,6 +278,11 @@ DEFAULT_RULES: tuple[Rule, ...] = (
     Rule("azure-legacy-64-byte-key", "Bare 88-char base64 key (storage, Cosmos DB, Batch)",
          rb"(?<![A-Za-z0-9+/=_,-])(?<!base64,)" + B64 + rb"{86}==" + RB64, (b"==",),
          lookback=86, anchor=b"==", anchor_offset=86, check=_bare_64_byte_key, context=40),
+    Rule("azure-legacy-32-byte-key-tsv", "Bare 44-char base64 key as a TSV field (-o tsv of "
+         "Service Bus / Event Hubs / Redis keys)",
+         rb"(?:(?<=\t)(?P<s>" + B64 + rb"{42}[AEIMQUYcgkosw048]=)(?=[\t\r\n]|$)"
+         rb"|(?<![^\r\n])(?P<s2>" + B64 + rb"{42}[AEIMQUYcgkosw048]=)(?=\t))",
+         (b"=\t", b"=\n", b"=\r"), lookback=43, check=_bare_32_byte_key),
     Rule("azure-shared-access-key", "Service Bus / Event Hubs / Relay / IoT / SignalR key",
          rb"(?<![A-Za-z0-9])(?:SharedAccessKey|AccessKey|primaryKey|secondaryKey)" + ASSIGN
          + rb"(?P<s>" + B64 + rb"{30,86}={0,2})", (b"sharedaccesskey", b"accesskey",

@@ -440,7 +440,7 @@ class StreamMasker:
 
     def _scan(self, text: bytes, kind: str = "", fold: bool = True) -> list[Span]:
         """Detector spans plus session memory: remembered values anywhere, and values masked
-        in this text (remembered now) again on its later lines, as if scanned line by line."""
+        in this text (remembered now) again after the place they were masked."""
         det = self._det
         if kind == "idle":
             spans = det.idle_spans(self._st, text)
@@ -458,9 +458,10 @@ class StreamMasker:
             shaped = self._shaped
             for s, e, rid in spans:
                 if rid not in shaped and mem.remember(text[s:e], rid):
-                    eol = next_line_end(text, e)
-                    if eol < len(text):
-                        later += mem.find_all(text, eol + 1, [text[s:e]])
+                    # (a line is always scanned whole, so "after it" is the same however the
+                    # stream was chunked: the key of a TSV row that also holds its connection
+                    # string is masked in both places)
+                    later += mem.find_all(text, e, [text[s:e]])
             spans += later
         return spans
 

@@ -150,6 +150,13 @@ def tables(g: Gen, o: _Out) -> None:
               kid, sk)
         o.pos("table-password-column", "HOST           USER     PASSWORD\n"
               f"db01.internal  admin    {pw}\n", pw)
+        k44, k44b = g.key44(), g.key44()
+        o.pos("tsv-44-char-keys", f"{k44}\t{k44b}\n", k44, k44b)
+        o.pos("tsv-sb-rule-keys", f"RootManageSharedAccessKey\tEndpoint=sb://ns{g.s(LOWER, 5)}."
+              f"servicebus.windows.net/;SharedAccessKeyName=RootManageSharedAccessKey;"
+              f"SharedAccessKey={k44}\t{k44}\n", k44)
+        o.neg("tsv-digests", f"app.zip\t{g.s(B64, 22)}==\tsha256-{g.s(B64, 43)}=\t2026-11-24\n"
+              f"github.com/x/y v1.0.0 h1:{g.s(B64, 43)}=\n")
         o.neg("table-keyvaultname", "KeyVaultName    Location    ResourceGroup\n"
               "--------------  ----------  ---------------\n"
               f"kv-{g.s(LOWER, 8)}     westeurope  rg-{g.s(LOWER, 6)}\n")
