@@ -183,6 +183,8 @@ def _generic_assignment(value: bytes, key: bytes) -> bool:
     k = key.lower().strip(b"\"'-_.")
     if b"csrf" in k or b"xsrf" in k:
         return False  # anti-forgery tokens are not credentials
+    if k == b"passwd" and _SOURCES.fullmatch(value):
+        return False  # "passwd: files" names a database source (nsswitch.conf, pam)
     if k in (b"pwd", b"oldpwd") or k.endswith(_BENIGN_KEY_SUFFIXES):
         return False
     if is_placeholder(value) or _FILE_NAME.fullmatch(k) or _LINE_COL.fullmatch(value):

@@ -401,6 +401,7 @@ def false_alarms(g: Gen, o: _Out) -> None:
         o.neg("git-config", "credential.helper=store\ncredential.usehttppath=true\n")
         o.neg("nsswitch", "passwd:         files systemd\ngroup:          files systemd\n"
               "shadow:         files\n")
+        o.neg("nsswitch", "passwd: files\ngroup: files\nhosts: files dns\n")
         o.neg("help-text", "  --value VALUE      The secret value.\n  --password PASSWORD  Admin "
               "password.\n")
         o.neg("value-from-file", "$ az keyvault secret set --vault-name kv --name x --value "
