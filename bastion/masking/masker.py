@@ -212,7 +212,7 @@ class StreamMasker:
         stream)."""
         self._profile = profile
         self._st.profile, self._st.fixed_profile = profile, profile is not None
-        self._st.prompt = b""
+        self._st.prompt, self._st.bare = b"", False
 
     def _new_state(self) -> StructState:
         st = StructState()

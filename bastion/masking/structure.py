@@ -94,6 +94,8 @@ HEADER_FIELD = re.compile(rb"[A-Z][A-Za-z0-9_./()#-]*(?: [A-Za-z][A-Za-z0-9_./()
 _ALIGNED_CELL = re.compile(rb"\S+(?: \S+)*")
 DASHES = re.compile(rb"^[ \t]*-{2,}(?:[ \t]+-{2,})+[ \t]*$")
 # a shell prompt followed by a command (a transcript of a session)
+# a command at the start of a line with no prompt, or traced by "set -x" ("+ az ...")
+BARE_CMD = re.compile(rb"^(?P<p>\+{1,3}[ \t]+|)(?P<c>[A-Za-z./~][^\r\n]{0,4096})$")
 PROMPT_CMD = re.compile(
     rb"^(?P<p>(?:\([^)\r\n]{1,40}\)[ \t]?)?(?:[\w.-]{1,64}@[\w.-]{1,64}(?::[^\s$#]{0,256})?[ \t]?"
     rb"[$#%>]|\$|#|PS [^>\r\n]{1,256}>|>)[ \t]+)(?P<c>[A-Za-z./~][^\r\n]{0,4096})$")
@@ -144,6 +146,7 @@ class StructState:
     fixed_profile: bool = False  # set by the caller: a prompt in the stream does not change it
     prompt: bytes = b""
     profile_lines: int = 0
+    bare: bool = False  # the profile came from a command line without a prompt
 
     @property
     def busy(self) -> bool:
@@ -264,7 +267,7 @@ def line_spans(st: StructState, line: bytes, off: int, partial: bool) -> list[Sp
 # --- output profiles ----------------------------------------------------------------------------
 
 def _prompt_command(line: bytes) -> tuple[bytes, OutputProfile | None] | None:
-    m = PROMPT_CMD.match(line)
+    m = PROMPT_CMD.match(line) or BARE_CMD.match(line)
     if m is None:
         return None
     try:
@@ -295,6 +298,9 @@ def _profile_line(st: StructState, line: bytes, off: int, partial: bool) -> list
     if prof.whole:
         if st.prompt and st.prompt in line:  # "<secret>user@vm:~$ " (no newline after it)
             return _content(line[: line.index(st.prompt)], off, "command-output")
+        body = line.strip()
+        if st.bare and (len(body) < 8 or b" " in body or b"\t" in body or body[:3] == b"```"):
+            return []  # a command quoted in prose or a README: only a token-like line is masked
         return _content(line, off, "command-output")
     out: list[Span] = []
     if prof.all_values:
@@ -320,10 +326,16 @@ def set_prompt_profile(st: StructState, line: bytes) -> bool:
     if pc is None:
         return False
     prompt, prof = pc
-    st.profile, st.prompt = prof, (prompt.rstrip() if prof is not None else b"")
-    # a prompt the stream never shows again must not mask the rest of the session
-    st.profile_lines = TRANSCRIPT_WHOLE_LINES if prof is not None and prof.whole \
-        else WHOLE_MAX_LINES
+    bare = not prompt.strip(b"+ \t")
+    st.profile, st.prompt = prof, (prompt.rstrip() if prof is not None and not bare else b"")
+    st.bare = bare
+    # a prompt the stream never shows again must not mask the rest of the session; without a
+    # prompt (a command quoted in a log, "set -x" traces) a whole-output profile covers the
+    # next line only (the value printed by "gh auth token", "terraform output -raw" ...)
+    if prof is not None and prof.whole:
+        st.profile_lines = 1 if bare else TRANSCRIPT_WHOLE_LINES
+    else:
+        st.profile_lines = TRANSCRIPT_WHOLE_LINES if bare else WHOLE_MAX_LINES
     return prof is not None
 
 

@@ -353,6 +353,11 @@ def transcripts(g: Gen, o: _Out) -> None:
               f"-o tsv\n{tok}\n{host}", tok)
         o.pos("transcript-printenv", f"{host}printenv\nHOME=/home/azureuser\nAPP_SIGNING={v}\n"
               f"{host}", v)
+        o.pos("xtrace-terraform-raw", f"+ terraform output -raw admin_password\n{v}\n+ echo ok\n"
+              "ok\n", v)
+        o.pos("log-gh-token", f"gh auth token\n{gh}\n", gh)
+        o.neg("readme-command", "Get a token for the API:\n\n```bash\naz account get-access-token"
+              " --query accessToken -o tsv\n```\n\nthen pass it as a bearer token.\n")
         o.pos("transcript-echo-secret", f"{host}echo $SQL_ADMIN_PASSWORD\n{v}\n{host}", v)
         o.neg("transcript-echo-benign", f"{host}echo $HOME\n/home/azureuser\n{host}echo "
               f"$AZURE_SUBSCRIPTION_ID\n{g.guid()}\n{host}")
