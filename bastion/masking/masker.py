@@ -433,7 +433,7 @@ class StreamMasker:
                 self._carry, self._carry_cr = rid, cr and e + 1 == n
                 continue
             stop = len(text) - len(text[nxt:].lstrip(RUN_CHARS))
-            if stop > nxt:
+            if stop > nxt and text[stop - 1] != 58:  # "apiVersion:" starts a key, no token
                 out.append((nxt, stop, rid))
                 todo.append((nxt, stop, rid))
         return out
@@ -451,8 +451,6 @@ class StreamMasker:
         mem = self._mem
         if mem:
             spans += mem.find_all(text)
-        if fold and spans and kind != "idle":
-            spans += self._fold(text, spans)
         if spans and kind != "idle":
             later: list[Span] = []
             shaped = self._shaped
@@ -463,6 +461,8 @@ class StreamMasker:
                     # string is masked in both places)
                     later += mem.find_all(text, e, [text[s:e]])
             spans += later
+            if fold:  # after remembering: a fold continuation is a fragment, not a value
+                spans += self._fold(text, spans)
         return spans
 
     def _hold(self, text: bytes, released: int) -> int:
@@ -499,6 +499,8 @@ class StreamMasker:
             seg = vis[pos:end]
             skip = 1 if self._carry_cr and seg[:1] == b"\n" else 0
             cont = len(seg) - skip - len(seg[skip:].lstrip(RUN_CHARS))
+            if cont and seg[skip + cont - 1] == 58:
+                cont = 0  # "apiVersion: v1" starts a key, not the rest of a token (as in _fold)
             if cont:
                 raw_spans.append((at + skip, at + skip + cont, self._carry))
             if not (skip and len(seg) == 1):  # only the \n of a \r\n arrived: keep waiting
