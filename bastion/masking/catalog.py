@@ -472,6 +472,11 @@ DEFAULT_RULES: tuple[Rule, ...] = (
          rb"|(?<![A-Za-z0-9_-])7z[a-z]?[ \t][^\r\n|;&]*?(?<=[ \t])-p(?P<s6>[^\s\"'-][^\s\"']*))",
          (b"docker", b"podman", b"helm", b"oras", b"az ", b"curl", b"redis-cli", b"pass:",
           b"ldap", b"7z"), check=_not_metavar),
+    Rule("ci-secret-variable", "CI log commands that declare a secret (##vso setvariable "
+         "issecret=true, ::add-mask::)",
+         rb"##vso\[task\.setvariable[ \t][^\]\r\n]{0,512}issecret=true[^\]\r\n]{0,256}\]"
+         rb"(?P<s>[^\r\n]+)|::add-mask::(?P<s2>[^\r\n]+)",
+         (b"##vso[task.setvariable", b"::add-mask::"), flags=re.I, check=not_placeholder),
     Rule("truncated-token", "Known token prefix cut off with an ellipsis (sk-ant-api03-ab…)",
          rb"(?<![A-Za-z0-9_-])(?P<s>(?:sk-ant-|sk-proj-|sk-or-v1-|gh[pousr]_|github_pat_|glpat-"
          rb"|xox[abposre]-|AKIA|ASIA|hvs\.|npm_|pypi-|dckr_pat_|[sr]k_live_|AIza|ya29\.|gsk_|r8_"

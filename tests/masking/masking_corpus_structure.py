@@ -477,6 +477,11 @@ def az_outputs(g: Gen, o: _Out) -> None:
         o.neg("transcript-cd", "azureuser@vm:~$ cd src\nazureuser@vm:~/src$ ls\n"
               "Makefile  main.go\nazureuser@vm:~/src$ cat README.md\n"
               f"Run make {g.s(LOWER, 6)} to build.\n")
+        o.pos("ci-setvariable", f"##vso[task.setvariable variable=dbPassword;issecret=true]{pw}\n",
+              pw)
+        o.pos("ci-add-mask", f"::add-mask::{p2}\n", p2)
+        o.neg("ci-setvariable", "##vso[task.setvariable variable=buildId]"
+              f"{g.r.randint(1000, 9999)}\n::add-mask::$TOKEN\n")
         o.neg("github-actions-secrets", "        with:\n          username: ${{ secrets.ACR_USER }}"
               "\n          password: ${{ secrets.ACR_PASSWORD }}\n")
         o.neg("code-header-name", 'export const API_KEY_HEADER = "x-api-key";\nconst token = '
