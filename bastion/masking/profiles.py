@@ -240,6 +240,10 @@ def profile_for_command(units: Sequence[Sequence[str]], command: str | None
             return prof
     if units or not command:
         return None
+    return _command_line_profile(command, 3)
+
+
+def _command_line_profile(command: str, depth: int) -> OutputProfile | None:
     try:
         words = shlex.split(command)
     except ValueError:
@@ -248,4 +252,8 @@ def profile_for_command(units: Sequence[Sequence[str]], command: str | None
         if w in ("|", "&&", "||", ";") or w.endswith(";"):
             words = words[:i]
             break
+    # "bash -lc 'az keyvault secret show …'": the profile of the inner command line
+    if depth and len(words) >= 3 and _program(words[0]) in ("bash", "sh", "zsh", "dash") \
+            and words[1].startswith("-") and "c" in words[1]:
+        return _command_line_profile(words[2], depth - 1)
     return profile_for_argv(words)

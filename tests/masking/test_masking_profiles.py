@@ -8,7 +8,7 @@ import pytest
 from masking_corpus import B62, Gen
 
 from bastion.masking import StreamMasker
-from bastion.masking.profiles import PROFILES, profile_for_argv
+from bastion.masking.profiles import PROFILES, profile_for_argv, profile_for_command
 
 # command line, profile name (None: default rules), whole output secret
 TABLE = [
@@ -76,6 +76,24 @@ def test_every_profile_rule_is_in_the_table() -> None:
         "az-keyvault-secret-download", "az-connection-string", "az-acr-token",
         "az-sas", "az-kubeconfig", "terraform-state", "kubectl-token", "kubectl-kubeconfig",
         "aws-sts", "vault-field"}
+
+
+@pytest.mark.parametrize("command,name", [
+    ("az keyvault secret show --vault-name kv --name db --query value -o tsv | head -1",
+     "az-keyvault-secret"),
+    ("bash -lc 'gh auth token'", "gh-token"),
+    ("sh -c \"terraform output -raw pw\"", "terraform-output-raw"),
+    ("ls -la; gh auth token", None),
+    ("bash -lc 'ls -la'", None),
+])
+def test_profile_for_a_command_line(command: str, name: str | None) -> None:
+    """Without gate units the command line decides: the first simple command, or the command
+    string of a shell -c."""
+    prof = profile_for_command((), command)
+    assert (prof.name if prof else None) == name
+    units = (("ls", "-la"), ("gh", "auth", "token"))
+    unit_prof = profile_for_command(units, command)
+    assert unit_prof is not None and unit_prof.name == "gh-token"  # units win when present
 
 
 def _masked(prof_cmd: str, data: bytes) -> bytes:
