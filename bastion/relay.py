@@ -37,6 +37,7 @@ from bastion.hooks import (
     SinkError,
 )
 from bastion.interactive.execguard import guarded_command
+from bastion.masking.profiles import profile_for_command
 from bastion.model import ChannelKind, ChannelRequest, SessionInfo
 from bastion.ssh.upstream import UpstreamError
 from bastion.tasks import spawn
@@ -380,6 +381,9 @@ class ChannelRelay:
         if verdict.action == "review" and not await self._hold(verdict):
             return
         command = verdict.command if verdict.command is not None else req.command
+        set_profile = getattr(self.out_filter, "set_profile", None)  # command-aware masking
+        if set_profile is not None and req.kind == "exec":
+            set_profile(profile_for_command(verdict.units, command))
         self.sink = await self.runtime.sinks.open(self.session, self.agent.channel_no, req)
         rules = ",".join(verdict.rules) or "-"
         if not self._record(lambda s: s.marker(f"gate: {verdict.action} rules={rules}")):

@@ -5,8 +5,11 @@
 
 Traffic is generated realistic terminal output (ls, journal, nginx, az JSON, git log, gcc,
 pip, kubectl, tracebacks); "plain" has no escape sequences and no secrets (the fast path),
-"color" adds SGR colour codes, "dense" inserts a corpus record with secrets every 20 lines.
-Each cell is the best of --repeat runs on one core.
+"color" adds SGR colour codes, "dense" inserts a corpus record with secrets every 20 lines,
+"redraws" is progress bars and prompts redrawn with \r, "json" is pretty az/kubectl JSON,
+"mixed" interleaves all of them (a record of either corpus every 200 lines, colour on a
+third of the lines, a JSON document and a redraw burst every 50). Each cell is the best of
+--repeat runs on one core.
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "masking"))
 
-from masking_corpus import build_corpus, leaked, terminal_traffic  # noqa: E402
+from masking_corpus import Gen, build_corpus, leaked, terminal_traffic  # noqa: E402
+from masking_corpus_structure import build_structure_corpus  # noqa: E402
 
 from bastion.masking import StreamMasker  # noqa: E402
 from bastion.masking.engine import hyperscan_available  # noqa: E402
@@ -32,7 +36,7 @@ from bastion.masking.engine import hyperscan_available  # noqa: E402
 def run_stream(data: bytes, engine: str, chunk: int, pty: bool) -> tuple[float, list[float]]:
     m = StreamMasker(engine=engine, pty=pty)
     lat: list[float] = []
-    clock = time.perf_counter
+    clock = time.process_time  # CPU time of this process: robust on a shared machine
     t0 = clock()
     for i in range(0, len(data), chunk):
         t = clock()
@@ -42,11 +46,78 @@ def run_stream(data: bytes, engine: str, chunk: int, pty: bool) -> tuple[float, 
     return clock() - t0, lat
 
 
+def _json_doc(g: Gen) -> str:
+    rg = "rg-" + g.s("abcdefghijklmnopqrstuvwxyz", 6)
+    items = [{"id": f"/subscriptions/{g.guid()}/resourceGroups/{rg}/providers/Microsoft.Compute/"
+                    f"virtualMachines/vm{i}", "location": "westeurope", "name": f"vm{i}",
+              "properties": {"provisioningState": "Succeeded", "vmId": g.guid(),
+                             "hardwareProfile": {"vmSize": "Standard_D4s_v5"}},
+              "tags": {"env": "prod", "owner": "platform"}} for i in range(4)]
+    return json.dumps(items, indent=2) + "\n"
+
+
+def _redraws(g: Gen) -> str:
+    out = []
+    for pct in range(0, 101, 5):
+        bar = "#" * (pct // 5) + " " * (20 - pct // 5)
+        out.append(f"\r\x1b[K  Downloading layer {g.s('0123456789abcdef', 12)} [{bar}] {pct}%")
+    out.append("\r\n")
+    word = g.s("abcdefghijklmnopqrstuvwxyz", 8)
+    out += [f"\razureuser@vm:~$ {word[:i]}" for i in range(1, len(word) + 1)]
+    out.append("\r\n")
+    return "".join(out)
+
+
+def mixed_traffic(seed: int, size: int) -> bytes:
+    """Realistic mixed output: plain lines, colour, JSON documents, \\r redraws and a record
+    with secrets (either corpus) every 200 lines."""
+    g = Gen(seed)
+    lines = terminal_traffic(seed, size).decode().splitlines(keepends=True)
+    recs = [r.text.decode() for r in (*build_corpus(seed + 1), *build_structure_corpus(seed + 2))
+            if r.kind == "pos"]
+    out: list[str] = []
+    total = 0
+    for n, line in enumerate(lines):
+        if n % 3 == 0:
+            line = f"\x1b[01;3{n % 7}m{line[:-1]}\x1b[0m\n"
+        out.append(line)
+        if n % 50 == 25:
+            out.append(_json_doc(g))
+        if n % 50 == 40:
+            out.append(_redraws(g))
+        if n % 200 == 199:
+            rec = recs[(n // 200) % len(recs)]
+            out.append(rec if rec.endswith("\n") else rec + "\n")
+        total += len(out[-1])
+        if total >= size:
+            break
+    return "".join(out).encode()[:size]
+
+
+def _redraw_traffic(seed: int, size: int) -> bytes:
+    g, out, total = Gen(seed), [], 0
+    while total < size:
+        out.append(_redraws(g))
+        total += len(out[-1])
+    return "".join(out).encode()[:size]
+
+
+def _json_traffic(seed: int, size: int) -> bytes:
+    g, out, total = Gen(seed), [], 0
+    while total < size:
+        out.append(_json_doc(g))
+        total += len(out[-1])
+    return "".join(out).encode()[:size]
+
+
 def throughput(size: int, chunk: int, repeat: int, engines: list[str]) -> list[dict[str, object]]:
     sets = {
         "plain (no secrets, no ESC)": terminal_traffic(1, size),
         "color (no secrets, SGR codes)": terminal_traffic(1, size, color=True),
+        "redraws (\\r progress, prompts)": _redraw_traffic(1, size),
+        "json (az/kubectl documents)": _json_traffic(1, size),
         "dense (secret every 20 lines)": terminal_traffic(1, size, secret_every=20),
+        "mixed (all of the above)": mixed_traffic(1, size),
     }
     rows: list[dict[str, object]] = []
     for name, data in sets.items():
@@ -80,7 +151,7 @@ def prefilter_only(size: int, chunk: int, engines: list[str]) -> list[dict[str, 
 
 
 def corpus_figures(engines: list[str]) -> list[dict[str, object]]:
-    recs = build_corpus(1234)
+    recs = [*build_corpus(1234), *build_structure_corpus(4321)]
     pos = [r for r in recs if r.kind == "pos"]
     neg = [r for r in recs if r.kind == "neg"]
     rows: list[dict[str, object]] = []
@@ -145,16 +216,16 @@ def main() -> int:
     rows = throughput(size, args.chunk, args.repeat, engines)
     print(f"StreamMasker, {args.size_mib:g} MiB per traffic type, {args.chunk} B chunks, "
           f"best of {args.repeat}, one core ({platform.python_version()})")
-    print(f"{'traffic':32} {'engine':10} {'MB/s':>8} {'p50 us':>8} {'p99 us':>8} {'max us':>8}")
+    print(f"{'traffic':34} {'engine':10} {'MB/s':>8} {'p50 us':>8} {'p99 us':>8} {'max us':>8}")
     for r in rows:
-        print(f"{r['traffic']:32} {r['engine']:10} {r['mb_per_s']:8.1f} {r['p50_us']:8.1f} "
+        print(f"{r['traffic']:34} {r['engine']:10} {r['mb_per_s']:8.1f} {r['p50_us']:8.1f} "
               f"{r['p99_us']:8.1f} {r['max_us']:8.1f}")
     pre = prefilter_only(size, args.chunk, engines)
     print("\nkeyword prefilter alone (plain traffic)")
     for r in pre:
         print(f"  {r['engine']:10} {r['mb_per_s']:8.1f} MB/s")
     corp = corpus_figures(engines)
-    print("\nlabelled corpus (tests/masking/masking_corpus.py, seed 1234)")
+    print("\nlabelled corpora (masking_corpus.py seed 1234, masking_corpus_structure.py 4321)")
     print(f"{'engine':10} {'mode':6} {'positives':>9} {'recall':>8} {'negatives':>9} "
           f"{'altered':>8}")
     for r in corp:

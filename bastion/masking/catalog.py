@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import re
 
+from bastion.masking.names import is_secret_name
 from bastion.masking.rules import (
     Rule,
     char_classes,
@@ -51,20 +52,102 @@ def _b64_pem_private(value: bytes, key: bytes) -> bool:
     return b"PRIVATE KEY" in decoded or b"PuTTY" in decoded
 
 
+_DOC_SECRETS = re.compile(rb"client-key-data|token:|password|\"auth\"|PRIVATE KEY|"
+                          rb"client-secret|access-token|id-token")
+
+
+def _b64_document(value: bytes, key: bytes) -> bool:
+    head = value[: (min(len(value), 1 << 16) // 4) * 4]
+    try:
+        decoded = base64.b64decode(head)
+    except ValueError:
+        return True  # cannot check: fail closed
+    return len(value) > 1 << 16 or _DOC_SECRETS.search(decoded) is not None
+
+
+_TRUNC_PREFIX = re.compile(rb"(?:sk-ant-|sk-proj-|sk-or-v1-|gh[pousr]_|github_pat_|glpat-"
+                           rb"|xox[abposre]-|AKIA|ASIA|hvs\.|npm_|pypi-|dckr_pat_|[sr]k_live_"
+                           rb"|AIza|ya29\.|gsk_|r8_|tskey-[a-z]+-|PMAK-|ATATT3|sbp_|sb_secret_"
+                           rb"|lsv2_|hf_|dop_v1_|SG\.|glsa_|sntry[us]_)")
+
+
+def _truncated_body(value: bytes, key: bytes) -> bool:
+    # "sk-ant-api03-ab12…" is a cut-off key; "tskey-auth..." in docs names the format
+    m = _TRUNC_PREFIX.match(value)
+    rest = value[m.end():] if m else value
+    alnum = bytes(c for c in rest if chr(c).isalnum())
+    return not is_placeholder(value) and len(alnum) >= 4 and (
+        char_classes(alnum) >= 2 or (alnum.isdigit() and len(alnum) >= 6))
+
+
+def _xml_secret(value: bytes, key: bytes) -> bool:
+    return is_secret_name(key) and not is_placeholder(value) and len(value) >= 4 \
+        and not value.isdigit() and value.lower() not in (b"true", b"false")
+
+
+def _ini_secret(value: bytes, key: bytes) -> bool:
+    if is_placeholder(value) or _CODE_REF.fullmatch(value):
+        return False
+    if key.lower() == b"key":  # "key = value" is everywhere; only a random-looking value
+        return random_looking(16, 3.5)(value, key)
+    return len(value) >= 4
+
+
 def _not_path(value: bytes, key: bytes) -> bool:
     # PWD=/home/user in an env dump is the working directory, not a password
     return not value.startswith((b"/", b"~")) and not is_placeholder(value)
 
 
 def _not_metavar(value: bytes, key: bytes) -> bool:
-    # "--password TEXT" in help output: an upper-case metavariable, not a value
-    return re.fullmatch(rb"[A-Z_]{2,16}", value) is None and not is_placeholder(value)
+    # "--password TEXT" in help output: an upper-case metavariable, not a value; "--value
+    # @file.txt" reads the value from a file
+    v = value.strip(b"\"'")
+    return re.fullmatch(rb"[A-Z_]{2,16}|<[^>]*>|\[[^\]]*\]", v) is None and not is_placeholder(v) \
+        and not v.startswith(b"@")
+
+
+def _split_context(key: bytes) -> tuple[bytes, bytes, bytes]:
+    """(text before on the same line, key group, text after on the same line) of a rule with
+    ``context`` set (see Rule.key_of)."""
+    before, k, after = [*key.split(b"\0", 2), b"", b""][:3]
+    before = before[max(before.rfind(b"\n"), before.rfind(b"\r")) + 1:]
+    cut = min((i for i in (after.find(b"\n"), after.find(b"\r")) if i != -1), default=len(after))
+    return before, k, after[:cut]
+
+
+_HASH_CONTEXT = re.compile(rb"(?i)(?:hash|sha\d*|integrity|digest|checksum|md5|fingerprint"
+                           rb"|thumbprint|etag|signature|nonce|salt)[\"']?[ \t]*[:=]?[ \t]*[\"']?"
+                           rb"(?:sha\d+[-:])?$")
 
 
 def _bare_64_byte_key(value: bytes, key: bytes) -> bool:
-    # 64 random bytes: mixed case and digits, and no single-character runs typical of padding data
+    # 64 random bytes: mixed case and digits, and no single-character runs typical of padding
+    # data; a SHA-512 is 64 bytes too: not after a hash-like name ("contentHash", "sha512")
     body = value[:-2]
-    return char_classes(body) >= 3 and entropy(body) >= 4.5 and not is_placeholder(value)
+    before, _, _ = _split_context(key)
+    return char_classes(body) >= 3 and entropy(body) >= 4.5 and not is_placeholder(value) \
+        and _HASH_CONTEXT.search(before) is None
+
+
+def _bare_32_byte_key(value: bytes, key: bytes) -> bool:
+    body = value[:-1]
+    return char_classes(body) >= 3 and entropy(body) >= 4.3 and not is_placeholder(value)
+
+
+def _opaque_token(value: bytes, key: bytes) -> bool:
+    # an opaque token mixes letters and digits or cases ("authorization_uri" is a parameter)
+    alnum = bytes(c for c in value if chr(c).isalnum())
+    return random_looking(16, 3.0)(value, key) and char_classes(alnum) >= 2
+
+
+def _url_password(value: bytes, key: bytes) -> bool:
+    # "https://host:443/@types/x" is a port and a path, not user:password
+    return not is_placeholder(value) and re.match(rb"[0-9]{1,5}(?:/|$)", value) is None
+
+
+def _cookie_value(value: bytes, key: bytes) -> bool:
+    return len(value) >= 16 and char_classes(value) >= 2 and not is_placeholder(value) \
+        and entropy(value) >= 3.0
 
 
 _BENIGN_KEY_SUFFIXES = (
@@ -75,6 +158,7 @@ _BENIGN_KEY_SUFFIXES = (
     b"tokens", b"ttl", b"location", b"label", b"lifetime", b"duration", b"rotation", b"method",
     b"validity", b"permissions", b"scope", b"scopes", b"template", b"mount", b"volume", b"keyref",
     b"secretref", b"class", b"status", b"state", b"reset", b"changed", b"min", b"max",
+    b"helper", b"user", b"username", b"email", b"usehttppath", b"hash", b"endpoint",
 )
 _PASSWORD_KEYS = (b"pass", b"pwd", b"secret", b"credential", b"conn")
 
@@ -84,8 +168,23 @@ _LINE_COL = re.compile(rb"[0-9]+(?::[0-9]+)*:?")
 _PWD_WORD = re.compile(rb"(?:^|[^a-z])pwd(?:$|[^a-z])")
 
 
+_CODE_REF = re.compile(rb"[A-Za-z_$][A-Za-z0-9_$]*(?:\.[A-Za-z_$][A-Za-z0-9_$]*)+")
+_SOURCES = re.compile(rb"[a-z]{2,12}")
+
+
 def _generic_assignment(value: bytes, key: bytes) -> bool:
+    before, key, after = _split_context(key)
+    if after[:1] in (b"(", b"[", b".") or _CODE_REF.fullmatch(value):
+        return False  # code naming a secret: os.environ["X"], settings.DB_PASSWORD, f(x)
+    if _SOURCES.fullmatch(value) and re.match(rb"[ \t]+[a-z]", after):
+        return False  # "passwd:  files systemd" (nsswitch.conf): a list of words, not a value
+    if before.rstrip().endswith((b"def", b"function", b"fn", b"func")):
+        return False
     k = key.lower().strip(b"\"'-_.")
+    if b"csrf" in k or b"xsrf" in k:
+        return False  # anti-forgery tokens are not credentials
+    if k == b"passwd" and _SOURCES.fullmatch(value):
+        return False  # "passwd: files" names a database source (nsswitch.conf, pam)
     if k in (b"pwd", b"oldpwd") or k.endswith(_BENIGN_KEY_SUFFIXES):
         return False
     if is_placeholder(value) or _FILE_NAME.fullmatch(k) or _LINE_COL.fullmatch(value):
@@ -93,6 +192,8 @@ def _generic_assignment(value: bytes, key: bytes) -> bool:
     if b"pwd" in k and not any(p in k for p in _PASSWORD_KEYS if p != b"pwd") \
             and _PWD_WORD.search(k) is None:
         return False  # "pwd" inside a longer word (hybpwd, pwdqmc) is not a password key
+    if b"conn" in k and b";" in value and b"=" in value:
+        return False  # a structured connection string: its secret parts have rules of their own
     if any(p in k for p in _PASSWORD_KEYS):  # passwords may be short and low-entropy
         return len(value) >= 4
     return len(value) >= 12 and char_classes(value) >= 2 and entropy(value) >= 3.0
@@ -111,8 +212,8 @@ _GENERIC_KEY = (
 )
 # a quoted value (JSON escapes allowed) or an unquoted token
 _VALUE = (
-    rb"""(?:"(?P<s>(?:[^"\\\r\n]|\\[^\r\n]){1,512})"|'(?P<s2>[^'\r\n]{1,512})'"""
-    rb"""|(?P<s3>[^\s"',;{}\[\]()<>]{1,512}))"""
+    rb"""(?:"(?P<s>(?:[^"\\\r\n]|\\[^\r\n]){1,8192})"|'(?P<s2>[^'\r\n]{1,8192})'"""
+    rb"""|(?P<s3>[^\s"',;{}\[\]()<>]{1,8192}+))"""
 )
 
 _AZ_HEX32_KEYS = (
@@ -178,7 +279,12 @@ DEFAULT_RULES: tuple[Rule, ...] = (
          b"storage-key"), flags=re.I, check=not_placeholder),
     Rule("azure-legacy-64-byte-key", "Bare 88-char base64 key (storage, Cosmos DB, Batch)",
          rb"(?<![A-Za-z0-9+/=_,-])(?<!base64,)" + B64 + rb"{86}==" + RB64, (b"==",),
-         lookback=86, anchor=b"==", anchor_offset=86, check=_bare_64_byte_key),
+         lookback=86, anchor=b"==", anchor_offset=86, check=_bare_64_byte_key, context=40),
+    Rule("azure-legacy-32-byte-key-tsv", "Bare 44-char base64 key as a TSV field (-o tsv of "
+         "Service Bus / Event Hubs / Redis keys)",
+         rb"(?:(?<=\t)(?P<s>" + B64 + rb"{42}[AEIMQUYcgkosw048]=)(?=[\t\r\n]|$)"
+         rb"|(?<![^\r\n])(?P<s2>" + B64 + rb"{42}[AEIMQUYcgkosw048]=)(?=\t))",
+         (b"=\t", b"=\n", b"=\r"), lookback=43, check=_bare_32_byte_key),
     Rule("azure-shared-access-key", "Service Bus / Event Hubs / Relay / IoT / SignalR key",
          rb"(?<![A-Za-z0-9])(?:SharedAccessKey|AccessKey|primaryKey|secondaryKey)" + ASSIGN
          + rb"(?P<s>" + B64 + rb"{30,86}={0,2})", (b"sharedaccesskey", b"accesskey",
@@ -201,14 +307,17 @@ DEFAULT_RULES: tuple[Rule, ...] = (
          + rb")(?P<s>[A-Za-z0-9_%-]{30,}(?:==|%3D%3D)?)", (b"code=", b"x-functions-key",
          b"masterkey", b"functionkey", b"systemkey"), flags=re.I, check=not_placeholder),
     Rule("azure-publishing-profile-password", "Web app publishing profile userPWD",
-         rb"userPWD=\"(?P<s>[^\"\r\n]+)\"", (b"userpwd",), flags=re.I, check=not_placeholder),
+         rb"userPWD\"?[ \t]*[=:][ \t]*\"(?P<s>[^\"\r\n]+)\"", (b"userpwd",), flags=re.I,
+         check=not_placeholder),
     Rule("azure-cli-secret-flag", "az/CLI flags carrying secrets (--admin-password ...)",
          rb"(?<![A-Za-z0-9_-])--(?:admin-password|password|client-secret|secret|account-key"
-         rb"|sas-token|connection-string|auth-token|pat|api-key|registry-password|value)"
+         rb"|sas-token|connection-string|auth-token|pat|api-key|registry-password|value|token"
+         rb"|authkey|auth-key|password-stdin-value|db-password|master-key|access-key)"
          rb"(?:[ \t]+|=)(?P<s>\"[^\"\r\n]*\"|'[^'\r\n]*'|[^\s\"'|;&]+)",
          (b"--admin-password", b"--password", b"--client-secret", b"--secret", b"--account-key",
           b"--sas-token", b"--connection-string", b"--auth-token", b"--pat", b"--api-key",
-          b"--registry-password", b"--value"), check=_not_metavar),
+          b"--registry-password", b"--value", b"--token", b"--authkey", b"--auth-key",
+          b"--db-password", b"--master-key", b"--access-key"), check=_not_metavar),
     Rule("azure-devops-pat-legacy", "Legacy Azure DevOps PAT (52 base32 chars) after its name",
          rb"(?<![A-Za-z0-9])(?:AZURE_DEVOPS_EXT_PAT|SYSTEM_ACCESSTOKEN|AZDO_PAT|ADO_PAT"
          rb"|DEVOPS_PAT)" + ASSIGN + rb"(?P<s>[a-z2-7]{52})(?![A-Za-z0-9])",
@@ -271,7 +380,24 @@ DEFAULT_RULES: tuple[Rule, ...] = (
     _prefix("openai-api-key-legacy", "OpenAI legacy key (sk-...T3BlbkFJ...)",
             LW + rb"sk-[A-Za-z0-9]{20}T3BlbkFJ[A-Za-z0-9]{20}" + RW, b"T3BlbkFJ", lookback=23),
     _prefix("anthropic-api-key", "Anthropic API / admin key",
-            LW + rb"sk-ant-(?:api|admin|sid)\d\d-[A-Za-z0-9_-]{60,}", b"sk-ant-"),
+            LW + rb"sk-ant-(?:api|admin|sid|oat|ort)\d\d-[A-Za-z0-9_-]{40,}", b"sk-ant-"),
+    _prefix("groq-api-key", "Groq API key", LW + rb"gsk_[A-Za-z0-9]{48,56}" + RW, b"gsk_"),
+    _prefix("openrouter-api-key", "OpenRouter API key", LW + rb"sk-or-v1-[a-f0-9]{64}" + RW,
+            b"sk-or-v1-"),
+    _prefix("langsmith-api-key", "LangSmith (LangChain) API key",
+            LW + rb"lsv2_(?:pt|sk)_[a-f0-9]{32}_[a-f0-9]{10}" + RW, b"lsv2_pt_", b"lsv2_sk_"),
+    _prefix("replicate-api-token", "Replicate API token", LW + rb"r8_[A-Za-z0-9]{37}" + RW,
+            b"r8_"),
+    _prefix("tailscale-key", "Tailscale auth / API / OAuth client key",
+            LW + rb"tskey-(?:auth|api|client|scim|webhook)-[A-Za-z0-9]{6,}-[A-Za-z0-9]{16,}",
+            b"tskey-"),
+    _prefix("postman-api-key", "Postman API key", LW + rb"PMAK-[a-f0-9]{24}-[a-f0-9]{34}" + RW,
+            b"PMAK-"),
+    _prefix("atlassian-api-token", "Atlassian API token (ATATT / ATCTT)",
+            LW + rb"AT[AC]TT3[A-Za-z0-9_=-]{100,}", b"ATATT3", b"ATCTT3"),
+    _prefix("supabase-key", "Supabase access token / secret key (sbp_, sb_secret_)",
+            LW + rb"(?:sbp_[a-f0-9]{40}|sb_secret_[A-Za-z0-9_-]{20,})" + RW, b"sbp_",
+            b"sb_secret_"),
     _prefix("huggingface-token", "Hugging Face token", LW + rb"hf_[A-Za-z]{34}" + RW, b"hf_"),
     # --- package registries and developer platforms ---------------------------------------------
     _prefix("npm-token", "npm access token", LW + rb"npm_[A-Za-z0-9]{36}" + RW, b"npm_"),
@@ -311,6 +437,62 @@ DEFAULT_RULES: tuple[Rule, ...] = (
             rb"(?<![a-f0-9])[a-f0-9]{32}-us[0-9]{1,2}(?![0-9])", b"-us", lookback=32),
     _prefix("linear-api-key", "Linear API key", LW + rb"lin_api_[A-Za-z0-9]{40}", b"lin_api_"),
     # --- generic structures ---------------------------------------------------------------------
+    _prefix("jwe", "JSON Web Encryption token (five base64url segments)",
+            rb"(?<![A-Za-z0-9_.-])eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]{10,}"
+            rb"\.[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}(?![A-Za-z0-9_.-])", b"eyJ"),
+    _prefix("entra-refresh-token", "Entra ID / MSAL refresh token (0.A… / 1.A…, long)",
+            rb"(?<![A-Za-z0-9._-])[01]\.A[A-Za-z0-9_-]{3}[A-Za-z0-9_*.!-]{300,}", b"0.a", b"1.a"),
+    _prefix("aws-ecr-password", "ECR login password (base64 JSON {\"payload\":…})",
+            LB64 + rb"eyJwYXlsb2FkIjo[gi][A-Za-z0-9+/]{100,}={0,2}", b"eyJwYXlsb2FkIjo"),
+    Rule("aws-secret-after-key-id", "AWS secret key next to its key id (credential CSV, TSV)",
+         rb"(?<![A-Z0-9])(?:AKIA|ASIA)[A-Z2-7]{16}[\"']?[ \t]*[,\t|][ \t]*[\"']?"
+         rb"(?P<s>[A-Za-z0-9/+]{40})(?![A-Za-z0-9/+])", (b"akia", b"asia"),
+         check=random_looking(40, 4.0)),
+    Rule("wireguard-key", "WireGuard PrivateKey / PresharedKey",
+         rb"(?:PrivateKey|PresharedKey)[ \t]*=[ \t]*(?P<s>[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=)",
+         (b"privatekey", b"presharedkey"), flags=re.I, check=not_placeholder),
+    Rule("session-cookie", "Session cookies (ASP.NET, EasyAuth, ESTSAUTH, connect.sid, Django, "
+         "JSESSIONID, Flask, PHP)",
+         rb"(?<![A-Za-z0-9_-])(?:\.AspNetCore\.[A-Za-z0-9._-]{1,64}|\.ASPXAUTH|AppServiceAuthSession"
+         rb"|ESTSAUTH[A-Z]{0,12}|connect\.sid|sessionid|JSESSIONID|PHPSESSID|laravel_session"
+         rb"|_[a-z]{2,20}_session|session)(?:=|[ \t]*\t)(?P<s>[^;\s\"',]{16,8192})",
+         (b".aspnetcore.", b".aspxauth", b"appserviceauthsession", b"estsauth", b"connect.sid",
+          b"sessionid", b"jsessionid", b"phpsessid", b"_session", b"session="),
+         flags=re.I, check=_cookie_value),
+    Rule("cli-secret-flag", "Secrets passed as CLI flags (docker login -p, curl -u, redis-cli -a, "
+         "openssl pass:, ldapsearch -w, 7z -p, az -p)",
+         rb"(?:(?<![A-Za-z0-9_-])(?:docker|podman|helm(?:[ \t]+registry)?|oras|az(?:[ \t]+acr)?)"
+         rb"[ \t]+login[ \t][^\r\n|;&]*?(?<=[ \t])-p"
+         rb"[ \t]+(?P<s>[^\s\"']+|\"[^\"\r\n]+\"|'[^'\r\n]+')"
+         rb"|(?<![A-Za-z0-9_-])curl[ \t][^\r\n|;&]*?(?<=[ \t])(?:-u|--user|--proxy-user)[ \t]*"
+         rb"[\"']?[^\s:\"']+:(?P<s2>[^\s\"']+)"
+         rb"|(?<![A-Za-z0-9_-])redis-cli[ \t][^\r\n|;&]*?(?<=[ \t])-a[ \t]+(?P<s3>[^\s\"']+)"
+         rb"|(?<![A-Za-z0-9_-])-pass(?:in|out)?[ \t]+[\"']?pass:(?P<s4>[^\s\"']+)"
+         rb"|(?<![A-Za-z0-9_-])ldap[a-z]{2,12}[ \t][^\r\n|;&]*?(?<=[ \t])-w[ \t]+(?P<s5>[^\s\"']+)"
+         rb"|(?<![A-Za-z0-9_-])7z[a-z]?[ \t][^\r\n|;&]*?(?<=[ \t])-p(?P<s6>[^\s\"'-][^\s\"']*))",
+         (b"docker", b"podman", b"helm", b"oras", b"az ", b"curl", b"redis-cli", b"pass:",
+          b"ldap", b"7z"), check=_not_metavar),
+    Rule("ci-secret-variable", "CI log commands that declare a secret (##vso setvariable "
+         "issecret=true, ::add-mask::)",
+         rb"##vso\[task\.setvariable[ \t][^\]\r\n]{0,512}issecret=true[^\]\r\n]{0,256}\]"
+         rb"(?P<s>[^\r\n]+)|::add-mask::(?P<s2>[^\r\n]+)",
+         (b"##vso[task.setvariable", b"::add-mask::"), flags=re.I, check=not_placeholder),
+    Rule("truncated-token", "Known token prefix cut off with an ellipsis (sk-ant-api03-ab…)",
+         rb"(?<![A-Za-z0-9_-])(?P<s>(?:sk-ant-|sk-proj-|sk-or-v1-|gh[pousr]_|github_pat_|glpat-"
+         rb"|xox[abposre]-|AKIA|ASIA|hvs\.|npm_|pypi-|dckr_pat_|[sr]k_live_|AIza|ya29\.|gsk_|r8_"
+         rb"|tskey-|PMAK-|ATATT3|sbp_|sb_secret_|lsv2_|hf_|dop_v1_|SG\.|glsa_|sntry[us]_)"
+         rb"[A-Za-z0-9_.+/=-]{3,})(?:\xe2\x80\xa6|\.\.\.)",
+         (b"sk-ant-", b"sk-proj-", b"sk-or-v1-", b"ghp_", b"gho_", b"ghu_", b"ghs_", b"ghr_",
+          b"github_pat_", b"glpat-", b"xoxa-", b"xoxb-", b"xoxp-", b"xoxo-", b"xoxs-", b"xoxr-",
+          b"xoxe-", b"akia", b"asia", b"hvs.", b"npm_", b"pypi-", b"dckr_pat_", b"sk_live_",
+          b"rk_live_", b"aiza", b"ya29.", b"gsk_", b"r8_", b"tskey-", b"pmak-", b"atatt3",
+          b"sbp_", b"sb_secret_", b"lsv2_", b"hf_", b"dop_v1_", b"sg.", b"glsa_", b"sntryu_",
+          b"sntrys_"), check=_truncated_body),
+    Rule("base64-secret-document", "base64 of a kubeconfig or docker config (decoded in a "
+         "window)",
+         LB64 + rb"(?:YXBpVmVyc2lvbj|eyJhdXRocyI6|ewogICJhdXRocyI6)" + B64 + rb"{40,}={0,2}",
+         (b"YXBpVmVyc2lvbj", b"eyJhdXRocyI6", b"ewogICJhdXRocyI6"), check=_b64_document,
+         strong=True),
     _prefix("jwt", "JSON Web Token (Entra access/ID tokens and others)",
             rb"(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*",
             b"eyJ"),
@@ -321,16 +503,20 @@ DEFAULT_RULES: tuple[Rule, ...] = (
          LB64 + rb"(?:LS0tLS1CRUdJTi|UHVUVFktVXNlci1LZXktRmlsZ)" + B64 + rb"{20,}={0,2}",
          (b"LS0tLS1CRUdJTi", b"UHVUVFktVXNlci1LZXktRmlsZ"), check=_b64_pem_private,
          strong=True),
-    Rule("url-credentials", "Password in a URL (scheme://user:password@host)",
+    Rule("url-credentials", "Password in a URL (scheme://user:password@host; '@', '/' inside)",
          rb"(?<![A-Za-z0-9+.-])[A-Za-z][A-Za-z0-9+.-]{1,20}://[^\s:/@\"'<>]{0,256}:"
-         rb"(?P<s>[^\s@/\"'<>]{1,256})@[A-Za-z0-9.\[-]", (b"://",), check=not_placeholder),
+         rb"(?P<s>[^\s\"'<>]{1,256})@[A-Za-z0-9\[][A-Za-z0-9.:\]-]*(?=[/?#\s\"'<>,;)]|$)",
+         (b"://",), check=_url_password),
+    Rule("url-token-user", "A token used as the user of a URL (https://<PAT>@host)",
+         rb"(?<![A-Za-z0-9+.-])https?://(?P<s>[A-Za-z0-9_-]{20,256})@[A-Za-z0-9]",
+         (b"://",), check=random_looking(20, 3.5)),
     Rule("http-auth-header", "Authorization header values (Bearer, Basic, SharedKey, SAS)",
          rb"(?:proxy-)?authorization[\"']?[ \t]*[:=][ \t]*[\"']?(?:Bearer|Basic|token|Digest"
          rb"|SharedKey[ \t]+[^:\s]+:|SharedAccessSignature|Negotiate|NTLM)?[ \t]*"
          rb"(?P<s>[^\s\"',]{8,})", (b"authorization",), flags=re.I, check=not_placeholder),
     Rule("bearer-token", "Bearer token anywhere",
-         rb"(?<![A-Za-z0-9])Bearer[ \t]+(?P<s>[A-Za-z0-9._~+/-]{16,}=*)", (b"bearer",),
-         flags=re.I, check=random_looking(16, 3.0)),
+         rb"(?<![A-Za-z0-9])Bearer[ \t]+(?P<s>[A-Za-z0-9._~+/-]{16,}=*)",
+         (b"bearer",), flags=re.I, check=_opaque_token),
     Rule("api-key-header", "API key headers (x-api-key, api-key, private-token ...)",
          rb"(?:x-api-key|x-auth-token|private-token|x-functions-key|ocp-apim-subscription-key"
          rb"|x-goog-api-key|api-key)[\"']?[ \t]*[:=][ \t]*[\"']?(?P<s>[^\s\"',;]{12,})",
@@ -349,11 +535,31 @@ DEFAULT_RULES: tuple[Rule, ...] = (
     Rule("docker-config-auth", "Docker config.json \"auth\" (base64 user:password)",
          rb"\"auth\"[ \t]*:[ \t]*\"(?P<s>[A-Za-z0-9+/=]{8,})\"", (b"\"auth\"",),
          check=not_placeholder),
+    Rule("xml-secret-element", "XML element under a secret name (<password>…</password>)",
+         rb"<(?P<k>[A-Za-z_][A-Za-z0-9_.:-]{0,63})(?:[ \t][^<>\r\n]{0,256})?>"
+         rb"(?P<s>[^<>\r\n]{1,4096})</(?P=k)>",
+         (b"password>", b"passwd>", b"pwd>", b"secret>", b"token>", b"key>", b"string>",
+          b"credential>", b"passphrase>"), check=_xml_secret),
+    Rule("ini-secret-key", "INI / rclone / WireGuard-style short keys (pass =, key =, psk =)",
+         rb"(?<![^\r\n])[ \t]*(?P<k>pass|key|psk|pw|wpa_psk|wpa_passphrase|passphrase|pin)"
+         rb"[ \t]*=[ \t]*(?P<s>[^\s#;\"'][^\r\n]*?)[ \t]*(?=[\r\n]|$)",
+         tuple(k + sep for k in (b"pass", b"key", b"psk", b"pw", b"wpa_psk", b"wpa_passphrase",
+                                 b"passphrase", b"pin") for sep in (b"=", b" =", b"\t=")),
+         flags=re.I,
+         check=_ini_secret),
     Rule("generic-secret-assignment",
          "password=/secret:/token/api_key/... assignments in env, JSON, YAML, INI",
          rb"(?<![A-Za-z0-9_.-])" + _GENERIC_KEY + rb"[\"']?[ \t]*(?::=|=>|=|:)[ \t]*" + _VALUE,
          _GENERIC_KEYWORDS,
-         flags=re.I, check=_generic_assignment),
+         flags=re.I, check=_generic_assignment, context=24),
+)
+
+# Default rules whose secret always follows their keyword (never starts at or before it): the
+# hold-back may release a partial line up to a keyword of theirs (see Detector.hold_point).
+# Prefix formats, look-back rules, known values and custom rules are not in this set.
+KEYWORD_BEFORE_SECRET: frozenset[str] = frozenset(
+    r.id for r in DEFAULT_RULES
+    if not r.strong and r.lookback == 0 and r.id != "truncated-token"
 )
 
 # Line-structure rules implemented in structure.py (ids listed here so docs/tests see them).
@@ -362,11 +568,18 @@ STRUCTURAL_RULES: dict[str, str] = {
     "putty-private-key": "PuTTY .ppk private lines and MAC",
     "kubernetes-secret-data": "Kubernetes Secret data:/stringData: values (YAML and JSON)",
     "azure-key-vault-secret-value": "Key Vault \"value\" after a .vault.azure.net/secrets/ id",
+    "separated-secret-value": "A \"value\" after a secret name (\"name\": \"X_PASSWORD\", "
+                              "\"sensitive\": true), on the same or a later line",
+    "secret-block-scalar": "YAML block scalar (key: |) under a secret key",
+    "secret-table-cell": "Cells of a Value/Password/Key/Secret column in a table, TSV or CSV",
+    "command-output": "Output the command's profile marks secret (whole output, fields, env "
+                      "values)",
 }
 # Ids used for masks that are not from one rule.
 SPECIAL_IDS: dict[str, str] = {
     "known-value": "An exact value from known_values_file (and its base64/URL/JSON forms)",
     "held-fragment": "A held partial token that starts like a secret, masked on idle release",
+    "session-memory": "A value masked earlier in the session, wherever it appears again",
 }
 
 

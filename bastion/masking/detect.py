@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import re
 import threading
+from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 
 from bastion.masking import structure
-from bastion.masking.engine import Prefilter, build_prefilter
+from bastion.masking.catalog import KEYWORD_BEFORE_SECRET
+from bastion.masking.decode import decoded_views
+from bastion.masking.engine import Prefilter, _trie_pattern, build_prefilter
 from bastion.masking.rules import Rule, char_classes
 from bastion.masking.structure import StructState
 
@@ -46,6 +49,7 @@ def next_line_end(text: bytes, pos: int) -> int:
     return a if b == -1 or a < b else b
 
 
+_PCT = re.compile(rb"%[0-9A-Fa-f]{2}")
 _LAST_SEPARATOR = re.compile(rb"=(?=[^=]+=*\Z)")
 
 
@@ -85,6 +89,7 @@ class Detector:
                 self._kw_rules.append([])
                 self._kw_lookback.append(None)
             self._struct_kws.add(k)
+        self._name_kws = {index[kw]: len(kw) for kw in structure.NAME_KEYWORDS}
         self.always = [i for i, r in enumerate(self.rules) if not r.keywords]
         self.prefilter: Prefilter = build_prefilter(engine, keywords)
         self.engine = self.prefilter.name if keywords else engine
@@ -94,12 +99,19 @@ class Detector:
         # prefixes a line tail may end in only those with another character (a quote, a
         # space) can hold more: one anchored regex finds the longest instead of a loop over
         # every tail length (see hold_point).
+        # Only keywords a secret can start at need this: where the secret always follows the
+        # keyword (context rules, structural keywords), releasing part of the keyword early
+        # cannot release part of a secret.
+        held_kws = {kw for r in self.rules if r.id not in KEYWORD_BEFORE_SECRET
+                    for kw in r.keywords}
         special = sorted(
-            (p for p in self._prefixes if p == p.lower() and any(c not in RUN_CHARS for c in p)),
+            (p for p in {kw[:i] for kw in held_kws for i in range(1, len(kw))}
+             if p == p.lower() and any(c not in RUN_CHARS for c in p)),
             key=len, reverse=True,
         )  # fmt: skip
+        self._special_max = max((len(p) for p in special), default=0)
         self._special_tail = (
-            re.compile(b"(?:" + b"|".join(re.escape(p) for p in special) + rb")\Z", re.I)
+            re.compile(b"(?:" + _trie_pattern(special) + rb")\Z", re.I)
             if special else None
         )  # fmt: skip
         self._max_lookback = max((r.lookback for r in self.rules), default=0)
@@ -112,14 +124,17 @@ class Detector:
 
     # --- matching ---------------------------------------------------------------------------
 
-    def hits(self, text: bytes) -> tuple[dict[int, list[int]], int]:
-        """Rule index -> keyword positions (ascending), and the first structural keyword (or -1)."""
+    def hits(self, text: bytes) -> tuple[dict[int, list[int]], list[int]]:
+        """Rule index -> keyword positions (ascending), and the structural keyword positions."""
         rule_hits: dict[int, list[int]] = {i: [0] for i in self.always}
-        struct = -1
-        kw_rules, struct_kws = self._kw_rules, self._struct_kws
+        struct: list[int] = []
+        kw_rules, struct_kws, name_kws = self._kw_rules, self._struct_kws, self._name_kws
         for k, p in self.prefilter.all_hits(text):
-            if k in struct_kws and (struct == -1 or p < struct):
-                struct = p
+            if k in struct_kws:
+                ln = name_kws.get(k)
+                # "name": "vm1" starts nothing: only a secret name is worth a look at the line
+                if ln is None or structure.secret_name_at(text, p + ln):
+                    struct.append(p)
             for ridx in kw_rules[k]:
                 lst = rule_hits.get(ridx)
                 if lst is None:
@@ -169,31 +184,63 @@ class Detector:
             if e > s and (check is None or check(text[s:e], rule.key_of(m))):
                 yield (s, e, rule.id)
 
-    def struct_spans(self, st: StructState, text: bytes, first: int, partial_tail: bool
+    def struct_spans(self, st: StructState, text: bytes, struct: list[int], partial_tail: bool
                      ) -> list[Span]:
-        """Feed the lines of ``text`` to the structure machine (only where it can matter)."""
-        if not st.mode and first < 0:
+        """Feed the lines of ``text`` to the structure machine: every line while a state is
+        active, otherwise only the lines holding a structural keyword."""
+        if not st.busy and not struct:
             return []
+        struct.sort()
         out: list[Span] = []
         n = len(text)
-        pos = 0 if st.mode else line_start(text, first)
+        pos = 0 if st.busy else line_start(text, struct[0])
         while pos < n:
             eol = next_line_end(text, pos)
             partial = eol == n and partial_tail
             out.extend(structure.line_spans(st, text[pos:eol], pos, partial))
             pos = eol + 1
-            if not st.mode and pos < n:
-                m = structure.TRIGGER.search(text, pos)
-                if m is None:
+            if not st.busy and pos < n:
+                i = bisect_left(struct, pos)
+                if i == len(struct):
                     break
-                pos = line_start(text, m.start())
+                pos = line_start(text, struct[i])
         return out
 
     def spans(self, st: StructState, text: bytes, partial_tail: bool = False) -> list[Span]:
-        hits, struct_first = self.hits(text)
+        hits, struct = self.hits(text)
         out = self.rule_spans(text, hits) if hits else []
-        if st.mode or struct_first >= 0:
-            out.extend(self.struct_spans(st, text, struct_first, partial_tail))
+        if st.busy or struct:
+            out.extend(self.struct_spans(st, text, struct, partial_tail))
+        if b"\\" in text or b"%" in text:
+            out.extend(self.decoded_spans(text))
+        return out
+
+    def decoded_spans(self, text: bytes) -> list[Span]:
+        """Rule matches in the JSON-unescaped / percent-decoded views of the lines that have
+        escapes, mapped back to the raw (encoded) span."""
+        out: list[Span] = []
+        n = len(text)
+        pos = 0
+        while pos < n:
+            a = text.find(b"\\", pos)
+            b = _PCT.search(text, pos)
+            bpos = b.start() if b is not None else -1
+            first = a if bpos == -1 else bpos if a == -1 else min(a, bpos)
+            if first == -1:
+                break
+            start = line_start(text, first)
+            end = next_line_end(text, first)
+            for chain in decoded_views(text[start:end]):
+                dec = chain.text
+                hits, _ = self.hits(dec)
+                for s, e, rid in self.rule_spans(dec, hits) if hits else []:
+                    rs, re_ = chain.span(s, e)
+                    out.append((start + rs, start + re_, rid))
+                st = StructState()
+                for s, e, rid in structure.inline_spans(st, dec):
+                    rs, re_ = chain.span(s, e)
+                    out.append((start + rs, start + re_, rid))
+            pos = end + 1
         return out
 
     # --- hold-back decisions ------------------------------------------------------------------
@@ -204,19 +251,28 @@ class Detector:
         ``memo`` = [scanned length, earliest keyword start minus look-back] for this line, so a
         line fed byte by byte is scanned once, not once per byte."""
         n = len(text)
-        if st.mode or self.always or n <= released:
+        if st.busy or self.always or n <= released:
             return released
         start = max(0, memo[0] - self._max_kw + 1)
-        for kidx, p in self.prefilter.first_hits(text[start:] if start else text).items():
+        seg = text[start:] if start else text
+        for kidx, p in self.prefilter.first_hits(seg).items():
             lb = self._kw_lookback[kidx] or 0  # structural keywords hold from themselves
             if start + p - lb < memo[1]:
                 memo[1] = start + p - lb
+        # an escape (JSON \\, %XX) can hide a keyword or move a boundary: decoded matches may
+        # start up to the longest look-back before it
+        esc = seg.find(b"\\")
+        pm = _PCT.search(seg) if b"%" in seg else None
+        if pm is not None and (esc == -1 or pm.start() < esc):
+            esc = pm.start()
+        if esc != -1 and start + esc - self._max_lookback < memo[1]:
+            memo[1] = max(0, start + esc - self._max_lookback)
         memo[0] = n
         k = min(n, memo[1])
         if self._max_lookback:
             k = min(k, len(text.rstrip(RUN_CHARS)))
             if self._special_tail is not None:
-                m = self._special_tail.search(text, max(0, n - self._max_kw + 1))
+                m = self._special_tail.search(text, max(0, n - self._special_max))
                 if m is not None:
                     k = min(k, m.start())
         elif self._max_kw > 1:

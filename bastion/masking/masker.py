@@ -21,14 +21,26 @@ from collections.abc import Iterable, Mapping
 
 from bastion.masking.ansi import MAX_SEQUENCE, Tokens, tokenize
 from bastion.masking.catalog import DEFAULT_RULES
-from bastion.masking.detect import RUN_CHARS, Detector, Span, get_detector, next_line_end
+from bastion.masking.detect import (
+    RUN_CHARS,
+    Detector,
+    Span,
+    get_detector,
+    line_start,
+    next_line_end,
+)
 from bastion.masking.engine import choose_engine
 from bastion.masking.known import known_value_rules
+from bastion.masking.memory import MAX_LEN as MAX_MEMORY_LEN
+from bastion.masking.memory import SessionMemory
+from bastion.masking.profiles import OutputProfile
 from bastion.masking.rules import Rule
 from bastion.masking.structure import StructState
 
 DEFAULT_HOLD_TIMEOUT = 0.005
 DEFAULT_MAX_HOLD = 16384
+# line widths at which a token is taken to be folded by the terminal or the program
+FOLD_WIDTHS = frozenset((80, 100, 120, 132, 140, 150, 160, 180, 200, 220, 240, 250, 256))
 # String sequences (OSC, DCS, SOS, PM, APC) need the full tokenizer; CSI and 2-byte escapes of
 # bounded length can be stripped in one pass (see StreamMasker._coloured_lines).
 _STRING_SEQ = re.compile(rb"\x1b[\]PX^_]")
@@ -50,6 +62,18 @@ def _merge(spans: Iterable[Span], order: Mapping[str, int]) -> list[Span]:
         else:
             out.append((s, e, rid))
     return out
+
+
+def _raw_line_offset(raw: bytes, vis: bytes, v: int) -> int:
+    """Raw offset of visible position ``v`` (0, the end, or just after a line end) when the
+    escapes stripped from ``raw`` hold no line ends: after the same number of line ends."""
+    if v <= 0:
+        return 0
+    if v >= len(vis):
+        return len(raw)
+    n = vis.count(b"\n", 0, v) + vis.count(b"\r", 0, v)
+    rest = raw.replace(b"\r", b"\n").split(b"\n", n)  # one pass in C, no Python loop
+    return len(raw) - len(rest[-1]) if len(rest) > n else len(raw)
 
 
 def _stars(seg: bytes) -> bytes:
@@ -134,6 +158,8 @@ class StreamMasker:
         known_values: Iterable[bytes] = (),
         hold_timeout: float = DEFAULT_HOLD_TIMEOUT,
         max_hold: int = DEFAULT_MAX_HOLD,
+        profile: OutputProfile | None = None,
+        memory: SessionMemory | None = None,
     ) -> None:
         base = DEFAULT_RULES if rules is None else tuple(rules)
         all_rules = (*base, *known_value_rules(known_values))
@@ -149,7 +175,14 @@ class StreamMasker:
         # rule id of a mask that an idle release ended mid-token: the rest of that token is
         # masked too when it arrives (fail closed)
         self._carry: str | None = None
-        self._st = StructState()
+        self._carry_cr = False  # the carry comes from a line ended by \r (skip the \n after it)
+        self._profile = profile
+        # masked values, masked again wherever they reappear (see memory.py); shareable
+        self._mem = memory if memory is not None else SessionMemory()
+        # prefix-shaped formats are masked wherever they appear: only shapeless values (a Key
+        # Vault value, a password after its key) need remembering
+        self._shaped = frozenset(r.id for r in self._det.rules if r.strong)
+        self._st = self._new_state()
         self._counts: Counter[str] = Counter()
         self._osc_rids: dict[bytes, list[str]] = {}
         self.late_detections = 0  # matches whose start had already been released
@@ -169,6 +202,24 @@ class StreamMasker:
     def counts(self) -> Mapping[str, int]:
         return dict(self._counts)
 
+    @property
+    def profile(self) -> OutputProfile | None:
+        return self._profile
+
+    def set_profile(self, profile: OutputProfile | None) -> None:
+        """Output profile of the command whose output follows (profiles.profile_for_argv);
+        None goes back to the default rules (and to profiles selected by prompts seen in the
+        stream)."""
+        self._profile = profile
+        self._st.profile, self._st.fixed_profile = profile, profile is not None
+        self._st.prompt, self._st.bare = b"", False
+
+    def _new_state(self) -> StructState:
+        st = StructState()
+        if self._profile is not None:
+            st.profile, st.fixed_profile = self._profile, True
+        return st
+
     def feed(self, data: bytes) -> bytes:
         if not data:
             return b""
@@ -187,7 +238,8 @@ class StreamMasker:
 
     def flush(self) -> bytes:
         out = self._run(self._raw, final=True, idle=True) if self._raw else b""
-        self._ctx, self._st, self._held_visible, self._carry = b"", StructState(), False, None
+        self._ctx, self._st, self._held_visible, self._carry = b"", self._new_state(), False, None
+        self._carry_cr = False
         self._memo = [0, 1 << 62]
         return out
 
@@ -202,7 +254,7 @@ class StreamMasker:
                     break
                 done.append(head[0])
                 raw = raw[head[1]:]
-                if b"\x1b" not in raw:
+                if b"\x1b" not in raw or self._carry is not None:
                     break
             if done:
                 done.append(self._run(raw, final, idle))
@@ -233,8 +285,7 @@ class StreamMasker:
                 self._ctx = b"" if final else text
                 pos = n
             else:
-                k = len(ctx) if self._carry else self._det.hold_point(self._st, text, len(ctx),
-                                                                      self._memo)
+                k = len(ctx) if self._carry else self._hold(text, len(ctx))
                 if k > len(ctx):
                     r.emit(pos, pos + k - len(ctx), [])
                     self._ctx = text[:k]
@@ -259,12 +310,11 @@ class StreamMasker:
             return None  # the partial line is over the limit: _run cuts it
         if end and len(ctx) + end > limit and self._block_end(raw, 0, end) != end:
             return None
-        det = self._det
         masked: bytes | None = None
         if end:
             text = ctx + raw[:end] if ctx else raw if end == n else raw[:end]
             self._memo = [0, 1 << 62]
-            spans = det.spans(self._st, text)
+            spans = self._scan(text)
             if spans:
                 r = _Render(self, raw, None, raw)
                 self._emit_spans(r, 0, end, text, spans)
@@ -273,7 +323,7 @@ class StreamMasker:
         pos = end
         if end < n:  # the partial line: release what cannot start a secret
             text = ctx + raw[end:] if ctx else raw[end:] if end else raw
-            k = det.hold_point(self._st, text, len(ctx), self._memo)
+            k = self._hold(text, len(ctx))
             if k > len(ctx):
                 pos = end + k - len(ctx)
                 self._ctx = text[:k]
@@ -301,14 +351,21 @@ class StreamMasker:
         if b"\x1b" in vis or len(ctx) + len(vis) > self._max_line:
             return None
         text = ctx + vis if ctx else vis
-        raw_spans = self._det.spans(self._st, text)
+        raw_spans = self._scan(text)
         self._memo, self._ctx = [0, 1 << 62], b""
         if not raw_spans:
             return head, end
-        tok = tokenize(head, False, self._mask_payload)
-        r = _Render(self, head, tok, tok.vis)
-        self._emit_spans(r, 0, len(tok.vis), text, raw_spans)
-        return bytes(r.out), end
+        # tokenize only the lines that hold a span; the lines around them go out as they are
+        nctx = len(ctx)
+        a = line_start(vis, max(0, min(s for s, _, _ in raw_spans) - nctx))
+        b = min(len(vis), next_line_end(vis, max(a, max(e for _, e, _ in raw_spans) - nctx - 1))
+                + 1)
+        ra, rb = _raw_line_offset(head, vis, a), _raw_line_offset(head, vis, b)
+        piece = head[ra:rb]
+        tok = tokenize(piece, False, self._mask_payload)
+        r = _Render(self, piece, tok, tok.vis)
+        self._emit_spans(r, 0, len(tok.vis), text[:nctx + b], raw_spans)
+        return head[:ra] + bytes(r.out) + head[rb:], end
 
     def _block_end(self, vis: bytes, pos: int, end: int) -> int:
         """Largest prefix of the complete lines [pos, end) with no line over the limit.
@@ -352,36 +409,109 @@ class StreamMasker:
             self._ctx = ctx[c:]
             return pos
         end = pos + c - len(ctx)
-        self._unit(r, vis, pos, end, head[:c])
+        self._unit(r, vis, pos, end, head[:c], cut=True)
         self._ctx = b""
         return end
 
+    def _fold(self, text: bytes, spans: list[Span]) -> list[Span]:
+        """Terminal-width folding: a mask (8+ characters) that ends exactly at the end of a
+        line of a terminal width (80, 120 …) goes on at the start of the next line; that
+        leading run of token characters is masked too (and so on, for a token folded over
+        several lines). A continuation beyond ``text`` is carried to the next unit."""
+        out: list[Span] = []
+        n = len(text)
+        todo = [(s, e, rid) for s, e, rid in spans if e - s >= 8]
+        while todo:
+            _, e, rid = todo.pop()
+            if e >= n or text[e] not in b"\r\n" or e - line_start(text, e) not in FOLD_WIDTHS:
+                continue
+            nxt = e + 1
+            cr = text[e] == 13
+            if cr and nxt < n and text[nxt] == 10:
+                nxt += 1
+            if nxt >= n:  # the rest arrives later
+                self._carry, self._carry_cr = rid, cr and e + 1 == n
+                continue
+            stop = len(text) - len(text[nxt:].lstrip(RUN_CHARS))
+            if stop > nxt and text[stop - 1] != 58:  # "apiVersion:" starts a key, no token
+                out.append((nxt, stop, rid))
+                todo.append((nxt, stop, rid))
+        return out
+
+    def _scan(self, text: bytes, kind: str = "", fold: bool = True) -> list[Span]:
+        """Detector spans plus session memory: remembered values anywhere, and values masked
+        in this text (remembered now) again after the place they were masked."""
+        det = self._det
+        if kind == "idle":
+            spans = det.idle_spans(self._st, text)
+        elif kind == "final":
+            spans = det.final_spans(self._st, text)
+        else:
+            spans = det.spans(self._st, text)
+        mem = self._mem
+        if mem:
+            spans += mem.find_all(text)
+        if spans and kind != "idle":
+            later: list[Span] = []
+            shaped = self._shaped
+            for s, e, rid in spans:
+                if rid not in shaped and mem.remember(text[s:e], rid):
+                    # (a line is always scanned whole, so "after it" is the same however the
+                    # stream was chunked: the key of a TSV row that also holds its connection
+                    # string is masked in both places)
+                    later += mem.find_all(text, e, [text[s:e]])
+            spans += later
+            if fold:  # after remembering: a fold continuation is a fragment, not a value
+                spans += self._fold(text, spans)
+        return spans
+
+    def _hold(self, text: bytes, released: int) -> int:
+        """First position of the partial line that must stay held (see Detector.hold_point);
+        with values remembered, also a complete remembered value in it and the trailing
+        non-space run (which could be the start of one)."""
+        if self._carry is not None:  # the rest of a masked token is still to come
+            return released
+        mem, memo = self._mem, self._memo
+        if mem:
+            found = mem.first(text, max(0, memo[0] - MAX_MEMORY_LEN))
+            if found != -1 and found < memo[1]:
+                memo[1] = found
+        k = self._det.hold_point(self._st, text, released, memo)
+        if mem and k > released:
+            t = max(text.rfind(b" "), text.rfind(b"\t")) + 1
+            k = max(released, min(k, t))
+        return k
+
     def _unit_spans_only(self, text: bytes) -> None:
         # keeps the structure state in step for a unit whose bytes were all released already
-        for s, e, _ in self._det.spans(self._st, text):
+        for s, e, _ in self._scan(text):
             if e > s:
                 self.late_detections += 1
 
     def _unit(self, r: _Render, vis: bytes, pos: int, end: int, text: bytes,
-              idle: bool = False, final: bool = False) -> None:
+              idle: bool = False, final: bool = False, cut: bool = False) -> None:
         """Scan ``text`` (= line context + vis[pos:end]) and release vis[pos:end] masked."""
-        det = self._det
         if not idle:
             self._memo = [0, 1 << 62]  # the line (or line piece) ends here
-        if idle:
-            raw_spans = det.idle_spans(self._st, text)
-        elif final:
-            raw_spans = det.final_spans(self._st, text)
-        else:
-            raw_spans = det.spans(self._st, text)
+        raw_spans = self._scan(text, "idle" if idle else "final" if final else "", fold=False)
         if self._carry is not None:
             at = len(text) - (end - pos)
-            cont = (end - pos) - len(vis[pos:end].lstrip(RUN_CHARS))
+            seg = vis[pos:end]
+            skip = 1 if self._carry_cr and seg[:1] == b"\n" else 0
+            cont = len(seg) - skip - len(seg[skip:].lstrip(RUN_CHARS))
+            if cont and seg[skip + cont - 1] == 58:
+                cont = 0  # "apiVersion: v1" starts a key, not the rest of a token (as in _fold)
             if cont:
-                raw_spans.append((at, at + cont, self._carry))
-            self._carry = None
-        if idle and end == len(vis) and any(e >= len(text) for _, e, _ in raw_spans):
+                raw_spans.append((at + skip, at + skip + cont, self._carry))
+            if not (skip and len(seg) == 1):  # only the \n of a \r\n arrived: keep waiting
+                self._carry, self._carry_cr = None, False
+        if not idle and raw_spans:
+            raw_spans += self._fold(text, raw_spans)
+        # a mask that reaches the end of what is released now (an idle release, or the cut of
+        # an over-long line inside a key) goes on over the rest of that token when it arrives
+        if (cut or (idle and end == len(vis))) and any(e >= len(text) for _, e, _ in raw_spans):
             self._carry = next(rid for _, e, rid in raw_spans if e >= len(text))
+            self._carry_cr = False
         self._emit_spans(r, pos, end, text, raw_spans)
 
     def _emit_spans(self, r: _Render, pos: int, end: int, text: bytes,

@@ -35,6 +35,9 @@ class Rule:
     # Keywords are secret prefixes: a held fragment starting with one is masked on idle release.
     strong: bool = False
     example: str = ""
+    # checks that judge the surroundings: key_of() then returns
+    # ``before + b"\0" + key + b"\0" + after`` (this many bytes each side of the secret)
+    context: int = 0
     compiled: re.Pattern[bytes] = field(init=False, repr=False, compare=False, hash=False)
     secret_groups: tuple[int, ...] = field(init=False, repr=False, compare=False, hash=False)
 
@@ -50,9 +53,14 @@ class Rule:
 
     def key_of(self, m: re.Match[bytes]) -> bytes:
         """The key/context text of a match (group ``k``), for checks that judge the key name."""
-        if "k" in self.compiled.groupindex:
-            return m.group("k") or b""
-        return b""
+        key = (m.group("k") or b"") if "k" in self.compiled.groupindex else b""
+        if self.context:
+            s, e = self.secret_span(m)
+            text = m.string
+            assert isinstance(text, bytes)
+            return text[max(0, s - self.context):s] + b"\0" + key + b"\0" + \
+                text[e:e + self.context]
+        return key
 
     def secret_span(self, m: re.Match[bytes]) -> tuple[int, int]:
         for idx in self.secret_groups:
