@@ -20,6 +20,9 @@ class Effect:
     value: str  # the path, program, script or word concerned ("" when none)
     static: bool  # the value is known before run time
     source: str  # which option, operand or script feature produced it, for explanations
+    # A ``command`` effect: the argv the gate judges as a command of its own (poetry run CMD).
+    argv: tuple[str, ...] = ()
+    argv_static: tuple[bool, ...] = ()
 
 
 @dataclass
@@ -33,6 +36,8 @@ class Parsed:
     scripts: list[tuple[str, bool, str]] = field(default_factory=list)  # (text, static, source)
     given: list[tuple[OptionSpec, str | None, bool]] = field(default_factory=list)
     not_paths: set[int] = field(default_factory=set)  # argv indices of scripts and patterns
+    stop: bool = False  # a `last` option was given: the words after it are not parsed here
+    rest_at: int | None = None  # argv index of the first word after that option
 
     def unknown(self, what: str) -> None:
         self.effects.append(Effect("unknown", what, True, what))
@@ -43,7 +48,33 @@ def parse_argv(decl: ToolDecl, argv: list[str], static: list[bool]) -> Parsed:
     out = Parsed()
     _parse_level(decl, argv, static, 1, out, {}, argv[0])
     _check_values(argv, out)
+    _finish(decl, argv, static, out)
     return out
+
+
+def _finish(decl: ToolDecl, argv: list[str], static: list[bool], out: Parsed) -> None:
+    """Resolve ``setting`` effects by config key and complete option-given commands."""
+    done: list[Effect] = []
+    rest = out.rest_at if out.rest_at is not None else len(argv)
+    for e in out.effects:
+        if e.kind == "setting":
+            key = e.value.partition("=")[0]
+            if not e.static:
+                done.append(Effect("unknown", e.value, False,
+                                   f"{e.source}: the setting is only known at run time"))
+                continue
+            effect = decl.setting_effect(key)
+            if effect == "unknown":
+                done.append(Effect("unknown", e.value, True,
+                                   f"{e.source}: setting {key!r} is not declared"))
+            elif effect != "none":
+                done.append(Effect(effect, e.value, True, f"{e.source} {key}"))
+        elif e.kind == "command" and not e.argv:  # given by an option: value + the rest
+            done.append(Effect("command", e.value, e.static, e.source,
+                               (e.value, *argv[rest:]), (e.static, *static[rest:])))
+        else:
+            done.append(e)
+    out.effects = done
 
 
 def _check_values(argv: list[str], out: Parsed) -> None:
@@ -57,7 +88,10 @@ def _check_values(argv: list[str], out: Parsed) -> None:
             continue
         for glob, effect in spec.values:
             if fnmatchcase(value, glob):
-                if effect != "none":
+                if effect == "command":
+                    out.effects.append(Effect("command", value, True,
+                                              f"{argv[0]} {spec.canonical}"))
+                elif effect != "none":
                     out.effects.append(Effect(effect, value, True, f"{argv[0]} {spec.canonical}"))
                 break
         else:
@@ -117,7 +151,16 @@ def _parse_level(decl: ToolDecl, argv: list[str], static: list[bool], start: int
             i = _long(decl, options, argv, static, i, out, label)
         else:
             i = _short_cluster(options, argv, static, i, out, label)
+        if out.stop:  # python -c CODE ARGS, -m MODULE ARGS: the rest is not ours to parse
+            out.rest_at = i
+            break
     _operands(decl, argv, static, operand_at, out, label)
+    if decl.effect != "none":
+        out.effects.append(Effect(decl.effect, label, True, label))
+    for names, effect in decl.without:
+        if effect != "none" and not any(names & set(spec.names) for spec, _, _ in out.given):
+            out.effects.append(Effect(effect, label, True,
+                                      f"{label} without {' / '.join(sorted(names))}"))
 
 
 def _long(decl: ToolDecl, options: Mapping[str, OptionSpec], argv: list[str], static: list[bool],
@@ -237,6 +280,8 @@ def _apply(spec: OptionSpec, value: str | None, static: bool, spelled: str, out:
     if at is not None and spec.effect in ("script", "pattern"):
         out.not_paths.add(at)  # code (sed -e SCRIPT, grep -e PATTERN), not a path
     out.given.append((spec, value, static))
+    if spec.last:
+        out.stop = True
     if spec.sandbox:
         out.sandbox = True
     if spec.tag:
@@ -271,10 +316,15 @@ def _operands(decl: ToolDecl, argv: list[str], static: list[bool], at: list[int]
     override = out.operand_effect
     if ops.max is not None and len(words) > ops.max:
         out.unknown(f"{label}: more than {ops.max} operands")
+    skip: set[int] = set()
     for k, idx in enumerate(words):
+        if idx in skip:
+            continue
         word = argv[idx]
         if override is not None and not (k < len(first) and first[k] == "script"):
             effect = override
+        elif ops.values:
+            effect = next((e for g, e in ops.values if fnmatchcase(word, g)), "unknown")
         elif k < len(first):
             effect = first[k]
         elif ops.last is not None and k == len(words) - 1 and len(words) - len(first) >= 2:
@@ -291,6 +341,18 @@ def _operands(decl: ToolDecl, argv: list[str], static: list[bool], at: list[int]
             continue
         if effect == "unknown":
             out.unknown(f"{label}: operand {word!r} is not declared")
+        if effect == "setting":
+            # KEY VALUE sets KEY (the next operand is its value); KEY alone looks it up.
+            if k + 1 < len(words):
+                nxt = words[k + 1]
+                skip.add(nxt)
+                out.effects.append(Effect("setting", f"{word}={argv[nxt]}",
+                                          static[idx] and static[nxt], f"{label} {word}"))
+            continue
+        if effect == "command":  # this word and every one after it: a command of its own
+            out.effects.append(Effect("command", word, static[idx], f"{label} runs",
+                                      tuple(argv[idx:]), tuple(static[idx:])))
+            break
         if effect in ("script", "pattern"):
             out.not_paths.add(idx)
         if effect == "script":
