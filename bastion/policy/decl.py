@@ -34,7 +34,8 @@ STYLES = frozenset({"gnu", "posix", "single-dash"})
 SCANNERS = frozenset({"sed", "awk", "gawk", "jq", "less"})
 _TOOL_KEYS = frozenset({"name", "aliases", "style", "unknown", "options", "operands", "scanner",
                         "commands", "inherit_options", "reason", "words", "bundled",
-                        "assignments", "examples", "settings", "effect", "without"})
+                        "assignments", "examples", "settings", "effect", "without",
+                        "options_first"})
 _OPTION_KEYS = frozenset({"value", "effect", "operands", "sandbox", "values", "tag", "last"})
 _OPERAND_KEYS = frozenset({"each", "first", "rest", "last", "max", "values"})
 _VALUE_KINDS = frozenset({"none", "required", "optional", "pair", "pair-first"})
@@ -87,10 +88,21 @@ class ToolDecl:
     inherit_options: bool = False  # parent options are also accepted after this subcommand
     bundled: bool = False  # the first word may be a dash-less cluster (`tar xzf a.tgz`)
     assignments: Mapping[str, str] = field(default_factory=dict)  # NAME=value operands (dd)
+
+    def assignment_effect(self, name: str) -> str | None:
+        """Effect of a ``NAME=value`` operand: the exact name, else the first glob that matches
+        (``"*!"``); make's ``NAME:=``, ``NAME+=``, ``NAME?=`` name NAME."""
+        name = name.rstrip(":+?")
+        effect = self.assignments.get(name)
+        if effect is None:
+            effect = next((e for g, e in self.assignments.items()
+                           if any(c in g for c in "*?[") and fnmatchcase(name, g)), None)
+        return effect
     examples: tuple[tuple[str, str], ...] = ()  # (decision, line), run by `policy test`/load
     # Config keys a ``setting`` value or operand may name: (lower-case glob, effect), first
     # match wins, no match is unknown. Subcommands share their tool's table.
     settings: tuple[tuple[str, str], ...] = ()
+    options_first: bool = False  # options stop at the first operand (go run PKG ARGS...)
     effect: str = "none"  # what running this (sub)command does, whatever its options
     # (spellings, effect): the effect applies when none of the spellings is given
     # (`git commit` without -m/-F/-C/--no-edit opens an editor).
@@ -203,6 +215,9 @@ def parse_tool(raw: Any, where: str, source: str, parent: str = "",
         raise ConfigError(f"{where}: examples", "expected a table allow/review/deny = [lines]")
     examples = tuple((action, line) for action, lines in examples_raw.items()
                      for line in _strs(lines, f"{where}: examples.{action}"))
+    options_first = raw.get("options_first", False)
+    if not isinstance(options_first, bool):
+        raise ConfigError(f"{where}: options_first", "expected true or false")
     effect = raw.get("effect", "none")
     if effect not in FLAG_EFFECTS:
         raise ConfigError(f"{where}: effect", f"{effect!r} is not an effect of a command "
@@ -232,7 +247,8 @@ def parse_tool(raw: Any, where: str, source: str, parent: str = "",
                     aliases=aliases, options=options, longs=longs, words=words,
                     operands=operands, scanner=scanner, commands=commands,
                     inherit_options=inherit, bundled=bundled, assignments=assignments,
-                    examples=examples, settings=settings, effect=effect, without=without)
+                    examples=examples, settings=settings, effect=effect, without=without,
+                    options_first=options_first)
 
 
 def _settings(raw: Any, where: str) -> tuple[tuple[str, str], ...]:

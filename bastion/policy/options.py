@@ -131,7 +131,7 @@ def _parse_level(decl: ToolDecl, argv: list[str], static: list[bool], start: int
                 _parse_level(sub, argv, static, i + 1, out, parent, f"{label} {sub.name}")
                 return
             operand_at.append(i)
-            if decl.style == "posix":
+            if decl.style == "posix" or decl.options_first:
                 ended = True
             i += 1
             continue
@@ -333,8 +333,9 @@ def _operands(decl: ToolDecl, argv: list[str], static: list[bool], at: list[int]
             effect = ops.rest or "unknown"
         source = f"{label} operand {word!r}"
         name, eq, value = word.partition("=")
-        if decl.assignments and eq and name in decl.assignments:
-            effect = decl.assignments[name]
+        assigned = decl.assignment_effect(name) if decl.assignments and eq else None
+        if assigned is not None:
+            effect = assigned
             source, word = f"{label} {name}=", value
         elif decl.assignments and eq and effect == "unknown":
             out.unknown(f"{label}: operand {name}= is not declared")
