@@ -36,6 +36,7 @@ class Parsed:
     scripts: list[tuple[str, bool, str]] = field(default_factory=list)  # (text, static, source)
     given: list[tuple[OptionSpec, str | None, bool]] = field(default_factory=list)
     not_paths: set[int] = field(default_factory=set)  # argv indices of scripts and patterns
+    spelled: set[str] = field(default_factory=set)  # every option spelling given (`without`)
     stop: bool = False  # a `last` option was given: the words after it are not parsed here
     rest_at: int | None = None  # argv index of the first word after that option
 
@@ -158,7 +159,7 @@ def _parse_level(decl: ToolDecl, argv: list[str], static: list[bool], start: int
     if decl.effect != "none":
         out.effects.append(Effect(decl.effect, label, True, label))
     for names, effect in decl.without:
-        if effect != "none" and not any(names & set(spec.names) for spec, _, _ in out.given):
+        if effect != "none" and not names & out.spelled:
             out.effects.append(Effect(effect, label, True,
                                       f"{label} without {' / '.join(sorted(names))}"))
 
@@ -280,6 +281,7 @@ def _apply(spec: OptionSpec, value: str | None, static: bool, spelled: str, out:
     if at is not None and spec.effect in ("script", "pattern"):
         out.not_paths.add(at)  # code (sed -e SCRIPT, grep -e PATTERN), not a path
     out.given.append((spec, value, static))
+    out.spelled.add(spelled)
     if spec.last:
         out.stop = True
     if spec.sandbox:

@@ -108,7 +108,12 @@ def _effects(unit: Unit, scanner: str | None, tools: ToolTable, classifier: Path
             if depth + 1 > _MAX_DEPTH:
                 unit.findings.append(Finding("review", "too-deep", "commands nested too deeply"))
                 continue
-            nested = resolve_argv(list(e.argv), list(e.argv_static), unit, program, depth)
+            if len(e.argv) == 1 and e.argv_static[0] and any(c.isspace() for c in e.argv[0]):
+                # One word holding a whole command line (`submodule foreach 'git pull'`,
+                # which runs it with sh): judged as the shell line it is.
+                nested = reparse(e.argv[0], True, depth, unit, program)
+            else:
+                nested = resolve_argv(list(e.argv), list(e.argv_static), unit, program, depth)
             for u in nested:
                 u.text = f"{e.source}: {u.text}"
             extra.extend(expand_units(nested, tools, classifier, login, depth + 1))
@@ -134,9 +139,7 @@ def _effects(unit: Unit, scanner: str | None, tools: ToolTable, classifier: Path
                 unit.findings.append(Finding("review", "tool-runs",
                                              f"{e.source} runs code from {e.value!r}, outside "
                                              "the workspace"))
-            elif kind == "chdir" and (
-                not e.static or not classifier.classify(e.value, login) & _SAFE_DIRS
-            ):
+            elif kind == "chdir" and not _safe_dir(classifier, e.value, e.static, login):
                 unit.findings.append(Finding("review", "tool-chdir",
                                              f"{e.source} works in {e.value!r}, outside the "
                                              "workspace"))
@@ -148,3 +151,10 @@ def _own_code(classifier: PathClassifier, path: str, static: bool, login: str | 
         return False
     classes = classifier.classify(path, login)
     return bool(classes & _OWN_CODE) and not classes & _NOT_OWN
+
+
+def _safe_dir(classifier: PathClassifier, path: str, static: bool, login: str | None) -> bool:
+    if not static:
+        return False
+    classes = classifier.classify(path, login)
+    return bool(classes & _SAFE_DIRS) and not classes & (_NOT_OWN - {"tmp"})
