@@ -174,3 +174,30 @@ def test_bad_declarations_are_one_line_errors(tmp_path: Path, text: str, message
         _load(tmp_path, text)
     assert message in str(err.value)
     assert "\n" not in str(err.value)
+
+
+# -- abbreviations: every unambiguous prefix of a code-running git option is that option -------
+_GIT_EXEC = [("fetch", "--upload-pack=x origin"), ("clone", "--upload-pack=x https://h/r"),
+             ("push", "--receive-pack=x origin HEAD"), ("rebase", "--exec=x main"),
+             ("clone", "--template=/tmp/t https://h/r"), ("archive", "--exec=x HEAD"),
+             ("grep", "--open-files-in-pager=x foo"), ("log", "--ext-diff"),
+             ("difftool", "--extcmd=x"), ("push", "--force-with-lease origin main"),
+             ("ls-remote", "--upload-pack=x origin")]
+
+
+@settings(max_examples=120, deadline=None)
+@given(case=st.sampled_from(_GIT_EXEC), cut=st.integers(min_value=0, max_value=20))
+def test_git_abbreviations_of_exec_options_are_held(case: tuple[str, str], cut: int) -> None:
+    sub, rest = case
+    option, _, tail = rest.partition(" ")
+    name, eq, value = option.partition("=")
+    git = _policy().tools.get("git")
+    assert git is not None
+    decl = git.commands[sub]
+    prefix = name[: max(3, len(name) - cut)]
+    resolved = decl.resolve_long(prefix)
+    # A unique prefix is the option (or, for `--force`, an exact one in the same group); an
+    # ambiguous or unknown prefix is unknown: held either way, never allowed.
+    assert resolved is None or resolved == "ambiguous" or not isinstance(resolved, str)
+    line = f"git {sub} {prefix}{eq}{value} {tail}".strip()
+    assert _decide(line)[0] != "allow", line
