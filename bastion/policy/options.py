@@ -350,7 +350,7 @@ def _operands(decl: ToolDecl, argv: list[str], static: list[bool], at: list[int]
                 nxt = words[k + 1]
                 skip.add(nxt)
                 out.effects.append(Effect("setting", f"{word}={argv[nxt]}",
-                                          static[idx] and static[nxt], f"{label} {word}"))
+                                          static[idx] and static[nxt], label))
             continue
         if effect == "command":  # this word and every one after it: a command of its own
             out.effects.append(Effect("command", word, static[idx], f"{label} runs",
