@@ -35,7 +35,7 @@ SCANNERS = frozenset({"sed", "awk", "gawk", "jq", "less"})
 _TOOL_KEYS = frozenset({"name", "aliases", "style", "unknown", "options", "operands", "scanner",
                         "commands", "inherit_options", "reason", "words", "bundled",
                         "assignments", "examples", "settings", "effect", "without",
-                        "options_first"})
+                        "options_first", "open_commands"})
 _OPTION_KEYS = frozenset({"value", "effect", "operands", "sandbox", "values", "tag", "last"})
 _OPERAND_KEYS = frozenset({"each", "first", "rest", "last", "max", "values"})
 _VALUE_KINDS = frozenset({"none", "required", "optional", "pair", "pair-first"})
@@ -103,6 +103,8 @@ class ToolDecl:
     # match wins, no match is unknown. Subcommands share their tool's table.
     settings: tuple[tuple[str, str], ...] = ()
     options_first: bool = False  # options stop at the first operand (go run PKG ARGS...)
+    open_commands: bool = False  # a word that is not a declared subcommand is an operand
+    # (yarn SCRIPT, pnpm SCRIPT: the package's own scripts)
     effect: str = "none"  # what running this (sub)command does, whatever its options
     # (spellings, effect): the effect applies when none of the spellings is given
     # (`git commit` without -m/-F/-C/--no-edit opens an editor).
@@ -218,6 +220,9 @@ def parse_tool(raw: Any, where: str, source: str, parent: str = "",
     options_first = raw.get("options_first", False)
     if not isinstance(options_first, bool):
         raise ConfigError(f"{where}: options_first", "expected true or false")
+    open_commands = raw.get("open_commands", False)
+    if not isinstance(open_commands, bool):
+        raise ConfigError(f"{where}: open_commands", "expected true or false")
     effect = raw.get("effect", "none")
     if effect not in FLAG_EFFECTS:
         raise ConfigError(f"{where}: effect", f"{effect!r} is not an effect of a command "
@@ -248,7 +253,7 @@ def parse_tool(raw: Any, where: str, source: str, parent: str = "",
                     operands=operands, scanner=scanner, commands=commands,
                     inherit_options=inherit, bundled=bundled, assignments=assignments,
                     examples=examples, settings=settings, effect=effect, without=without,
-                    options_first=options_first)
+                    options_first=options_first, open_commands=open_commands)
 
 
 def _settings(raw: Any, where: str) -> tuple[tuple[str, str], ...]:

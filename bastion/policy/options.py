@@ -108,7 +108,9 @@ def _parse_level(decl: ToolDecl, argv: list[str], static: list[bool], start: int
     operand_at: list[int] = []
     n = len(argv)
     i = start
-    ended = False  # `--` seen, or a POSIX tool reached its first operand
+    # `--` seen, or a POSIX tool reached its first operand; a level that takes options first
+    # but declares none passes every word on (`yarn test --watch`: the script's arguments).
+    ended = decl.options_first and not options and not decl.words
     if decl.bundled and i < n and static[i] and argv[i][:1] not in ("-", "") and (
         argv[i].isalpha() and all(f"-{c}" in options for c in argv[i])
     ):
@@ -124,13 +126,14 @@ def _parse_level(decl: ToolDecl, argv: list[str], static: list[bool], start: int
         ):
             if decl.commands and not operand_at:
                 sub = decl.commands.get(a) if static[i] else None
-                if sub is None:
+                if sub is None and not (decl.open_commands and static[i]):
                     out.unknown(f"{label}: subcommand {a!r} is not declared")
                     return
-                out.path = (*out.path, sub.name)
-                parent = options if sub.inherit_options else {}
-                _parse_level(sub, argv, static, i + 1, out, parent, f"{label} {sub.name}")
-                return
+                if sub is not None:  # else (open_commands) an operand here: yarn SCRIPT
+                    out.path = (*out.path, sub.name)
+                    parent = options if sub.inherit_options else {}
+                    _parse_level(sub, argv, static, i + 1, out, parent, f"{label} {sub.name}")
+                    return
             operand_at.append(i)
             if decl.style == "posix" or decl.options_first:
                 ended = True
