@@ -201,3 +201,17 @@ def test_git_abbreviations_of_exec_options_are_held(case: tuple[str, str], cut: 
     assert resolved is None or resolved == "ambiguous" or not isinstance(resolved, str)
     line = f"git {sub} {prefix}{eq}{value} {tail}".strip()
     assert _decide(line)[0] != "allow", line
+
+
+# -- open_commands / option-less levels: package scripts and their arguments -------------------
+@pytest.mark.parametrize(("line", "action"), [
+    ("yarn build --prod", "allow"),                 # a script: its arguments are its own
+    ("yarn test --watch=false", "allow"),
+    ("pnpm lint --fix", "allow"),
+    ("yarn --frobnicate build", "review"),          # before the script: yarn's, undeclared
+    ("yarn dlx evil-pkg", "review"),
+    ("pnpm exec python3 -c 1", "review"),
+    ("pnpm dlx rm -rf /", "deny"),
+])
+def test_package_scripts_pass_and_commands_are_judged(line: str, action: str) -> None:
+    assert _decide(line)[0] == action, line
