@@ -213,8 +213,21 @@ def _long(decl: ToolDecl, options: Mapping[str, OptionSpec], argv: list[str], st
     if i + 1 >= len(argv):
         out.unknown(f"{label}: option {spelled} needs a value")
         return i + 1
+    _swallowed(options, spec, argv[i + 1], spelled, out, label)
     _apply(spec, argv[i + 1], static[i + 1], spelled, out, label, i + 1)
     return i + 2
+
+
+def _swallowed(options: Mapping[str, OptionSpec], spec: OptionSpec, word: str, spelled: str,
+               out: Parsed, label: str) -> None:
+    """A plain value given as the next word that is itself an option with an effect
+    (`--foo --ext-diff`): if the declaration took a flag for a value option, the effect would
+    be hidden, so the word is unknown (a message such as `-m --ext-diff` is held, not lost)."""
+    if spec.effect != "none" or spec.values or not word.startswith("-") or word == "-":
+        return
+    other = options.get(word.partition("=")[0])
+    if other is not None and (other.effect != "none" or other.values or other.operands):
+        out.unknown(f"{label}: the value of {spelled} is the option {word}")
 
 
 def _resolve_merged(options: Mapping[str, OptionSpec], name: str) -> OptionSpec | str | None:
@@ -272,6 +285,7 @@ def _short_cluster(options: Mapping[str, OptionSpec], argv: list[str], static: l
         if i + 1 >= len(argv):
             out.unknown(f"{label}: option -{a[j]} needs a value")
             return i + 1
+        _swallowed(options, spec, argv[i + 1], "-" + a[j], out, label)
         _apply(spec, argv[i + 1], static[i + 1], "-" + a[j], out, label, i + 1)
         return i + 2
     return i + 1

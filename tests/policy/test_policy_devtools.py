@@ -215,3 +215,12 @@ def test_git_abbreviations_of_exec_options_are_held(case: tuple[str, str], cut: 
 ])
 def test_package_scripts_pass_and_commands_are_judged(line: str, action: str) -> None:
     assert _decide(line)[0] == action, line
+
+
+def test_a_value_that_is_an_option_with_an_effect_is_held() -> None:
+    """If a declaration took a flag for a value option, the next word's effect would be lost:
+    a plain value that is itself a code-running option is unknown."""
+    assert _decide("git log --author --ext-diff")[0] == "review"
+    assert _decide("git log --author me --ext-diff")[0] == "review"
+    assert _decide("git commit -m --amend")[0] == "allow"   # a flag without an effect
+    assert _decide("git log --full-history --oneline")[0] == "allow"
