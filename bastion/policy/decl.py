@@ -10,6 +10,7 @@ from __future__ import annotations
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
@@ -29,19 +30,22 @@ NET_EFFECTS = frozenset({"url", "sends", "data", "data-file", "remote-src", "rem
                          "sends-to"})
 EFFECTS = frozenset({"none", "reads", "writes", "runs-shell", "runs", "network", "secrets",
                      "chdir", "script", "script-file", "pattern", "changes", "unknown",
-                     *NET_EFFECTS})
+                     "setting", "command", "code-file", *NET_EFFECTS})
 VALUE_EFFECTS = EFFECTS
 FLAG_EFFECTS = frozenset({"none", "runs", "network", "secrets", "changes", "unknown"})
 OPERAND_EFFECTS = frozenset({"none", "reads", "writes", "runs-shell", "runs", "network",
                              "secrets", "chdir", "script", "pattern", "changes", "unknown",
-                             *NET_EFFECTS})
+                             "setting", "command", "code-file", *NET_EFFECTS})
+# What a ``settings`` entry may do (a config key: git -c KEY=VALUE, git config KEY VALUE).
+SETTING_EFFECTS = frozenset({"none", "runs", "network", "secrets", "changes", "unknown"})
 STYLES = frozenset({"gnu", "posix", "single-dash"})
 SCANNERS = frozenset({"sed", "awk", "gawk", "jq", "less"})
 _TOOL_KEYS = frozenset({"name", "aliases", "style", "unknown", "options", "operands", "scanner",
                         "commands", "inherit_options", "reason", "words", "bundled",
-                        "assignments", "examples", "tags"})
-_OPTION_KEYS = frozenset({"value", "effect", "operands", "sandbox", "values", "tag"})
-_OPERAND_KEYS = frozenset({"each", "first", "rest", "last", "max"})
+                        "assignments", "examples", "tags", "settings", "effect", "without",
+                        "options_first", "open_commands"})
+_OPTION_KEYS = frozenset({"value", "effect", "operands", "sandbox", "values", "tag", "last"})
+_OPERAND_KEYS = frozenset({"each", "first", "rest", "last", "max", "values"})
 _VALUE_KINDS = frozenset({"none", "required", "optional", "pair", "pair-first"})
 
 
@@ -56,6 +60,7 @@ class OptionSpec:
     sandbox: bool = False  # the tool's script features that run or write are disabled
     values: tuple[tuple[str, str], ...] = ()  # (glob, effect) on the LAST value given
     tag: str | None = None  # a unit tag rules can test (tags_any)
+    last: bool = False  # every word after this option belongs to what it names (python -c/-m)
 
     @property
     def canonical(self) -> str:
@@ -71,6 +76,7 @@ class OperandSpec:
     rest: str | None = "unknown"
     last: str | None = None
     max: int | None = None
+    values: tuple[tuple[str, str], ...] = ()  # (glob, effect): decides every operand's effect
 
 
 @dataclass(frozen=True)
@@ -90,8 +96,36 @@ class ToolDecl:
     inherit_options: bool = False  # parent options are also accepted after this subcommand
     bundled: bool = False  # the first word may be a dash-less cluster (`tar xzf a.tgz`)
     assignments: Mapping[str, str] = field(default_factory=dict)  # NAME=value operands (dd)
+
+    def assignment_effect(self, name: str) -> str | None:
+        """Effect of a ``NAME=value`` operand: the exact name, else the first glob that matches
+        (``"*!"``); make's ``NAME:=``, ``NAME+=``, ``NAME?=`` name NAME."""
+        name = name.rstrip(":+?")
+        effect = self.assignments.get(name)
+        if effect is None:
+            effect = next((e for g, e in self.assignments.items()
+                           if any(c in g for c in "*?[") and fnmatchcase(name, g)), None)
+        return effect
     examples: tuple[tuple[str, str], ...] = ()  # (decision, line), run by `policy test`/load
     tags: tuple[str, ...] = ()  # unit tags every use of this tool (or subcommand) gets
+    # Config keys a ``setting`` value or operand may name: (lower-case glob, effect), first
+    # match wins, no match is unknown. Subcommands share their tool's table.
+    settings: tuple[tuple[str, str], ...] = ()
+    options_first: bool = False  # options stop at the first operand (go run PKG ARGS...)
+    open_commands: bool = False  # a word that is not a declared subcommand is an operand
+    # (yarn SCRIPT, pnpm SCRIPT: the package's own scripts)
+    effect: str = "none"  # what running this (sub)command does, whatever its options
+    # (spellings, effect): the effect applies when none of the spellings is given
+    # (`git commit` without -m/-F/-C/--no-edit opens an editor).
+    without: tuple[tuple[frozenset[str], str], ...] = ()
+
+    def setting_effect(self, key: str) -> str:
+        """Effect of setting config key ``key`` (case-insensitive, as git compares keys)."""
+        low = key.lower()
+        for glob, effect in self.settings:
+            if fnmatchcase(low, glob):
+                return effect
+        return "unknown"
 
     def resolve_long(self, name: str) -> OptionSpec | str | None:
         """Exact long option, or its unique abbreviation (gnu); 'ambiguous' when several match."""
@@ -146,7 +180,8 @@ def load_tool_files(paths: list[Path], where: str) -> ToolTable:
 
 
 def parse_tool(raw: Any, where: str, source: str, parent: str = "",
-               parent_style: str = "gnu") -> ToolDecl:
+               parent_style: str = "gnu",
+               parent_settings: tuple[tuple[str, str], ...] = ()) -> ToolDecl:
     if not isinstance(raw, dict):
         raise ConfigError(where, "expected a table")
     name = raw.get("name")
@@ -192,12 +227,33 @@ def parse_tool(raw: Any, where: str, source: str, parent: str = "",
     examples = tuple((action, line) for action, lines in examples_raw.items()
                      for line in _strs(lines, f"{where}: examples.{action}"))
     tags = _strs(raw.get("tags", []), f"{where}: tags")
+    options_first = raw.get("options_first", False)
+    if not isinstance(options_first, bool):
+        raise ConfigError(f"{where}: options_first", "expected true or false")
+    open_commands = raw.get("open_commands", False)
+    if not isinstance(open_commands, bool):
+        raise ConfigError(f"{where}: open_commands", "expected true or false")
+    effect = raw.get("effect", "none")
+    if effect not in FLAG_EFFECTS:
+        raise ConfigError(f"{where}: effect", f"{effect!r} is not an effect of a command "
+                                              f"(one of {', '.join(sorted(FLAG_EFFECTS))})")
+    without_raw = raw.get("without", {})
+    if not isinstance(without_raw, dict) or not all(
+        isinstance(v, str) and v in FLAG_EFFECTS for v in without_raw.values()
+    ):
+        raise ConfigError(f"{where}: without", 'expected a table of "SPELLINGS" = effect')
+    without = tuple((frozenset(k.split()), v) for k, v in without_raw.items())
+    settings = parent_settings
+    if "settings" in raw:
+        if parent:
+            raise ConfigError(f"{where}: settings", "only a tool (not a subcommand) has settings")
+        settings = _settings(raw["settings"], f"{where}: settings")
     commands_raw = raw.get("commands", [])
     if not isinstance(commands_raw, list):
         raise ConfigError(f"{where}: commands", "expected [[tool.commands]] tables")
     commands: dict[str, ToolDecl] = {}
     for n, sub in enumerate(commands_raw):
-        child = parse_tool(sub, f"{where}: commands[{n}]", source, full, style)
+        child = parse_tool(sub, f"{where}: commands[{n}]", source, full, style, settings)
         for cname in (child.name, *child.aliases):
             if cname in commands:
                 raise ConfigError(f"{where}: commands", f"subcommand {cname!r} declared twice")
@@ -206,7 +262,20 @@ def parse_tool(raw: Any, where: str, source: str, parent: str = "",
                     aliases=aliases, options=options, longs=longs, words=words,
                     operands=operands, scanner=scanner, commands=commands,
                     inherit_options=inherit, bundled=bundled, assignments=assignments,
-                    examples=examples, tags=tags)
+                    examples=examples, tags=tags, settings=settings, effect=effect, without=without,
+                    options_first=options_first, open_commands=open_commands)
+
+
+def _settings(raw: Any, where: str) -> tuple[tuple[str, str], ...]:
+    if not isinstance(raw, dict):
+        raise ConfigError(where, 'expected a table of "key glob" = effect')
+    out: list[tuple[str, str]] = []
+    for glob, effect in raw.items():
+        if not isinstance(effect, str) or effect not in SETTING_EFFECTS:
+            raise ConfigError(f"{where}.{glob!r}", f"{effect!r} is not an effect of a setting "
+                                                   f"(one of {', '.join(sorted(SETTING_EFFECTS))})")
+        out.append((glob.lower(), effect))
+    return tuple(out)
 
 
 def _options(raw: Any, where: str, style: str, *, words: bool = False
@@ -275,7 +344,13 @@ def _option(value: Any, where: str, names: tuple[str, ...]) -> OptionSpec:
     tag = value.get("tag")
     if tag is not None and not isinstance(tag, str):
         raise ConfigError(f"{where}.tag", "expected a string")
-    return OptionSpec(names, kind, effect, operands, sandbox, tuple(values_raw.items()), tag)
+    last = value.get("last", False)
+    if not isinstance(last, bool):
+        raise ConfigError(f"{where}.last", "expected true or false")
+    if effect == "command" or any(v == "command" for v in values_raw.values()):
+        last = True  # the command is the value and every word after it
+    return OptionSpec(names, kind, effect, operands, sandbox, tuple(values_raw.items()), tag,
+                      last)
 
 
 def _operands(raw: Any, where: str) -> OperandSpec:
@@ -300,7 +375,12 @@ def _operands(raw: Any, where: str) -> OperandSpec:
     mx = raw.get("max")
     if mx is not None and (not isinstance(mx, int) or isinstance(mx, bool) or mx < 0):
         raise ConfigError(f"{where}.max", "expected a non-negative integer")
-    return OperandSpec(first, rest, last, mx)
+    values = raw.get("values", {})
+    if not isinstance(values, dict) or not all(
+        isinstance(v, str) and v in OPERAND_EFFECTS for v in values.values()
+    ):
+        raise ConfigError(f"{where}.values", "expected a table of \"glob\" = effect")
+    return OperandSpec(first, rest, last, mx, tuple(values.items()))
 
 
 def _strs(value: Any, where: str) -> tuple[str, ...]:

@@ -20,6 +20,9 @@ class Effect:
     value: str  # the path, program, script or word concerned ("" when none)
     static: bool  # the value is known before run time
     source: str  # which option, operand or script feature produced it, for explanations
+    # A ``command`` effect: the argv the gate judges as a command of its own (poetry run CMD).
+    argv: tuple[str, ...] = ()
+    argv_static: tuple[bool, ...] = ()
 
 
 @dataclass
@@ -33,6 +36,9 @@ class Parsed:
     scripts: list[tuple[str, bool, str]] = field(default_factory=list)  # (text, static, source)
     given: list[tuple[OptionSpec, str | None, bool]] = field(default_factory=list)
     not_paths: set[int] = field(default_factory=set)  # argv indices of scripts and patterns
+    spelled: set[str] = field(default_factory=set)  # every option spelling given (`without`)
+    stop: bool = False  # a `last` option was given: the words after it are not parsed here
+    rest_at: int | None = None  # argv index of the first word after that option
 
     def unknown(self, what: str) -> None:
         self.effects.append(Effect("unknown", what, True, what))
@@ -43,7 +49,33 @@ def parse_argv(decl: ToolDecl, argv: list[str], static: list[bool]) -> Parsed:
     out = Parsed()
     _parse_level(decl, argv, static, 1, out, {}, argv[0])
     _check_values(argv, out)
+    _finish(decl, argv, static, out)
     return out
+
+
+def _finish(decl: ToolDecl, argv: list[str], static: list[bool], out: Parsed) -> None:
+    """Resolve ``setting`` effects by config key and complete option-given commands."""
+    done: list[Effect] = []
+    rest = out.rest_at if out.rest_at is not None else len(argv)
+    for e in out.effects:
+        if e.kind == "setting":
+            key = e.value.partition("=")[0]
+            if not e.static:
+                done.append(Effect("unknown", e.value, False,
+                                   f"{e.source}: the setting is only known at run time"))
+                continue
+            effect = decl.setting_effect(key)
+            if effect == "unknown":
+                done.append(Effect("unknown", e.value, True,
+                                   f"{e.source}: setting {key!r} is not declared"))
+            elif effect != "none":
+                done.append(Effect(effect, e.value, True, f"{e.source} {key}"))
+        elif e.kind == "command" and not e.argv:  # given by an option: value + the rest
+            done.append(Effect("command", e.value, e.static, e.source,
+                               (e.value, *argv[rest:]), (e.static, *static[rest:])))
+        else:
+            done.append(e)
+    out.effects = done
 
 
 def _check_values(argv: list[str], out: Parsed) -> None:
@@ -57,7 +89,10 @@ def _check_values(argv: list[str], out: Parsed) -> None:
             continue
         for glob, effect in spec.values:
             if fnmatchcase(value, glob):
-                if effect != "none":
+                if effect == "command":
+                    out.effects.append(Effect("command", value, True,
+                                              f"{argv[0]} {spec.canonical}"))
+                elif effect != "none":
                     out.effects.append(Effect(effect, value, True, f"{argv[0]} {spec.canonical}"))
                 break
         else:
@@ -74,7 +109,9 @@ def _parse_level(decl: ToolDecl, argv: list[str], static: list[bool], start: int
     operand_at: list[int] = []
     n = len(argv)
     i = start
-    ended = False  # `--` seen, or a POSIX tool reached its first operand
+    # `--` seen, or a POSIX tool reached its first operand; a level that takes options first
+    # but declares none passes every word on (`yarn test --watch`: the script's arguments).
+    ended = decl.options_first and not options and not decl.words
     if decl.bundled and i < n and static[i] and argv[i][:1] not in ("-", "") and (
         argv[i].isalpha() and all(f"-{c}" in options for c in argv[i])
     ):
@@ -90,15 +127,16 @@ def _parse_level(decl: ToolDecl, argv: list[str], static: list[bool], start: int
         ):
             if decl.commands and not operand_at:
                 sub = decl.commands.get(a) if static[i] else None
-                if sub is None:
+                if sub is None and not (decl.open_commands and static[i]):
                     out.unknown(f"{label}: subcommand {a!r} is not declared")
                     return
-                out.path = (*out.path, sub.name)
-                parent = options if sub.inherit_options else {}
-                _parse_level(sub, argv, static, i + 1, out, parent, f"{label} {sub.name}")
-                return
+                if sub is not None:  # else (open_commands) an operand here: yarn SCRIPT
+                    out.path = (*out.path, sub.name)
+                    parent = options if sub.inherit_options else {}
+                    _parse_level(sub, argv, static, i + 1, out, parent, f"{label} {sub.name}")
+                    return
             operand_at.append(i)
-            if decl.style == "posix":
+            if decl.style == "posix" or decl.options_first:
                 ended = True
             i += 1
             continue
@@ -118,7 +156,16 @@ def _parse_level(decl: ToolDecl, argv: list[str], static: list[bool], start: int
             i = _long(decl, options, argv, static, i, out, label)
         else:
             i = _short_cluster(options, argv, static, i, out, label)
+        if out.stop:  # python -c CODE ARGS, -m MODULE ARGS: the rest is not ours to parse
+            out.rest_at = i
+            break
     _operands(decl, argv, static, operand_at, out, label)
+    if decl.effect != "none":
+        out.effects.append(Effect(decl.effect, label, True, label))
+    for names, effect in decl.without:
+        if effect != "none" and not names & out.spelled:
+            out.effects.append(Effect(effect, label, True,
+                                      f"{label} without {' / '.join(sorted(names))}"))
 
 
 def _long(decl: ToolDecl, options: Mapping[str, OptionSpec], argv: list[str], static: list[bool],
@@ -167,8 +214,21 @@ def _long(decl: ToolDecl, options: Mapping[str, OptionSpec], argv: list[str], st
     if i + 1 >= len(argv):
         out.unknown(f"{label}: option {spelled} needs a value")
         return i + 1
+    _swallowed(options, spec, argv[i + 1], spelled, out, label)
     _apply(spec, argv[i + 1], static[i + 1], spelled, out, label, i + 1)
     return i + 2
+
+
+def _swallowed(options: Mapping[str, OptionSpec], spec: OptionSpec, word: str, spelled: str,
+               out: Parsed, label: str) -> None:
+    """A plain value given as the next word that is itself an option with an effect
+    (`--foo --ext-diff`): if the declaration took a flag for a value option, the effect would
+    be hidden, so the word is unknown (a message such as `-m --ext-diff` is held, not lost)."""
+    if spec.effect != "none" or spec.values or not word.startswith("-") or word == "-":
+        return
+    other = options.get(word.partition("=")[0])
+    if other is not None and (other.effect != "none" or other.values or other.operands):
+        out.unknown(f"{label}: the value of {spelled} is the option {word}")
 
 
 def _resolve_merged(options: Mapping[str, OptionSpec], name: str) -> OptionSpec | str | None:
@@ -226,6 +286,7 @@ def _short_cluster(options: Mapping[str, OptionSpec], argv: list[str], static: l
         if i + 1 >= len(argv):
             out.unknown(f"{label}: option -{a[j]} needs a value")
             return i + 1
+        _swallowed(options, spec, argv[i + 1], "-" + a[j], out, label)
         _apply(spec, argv[i + 1], static[i + 1], "-" + a[j], out, label, i + 1)
         return i + 2
     return i + 1
@@ -238,6 +299,9 @@ def _apply(spec: OptionSpec, value: str | None, static: bool, spelled: str, out:
     if at is not None and spec.effect in ("script", "pattern"):
         out.not_paths.add(at)  # code (sed -e SCRIPT, grep -e PATTERN), not a path
     out.given.append((spec, value, static))
+    out.spelled.add(spelled)
+    if spec.last:
+        out.stop = True
     if spec.sandbox:
         out.sandbox = True
     if spec.tag:
@@ -272,10 +336,15 @@ def _operands(decl: ToolDecl, argv: list[str], static: list[bool], at: list[int]
     override = out.operand_effect
     if ops.max is not None and len(words) > ops.max:
         out.unknown(f"{label}: more than {ops.max} operands")
+    skip: set[int] = set()
     for k, idx in enumerate(words):
+        if idx in skip:
+            continue
         word = argv[idx]
         if override is not None and not (k < len(first) and first[k] == "script"):
             effect = override
+        elif ops.values:
+            effect = next((e for g, e in ops.values if fnmatchcase(word, g)), "unknown")
         elif k < len(first):
             effect = first[k]
         elif ops.last is not None and k == len(words) - 1 and len(words) - len(first) >= 2:
@@ -284,14 +353,27 @@ def _operands(decl: ToolDecl, argv: list[str], static: list[bool], at: list[int]
             effect = ops.rest or "unknown"
         source = f"{label} operand {word!r}"
         name, eq, value = word.partition("=")
-        if decl.assignments and eq and name in decl.assignments:
-            effect = decl.assignments[name]
+        assigned = decl.assignment_effect(name) if decl.assignments and eq else None
+        if assigned is not None:
+            effect = assigned
             source, word = f"{label} {name}=", value
         elif decl.assignments and eq and effect == "unknown":
             out.unknown(f"{label}: operand {name}= is not declared")
             continue
         if effect == "unknown":
             out.unknown(f"{label}: operand {word!r} is not declared")
+        if effect == "setting":
+            # KEY VALUE sets KEY (the next operand is its value); KEY alone looks it up.
+            if k + 1 < len(words):
+                nxt = words[k + 1]
+                skip.add(nxt)
+                out.effects.append(Effect("setting", f"{word}={argv[nxt]}",
+                                          static[idx] and static[nxt], label))
+            continue
+        if effect == "command":  # this word and every one after it: a command of its own
+            out.effects.append(Effect("command", word, static[idx], f"{label} runs",
+                                      tuple(argv[idx:]), tuple(static[idx:])))
+            break
         if effect in ("script", "pattern"):
             out.not_paths.add(idx)
         if effect == "script":

@@ -22,11 +22,15 @@ from bastion.policy.model import Finding
 from bastion.policy.options import Effect, parse_argv
 from bastion.policy.paths import PathClassifier
 from bastion.policy.scripts import SCANNERS
-from bastion.policy.unwrap import Unit, reparse
+from bastion.policy.unwrap import Unit, reparse, resolve_argv
 
 _MAX_DEPTH = 4
 _MAX_PATH_UNITS = 256  # per command: more paths than this are held, not judged one by one
 _SAFE_DIRS = frozenset({"workspace", "tmp"})
+# A code-file here is the agent's own code (like ./Makefile for make); not when it is also a
+# startup, system or secret file.
+_OWN_CODE = frozenset({"workspace", "workspace-root"})
+_NOT_OWN = frozenset({"startup", "system", "secret", "secret-dir", "device", "tmp"})
 
 
 _NO_HOSTS = HostClassifier()
@@ -109,6 +113,19 @@ def _effects(unit: Unit, scanner: str | None, tools: ToolTable, classifier: Path
         elif kind == "secrets":
             unit.findings.append(Finding("review", "tool-secrets",
                                          f"{e.source} may print secrets"))
+        elif kind == "command":
+            if depth + 1 > _MAX_DEPTH:
+                unit.findings.append(Finding("review", "too-deep", "commands nested too deeply"))
+                continue
+            if len(e.argv) == 1 and e.argv_static[0] and any(c.isspace() for c in e.argv[0]):
+                # One word holding a whole command line (`submodule foreach 'git pull'`,
+                # which runs it with sh): judged as the shell line it is.
+                nested = reparse(e.argv[0], True, depth, unit, program)
+            else:
+                nested = resolve_argv(list(e.argv), list(e.argv_static), unit, program, depth)
+            for u in nested:
+                u.text = f"{e.source}: {u.text}"
+            extra.extend(expand_units(nested, tools, classifier, login, depth + 1, hosts))
         elif kind == "runs-shell":
             if depth + 1 > _MAX_DEPTH:
                 unit.findings.append(Finding("review", "too-deep", "commands nested too deeply"))
@@ -117,10 +134,10 @@ def _effects(unit: Unit, scanner: str | None, tools: ToolTable, classifier: Path
             for u in nested:
                 u.text = f"{e.source} runs: {u.text}"
             extra.extend(expand_units(nested, tools, classifier, login, depth + 1, hosts))
-        elif kind in ("reads", "writes", "script-file", "chdir"):
+        elif kind in ("reads", "writes", "script-file", "chdir", "code-file"):
             op = ">" if kind == "writes" else "<"
             verb = {"reads": "reads", "writes": "writes", "script-file": "reads its program from",
-                    "chdir": "changes directory to"}[kind]
+                    "chdir": "changes directory to", "code-file": "runs the code in"}[kind]
             effect = Unit("redirect", [op, e.value], [True, e.static],
                           f"{e.source} {verb} {e.value}", tags={f"effect:{kind}"})
             # Where the command runs (after which cd, in a loop, under env -C) is where its
@@ -132,10 +149,26 @@ def _effects(unit: Unit, scanner: str | None, tools: ToolTable, classifier: Path
                 unit.findings.append(Finding("review", "tool-unknown",
                                              f"{e.source}: the program in {e.value!r} is not "
                                              "known to the gate"))
-            elif kind == "chdir" and (
-                not e.static or not classifier.classify(e.value, login) & _SAFE_DIRS
-            ):
+            elif kind == "code-file" and not _own_code(classifier, e.value, e.static, login):
+                unit.findings.append(Finding("review", "tool-runs",
+                                             f"{e.source} runs code from {e.value!r}, outside "
+                                             "the workspace"))
+            elif kind == "chdir" and not _safe_dir(classifier, e.value, e.static, login):
                 unit.findings.append(Finding("review", "tool-chdir",
                                              f"{e.source} works in {e.value!r}, outside the "
                                              "workspace"))
     return extra
+
+
+def _own_code(classifier: PathClassifier, path: str, static: bool, login: str | None) -> bool:
+    if not static:
+        return False
+    classes = classifier.classify(path, login)
+    return bool(classes & _OWN_CODE) and not classes & _NOT_OWN
+
+
+def _safe_dir(classifier: PathClassifier, path: str, static: bool, login: str | None) -> bool:
+    if not static:
+        return False
+    classes = classifier.classify(path, login)
+    return bool(classes & _SAFE_DIRS) and not classes & (_NOT_OWN - {"tmp"})

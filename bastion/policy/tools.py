@@ -8,7 +8,6 @@ tables for global options that take a value, so that ``kubectl -n prod delete ..
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 from bastion.policy import hosts, sql
@@ -36,15 +35,6 @@ _INTERLEAVED: dict[str, frozenset[str]] = {
                                                 "--filename", "-c", "--container", "--sort-by",
                                                 "--field-selector", "--tail", "--since"},
 }
-_EXEC_GIT_KEYS = re.compile(
-    r"^(core\.(pager|sshcommand|fsmonitor|editor|hookspath|gitproxy|askpass|attributesfile)|"
-    r"diff\..*|merge\..*|filter\..*|alias\..*|credential\..*|sequence\.editor|gpg\..*|"
-    r"uploadpack\..*|receive\..*|pager\..*|include(if)?\..*|protocol\..*|remote\..*\.(uploadpack|"
-    r"receivepack|vcs)|url\..*|http\..*|interactive\.difffilter|.*\.textconv|.*\.command|"
-    r"web\.browser|browser\..*|man\..*|sendemail\..*|difftool\..*|mergetool\..*|submodule\..*|"
-    r"init\.templatedir|core\.worktree)$",
-    re.I,
-)
 _SQL_CLIENTS = {
     "psql": ({"-c", "--command"}, {"-f", "--file"}),
     "mysql": ({"-e", "--execute"}, set()),
@@ -139,17 +129,8 @@ def _values(f: Facts, *keys: str) -> list[str]:
 
 
 def _git(unit: Unit, f: Facts) -> None:
-    argv = unit.argv
-    for i, a in enumerate(argv):
-        if f.path and a == f.path[0]:
-            break  # only options before the subcommand are git's global options
-        key = a.split("=", 1)[0]
-        if a == "-c" and i + 1 < len(argv):
-            name = argv[i + 1].split("=", 1)[0]
-            if _EXEC_GIT_KEYS.match(name) or not unit.static[i + 1]:
-                unit.tags.add("git:exec-config")
-        elif key in ("--exec-path", "--config-env", "-p", "--paginate", "--upload-pack"):
-            unit.tags.add("git:exec-config")
+    # Options and config keys that run programs are judged by git's declaration
+    # (config/tools/git.toml); this tags only the pushes that rewrite or delete remote refs.
     sub = f.path[0] if f.path else ""
     if sub == "push":
         refspecs = [unit.argv[i] for i in f.positionals][2:]
@@ -158,16 +139,6 @@ def _git(unit: Unit, f: Facts) -> None:
             r.startswith(("+", ":")) for r in refspecs
         ):
             unit.tags.add("git:force-push")
-    elif sub == "config":
-        keys = [p for p in f.path[1:2]]
-        if keys and _EXEC_GIT_KEYS.match(keys[0]) and len(f.path) > 2:
-            unit.tags.add("git:exec-config")
-        if any(v.startswith("!") for v in f.path[2:]):
-            unit.tags.add("git:exec-config")
-    if f.flags & {"--ext-diff", "--open-files-in-pager", "-O", "--upload-pack", "--receive-pack",
-                  "--exec", "-x"} and sub in ("diff", "grep", "show", "log", "fetch", "pull",
-                                              "clone", "ls-remote", "rebase", "push"):
-        unit.tags.add("git:exec-option")
 
 
 # Verbs that print keys, tokens, connection strings or credentials (issue 17 item 6), by the

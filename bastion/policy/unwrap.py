@@ -378,6 +378,24 @@ def reparse(text: str, static: bool, depth: int, outer: Unit, via: str) -> list[
     return units
 
 
+def resolve_argv(argv: list[str], static: list[bool], outer: Unit, via: str,
+                 depth: int) -> list[Unit]:
+    """Units of a command a tool runs from its own argv (``poetry run CMD``, ``npx PKG``):
+    normalised and unwrapped like a command typed at the shell."""
+    if depth + 1 > MAX_DEPTH:
+        outer.findings.append(Finding("review", "too-deep", "commands nested too deeply"))
+        return []
+    text = " ".join(argv)
+    unit = Unit("command", argv, static, text, wrappers=[*outer.wrappers, via],
+                stdin=outer.stdin, payload=outer.payload)
+    if not argv or not static[0]:
+        unit.findings.append(Finding("review", "dynamic-command",
+                                     f"{via} runs a command only known at run time"))
+        unit.argv = ["<dynamic>", *argv[1:]]
+        return [unit]
+    return _resolve(unit, depth + 1)
+
+
 # -- programs that run other programs in their own way ---------------------------------------
 Handler = Callable[[Unit, int, list[Unit]], "Unit | None"]
 
