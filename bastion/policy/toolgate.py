@@ -24,7 +24,7 @@ from bastion.policy.paths import PathClassifier
 from bastion.policy.scripts import SCANNERS
 from bastion.policy.unwrap import Unit, reparse, resolve_argv
 
-_MAX_DEPTH = 4
+_MAX_DEPTH = 8  # as unwrap.MAX_DEPTH
 _MAX_PATH_UNITS = 256  # per command: more paths than this are held, not judged one by one
 _SAFE_DIRS = frozenset({"workspace", "tmp"})
 # A code-file here is the agent's own code (like ./Makefile for make); not when it is also a

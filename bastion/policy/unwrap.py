@@ -18,7 +18,7 @@ from bastion.policy.model import Finding
 from bastion.policy.secretnames import secret_variable
 from bastion.policy.syntax import RawUnit, Word, parse
 
-MAX_DEPTH = 4
+MAX_DEPTH = 8  # nested shell strings (bash -c "bash -c ..."); the decision budget bounds the work
 TRUSTED_DIRS = frozenset(
     {"/usr/bin", "/bin", "/usr/sbin", "/sbin", "/usr/local/bin", "/usr/local/sbin", "/snap/bin"}
 )
