@@ -15,6 +15,7 @@ per event-loop turn first), and ``ChannelRelay`` owns the order of operations:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -292,6 +293,8 @@ class ChannelRelay:
         self._setup: asyncio.Task[None] | None = None
         self.controller: ShellController | None = None  # owns the line of a gated PTY shell
         self.pending_approval: str | None = None  # request id while the command waits
+        # Why a hold cancelled from here is abandoned (a shell line's Ctrl-C sets its own).
+        self.abandon_reason = "the agent went away"
         self.last_activity = time.monotonic()
         self._idle_check: asyncio.TimerHandle | None = None
         self._hold_marker = ""
@@ -426,8 +429,7 @@ class ChannelRelay:
             )
             if used is not None:
                 return HoldResult(True, f"approval: {used} (deferred, used once)")
-        try:
-            request = await broker.submit(
+        submitting = asyncio.ensure_future(broker.submit(
                 session_id=self.session.session_id,
                 requester_key_id=ident.key_id,
                 requester_serial=ident.serial,
@@ -442,9 +444,18 @@ class ChannelRelay:
                 approvals_required=verdict.approvals_required,
                 timeout=verdict.hold_timeout,
                 mode=mode,
-            )
+        ))
+        try:
+            # Shielded: a submit cut short could store a request without its audit row.
+            request = await asyncio.shield(submitting)
         except ApprovalRefused as exc:  # limits.max_pending_approvals_per_identity
             return HoldResult(False, str(exc), EXIT_REVIEW_REFUSED)
+        except asyncio.CancelledError:  # interrupted while submitting: nobody will wait for it
+            with contextlib.suppress(Exception):
+                held = await submitting
+                if held.mode == "wait":
+                    await broker.abandon(held.id, self.abandon_reason)
+            raise
         where = (
             request.approve_url
             if self.runtime.serves_approval_page
@@ -471,7 +482,9 @@ class ChannelRelay:
             False, f"request {request.id} expired without a decision", EXIT_EXPIRED
         )
         try:
-            outcome = await asyncio.wait_for(broker.wait(request.id), budget)
+            outcome = await asyncio.wait_for(
+                broker.wait(request.id, abandon_reason=lambda: self.abandon_reason), budget
+            )
         except TimeoutError:  # wait() was cancelled, which abandons the request
             return expired
         finally:
@@ -710,7 +723,10 @@ class ChannelRelay:
             kind="shell", command=line, term_type=self.request.term_type, env=self.request.env
         )
         verdict = await self.runtime.gate.check(self.session, request)
-        await self.runtime.command_decided(self.server, self.agent.channel_no, request, verdict)
+        # Shielded: a Ctrl-C must not cut the command's audit row short.
+        await asyncio.shield(
+            self.runtime.command_decided(self.server, self.agent.channel_no, request, verdict)
+        )
         if verdict.action != "review" or verdict.hold_mode == "refuse":
             return verdict  # the controller shows the refusal and restores the prompt
         # A held shell line waits like an exec command; the terminal shows the request line.
@@ -722,6 +738,11 @@ class ChannelRelay:
             return replace(verdict, action="allow")
         return replace(verdict, action="deny", message=result.message)
 
+    def interrupt_decision(self, reason: str) -> None:
+        """The controller is about to cancel ``decide``: a hold it waits on is abandoned with
+        ``reason`` (the cancellation reaches ``broker.wait``, which abandons the request)."""
+        self.abandon_reason = reason
+
     def end(self, message: str) -> None:
         self.abort(message)
 
@@ -729,6 +750,7 @@ class ChannelRelay:
         self.runtime.audit_later(kind, self.server, channel=self.agent.channel_no, **fields)
 
     def agent_closed(self) -> None:
+        self.abandon_reason = "the agent closed the channel"
         if self.upstream is not None:
             self.upstream.close()
         if self._setup is not None and not self._setup.done():

@@ -228,11 +228,18 @@ class ApprovalBroker:
         )
         return request
 
-    async def wait(self, request_id: str, *, abandon_on_cancel: bool = True) -> Outcome:
+    async def wait(
+        self,
+        request_id: str,
+        *,
+        abandon_on_cancel: bool = True,
+        abandon_reason: Callable[[], str] | None = None,
+    ) -> Outcome:
         """The final outcome of a request; at the deadline the request expires (= denied).
 
-        If the waiting task is cancelled (the agent went away) the request is abandoned, so an
-        operator can no longer approve a command nobody is waiting for.
+        If the waiting task is cancelled (the agent went away, or interrupted a held shell line)
+        the request is abandoned, so an operator can no longer approve a command nobody is
+        waiting for; ``abandon_reason()`` says why (read at that moment).
         """
         request_id = parse_request_id(request_id)
         wakeup = self._wakeups.setdefault(request_id, asyncio.Event())
@@ -260,8 +267,9 @@ class ApprovalBroker:
                     await asyncio.wait_for(wakeup.wait(), min(remaining, self.config.poll_interval))
         except asyncio.CancelledError:
             if abandon_on_cancel:
+                why = abandon_reason() if abandon_reason is not None else "the agent went away"
                 with contextlib.suppress(BastionError, sqlite3.Error):
-                    await asyncio.shield(self.abandon(request_id))
+                    await asyncio.shield(self.abandon(request_id, why))
             raise
         finally:
             self._wakeups.pop(request_id, None)
