@@ -68,9 +68,19 @@ class HoldResult:
     approved: bool
     message: str
     status: int = 0
+    outcome: str = ""  # the request's final state when it is not named by ``status``
 
 
 _DEADLINE_SLACK = 2.0  # seconds past the deadline before the monotonic bound steps in
+
+
+def _hold_outcome(status: int) -> str:
+    """A hold that did not end in an approval, named by the exit status the agent got."""
+    return {
+        EXIT_DENIED_BY_OPERATOR: "denied",
+        EXIT_EXPIRED: "expired",
+        EXIT_DEFERRED: "deferred",
+    }.get(status, "refused")
 
 
 def _minutes(seconds: float) -> str:
@@ -293,6 +303,7 @@ class ChannelRelay:
         self._setup: asyncio.Task[None] | None = None
         self.controller: ShellController | None = None  # owns the line of a gated PTY shell
         self.pending_approval: str | None = None  # request id while the command waits
+        self._hold_request: str | None = None  # the request of the hold under way, for its row
         # Why a hold cancelled from here is abandoned (a shell line's Ctrl-C sets its own).
         self.abandon_reason = "the agent went away"
         self.last_activity = time.monotonic()
@@ -403,6 +414,36 @@ class ChannelRelay:
     async def _hold_for_approval(
         self, verdict: GateVerdict, command: str, tell: Callable[[str], None]
     ) -> HoldResult:
+        """``_wait_for_operator`` plus the ``hold_outcome`` audit row saying how the hold ended
+        (approved, denied, expired, abandoned, refused or deferred)."""
+        self._hold_request = None
+        try:
+            result = await self._wait_for_operator(verdict, command, tell)
+        except asyncio.CancelledError:
+            self._hold_row("abandoned", None, self.abandon_reason)
+            raise
+        if result.approved:
+            self._hold_row("approved", None, result.message)
+        else:
+            outcome = result.outcome or _hold_outcome(result.status)
+            self._hold_row(outcome, result.status, result.message)
+        return result
+
+    def _hold_row(self, outcome: str, status: int | None, reason: str) -> None:
+        shell_line = self.request.kind == "shell" and self.controller is not None
+        self.runtime.audit_later(
+            "hold_outcome",
+            self.server,
+            channel=self.agent.channel_no,
+            request=self._hold_request,
+            outcome=outcome,
+            exit_status=None if shell_line else status,
+            reason=reason,
+        )
+
+    async def _wait_for_operator(
+        self, verdict: GateVerdict, command: str, tell: Callable[[str], None]
+    ) -> HoldResult:
         """Submit ``command`` for approval and wait (or, in defer mode, return at once).
 
         ``tell`` shows the agent one line naming the request id, the rule, how long it may
@@ -453,9 +494,11 @@ class ChannelRelay:
         except asyncio.CancelledError:  # interrupted while submitting: nobody will wait for it
             with contextlib.suppress(Exception):
                 held = await submitting
+                self._hold_request = held.id
                 if held.mode == "wait":
                     await broker.abandon(held.id, self.abandon_reason)
             raise
+        self._hold_request = request.id
         where = (
             request.approve_url
             if self.runtime.serves_approval_page
@@ -499,6 +542,7 @@ class ChannelRelay:
             False,
             f"request {request.id} was {outcome.state} by {who}{why}",
             EXIT_DENIED_BY_OPERATOR,
+            outcome.state,
         )
 
     def refuse(self, message: str, status: int) -> None:
