@@ -438,7 +438,7 @@ class ChannelRelay:
             request=self._hold_request,
             outcome=outcome,
             exit_status=None if shell_line else status,
-            reason=reason,
+            reason=self.runtime.masked_line(reason),  # it quotes the command line
         )
 
     async def _wait_for_operator(
@@ -485,6 +485,7 @@ class ChannelRelay:
                 approvals_required=verdict.approvals_required,
                 timeout=verdict.hold_timeout,
                 mode=mode,
+                explanation=verdict.message,
         ))
         try:
             # Shielded: a submit cut short could store a request without its audit row.
