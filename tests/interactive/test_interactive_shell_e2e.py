@@ -333,6 +333,7 @@ async def test_ctrl_c_during_a_hold_abandons_the_request(
     """Ctrl-C on a held line abandons its request: the page shows it abandoned without a form,
     an operator's approval afterwards is refused, nothing runs and the prompt is back."""
     import json
+    import sqlite3
     import urllib.request
 
     import pyotp
@@ -388,5 +389,16 @@ async def test_ctrl_c_during_a_hold_abandons_the_request(
         assert b"after-5" in out
         assert not (trace_dir / "held").exists()
         term.conn.close()
+        db = sqlite3.connect(tmp_path / "state" / "bastion.db")
+        try:
+            rows = [json.loads(f) for (f,) in db.execute(
+                "SELECT fields FROM audit_log WHERE kind = 'hold_outcome'"
+            )]  # fmt: skip
+        finally:
+            db.close()
+        assert rows == [{
+            "channel": rows[0]["channel"], "request": request_id, "outcome": "abandoned",
+            "exit_status": None, "reason": "the agent interrupted the held line (Ctrl-C)",
+        }]  # fmt: skip
     finally:
         await asyncio.to_thread(gated_shell.stop)
