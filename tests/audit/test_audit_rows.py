@@ -199,3 +199,48 @@ def test_every_kind_the_code_writes_is_documented() -> None:
     missing = written - set(documented())
     assert not missing, f"kinds written but not documented in docs/audit.md: {sorted(missing)}"
     assert set(documented()) == KINDS  # what `audit query --kind` accepts
+
+
+def test_expired_and_abandoned_holds_are_rows(
+    tmp_path: Path, sshd: SshdTarget, ca: CertificateAuthority, agent: Agent
+) -> None:
+    """A hold nobody decides is an ``expired`` row with the agent's status 78; an agent that
+    goes away mid-hold leaves an ``abandoned`` row; neither command row has an exit status."""
+    policy = tmp_path / "policy.toml"  # the shipped policy, with a 3 s hold on az group delete
+    shipped = POLICY.read_text()
+    rule = shipped.index('id = "az-group-delete"')
+    end = shipped.index("[[rules]]", rule)
+    policy.write_text(
+        shipped[:rule] + shipped[rule:end].replace('timeout = "15m"', 'timeout = "3s"')
+        + shipped[end:]
+    )
+    extra = f'[policy]\nfile = "{policy}"\n'
+    config = write_config(tmp_path, ca, target_block(sshd), extra=extra)
+    running = start_bastion(config, build_runtime)
+    try:
+        expired = running.ssh(agent, "web-01", HELD)
+        assert expired.returncode == 78, expired.stderr
+        proc = subprocess.Popen(
+            [*running.ssh_args(agent, "web-01"), HELD],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        assert proc.stderr is not None
+        assert b"held for review as" in proc.stderr.readline()
+        proc.kill()
+        proc.wait(10)
+        for _ in range(50):  # the bastion notices the closed connection; bounded wait
+            found = [f for k, f in rows(tmp_path / "state" / "bastion.db") if k == "hold_outcome"]
+            if len(found) == 2:
+                break
+            time.sleep(0.1)
+    finally:
+        running.stop()
+    written = rows(tmp_path / "state" / "bastion.db")
+    outcomes = [f for k, f in written if k == "hold_outcome"]
+    assert [(o["outcome"], o["exit_status"]) for o in outcomes] == [
+        ("expired", 78), ("abandoned", None)
+    ]  # fmt: skip
+    assert outcomes[1]["reason"] == "the agent closed the channel"
+    held = [f for k, f in written if k == "command" and f["decision"] == "review"]
+    assert len(held) == 2 and all(f["exit_status"] is None for f in held)
+    assert not [f for k, f in written if k == "command_exit"]  # neither reached the target
