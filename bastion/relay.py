@@ -417,6 +417,8 @@ class ChannelRelay:
         """``_wait_for_operator`` plus the ``hold_outcome`` audit row saying how the hold ended
         (approved, denied, expired, abandoned, refused or deferred)."""
         self._hold_request = None
+        if not self._finished:  # a reason left by an earlier Ctrl-C does not carry over
+            self.abandon_reason = "the agent went away"
         try:
             result = await self._wait_for_operator(verdict, command, tell)
         except asyncio.CancelledError:
@@ -470,7 +472,8 @@ class ChannelRelay:
             )
             if used is not None:
                 return HoldResult(True, f"approval: {used} (deferred, used once)")
-        submitting = asyncio.ensure_future(broker.submit(
+        submitting = asyncio.ensure_future(
+            broker.submit(
                 session_id=self.session.session_id,
                 requester_key_id=ident.key_id,
                 requester_serial=ident.serial,
@@ -486,7 +489,8 @@ class ChannelRelay:
                 timeout=verdict.hold_timeout,
                 mode=mode,
                 explanation=verdict.message,
-        ))
+            )
+        )
         try:
             # Shielded: a submit cut short could store a request without its audit row.
             request = await asyncio.shield(submitting)
