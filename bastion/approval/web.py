@@ -75,6 +75,8 @@ STYLE = (
     "border-color:#8b0000}table{border-collapse:collapse;width:100%}"
     "th,td{text-align:left;border-bottom:1px solid #ccc;padding:.25rem .5rem;vertical-align:top}"
     ":focus{outline:3px solid #1a5fb4;outline-offset:2px}"
+    "input[type=checkbox]{width:1.25rem;height:1.25rem}td .local{display:block;color:#333}"
+    ".results{border:2px solid #0b4a17;background:#eefaf0;padding:.5rem 2rem}"
 )
 SCRIPT = (
     "(function(){var e=document.getElementById('countdown');if(e){"

@@ -7,6 +7,7 @@ run), and that code is refused for the third. The request page shows the reason 
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import subprocess
 import sys
@@ -28,6 +29,8 @@ CHROMIUM_ARGS = [
     "--disable-component-update", "--disable-sync", "--no-first-run",
 ]  # fmt: skip
 POLICY = Path(__file__).resolve().parents[2] / "config" / "policy.toml"
+DOCS_IMG = Path(__file__).resolve().parents[2] / "docs" / "img"
+UPDATE_SCREENSHOTS = os.environ.get("BASTION_UPDATE_SCREENSHOTS") == "1"
 
 
 def cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -96,7 +99,9 @@ async def test_operator_list_batch_approval_in_browser(
                 assert await page.locator("tbody tr").count() == 3
                 text = await page.locator("table").inner_text()
                 assert "deletes an Azure resource group" in text  # why held, beside the rules
-                assert re.search(r"Z \(local \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC\+05:30\)", text)
+                assert re.search(r"Z\s*\(local \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC\+05:30\)", text)
+                shots = DOCS_IMG if UPDATE_SCREENSHOTS else tmp_path
+                await page.screenshot(path=str(shots / "approval-list.png"), full_page=True)
                 for name in ("one", "two"):
                     await page.locator(f"#pick-{held[name]}").check()
                 await page.get_by_label("Operator name").fill("alice")
