@@ -30,6 +30,7 @@ import secrets
 import shlex
 import time
 from collections.abc import Callable
+from datetime import datetime
 from urllib.parse import quote, urlsplit
 
 from aiohttp import web
@@ -357,8 +358,13 @@ async def _recent_commands(broker: ApprovalBroker, approval: ApprovalRequest) ->
     for row in rows:
         command = row.fields.get("command")
         decision = row.fields.get("decision", "")
+        try:  # the viewer's local time beside it (audit ts is UTC ISO 8601)
+            at = int(datetime.fromisoformat(row.ts).timestamp())
+            local = f"<span class='local' data-ts='{at}'></span>"
+        except ValueError:
+            local = ""
         out.append(
-            f"<tr><td>{_e(row.ts[11:19])}</td><td>{_e(decision)}</td>"
+            f"<tr><td>{_e(row.ts[11:19])}{local}</td><td>{_e(decision)}</td>"
             f"<td><code>{_e(display_text(str(command or '')))}</code></td></tr>"
         )
     return out

@@ -132,6 +132,8 @@ async def test_operator_list_batch_approval_in_browser(
                 summary = await page.locator("dl").inner_text()
                 assert "Why held" in summary and "deletes an Azure resource group" in summary
                 assert "UTC+05:30" in summary
+                recent = await page.locator("table").inner_text()  # this session's commands
+                assert "az group delete" in recent and "UTC+05:30" in recent
             finally:
                 await browser.close()
         for name, proc in zip(("one", "two"), procs[:2], strict=True):
