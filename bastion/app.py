@@ -336,6 +336,8 @@ class Runtime:
             # offers a plain key before its certificate is not punished for it, and one refused
             # only for max_sessions_per_identity (a good certificate) is not a failed login.
             self.login_failed(server.peer_ip, server.auth_key_id)
+        if server.session is None and server.auth_refusals:
+            self._login_refused(server)
         if server.session is not None:
             self.release_session(server.session.identity.key_id)
             self.metrics.session_closed(server.session.target)
@@ -407,16 +409,31 @@ class Runtime:
         )
 
     def auth_failed(self, server: AgentServer, reason: str) -> None:
+        """One key refused (logged; counted once per connection, at its first refusal); the
+        connection's audit row is written when it closes."""
         log.warning("auth.refused", extra=ctx(**server.log_context(), reason=reason))
-        self.metrics.auth_failed(reason)
-        requested = server.requested[1] if server.requested else None
+        if server.refusals == 1:
+            self.metrics.auth_failed(reason)
+
+    def _login_refused(self, server: AgentServer) -> None:
+        """One ``auth_failure`` row per connection that never logged in: a client offering its
+        certificate and then the plain key behind it made one refused login, not two. ``reason``
+        is the certificate's refusal when one was offered (the plain key's is only a fallback)."""
+        refused = server.auth_refusals
+        main = next((r for r in refused if r.get("key") == "certificate"), refused[0])
+        reason = str(main["reason"])
+        login, target = server.requested if server.requested else (None, None)
         self.audit_later(
             "auth_failure",
             None,
             reason=reason,
+            key_id=main.get("key_id"),
+            serial=main.get("serial"),
             source=server.peer_ip,
-            requested_target=requested,
+            requested_target=target,
+            requested_login=login,
             connection=server.session_id,
+            refused=refused,
         )
 
     def refused(self, server: AgentServer, what: str, detail: str) -> None:
@@ -443,7 +460,9 @@ class Runtime:
             command=self.masked_line(request.command),
             decision=verdict.action,
             rules=list(verdict.rules),
-            exit_status=verdict.exit_status if verdict.action != "allow" else None,
+            # A deny ends here with its status; a review's outcome is not known yet (its
+            # hold_outcome row, then command_exit if it ran, say how it ended).
+            exit_status=verdict.exit_status if verdict.action == "deny" else None,
         )
         log.info(
             "command.decided",

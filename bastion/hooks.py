@@ -152,6 +152,10 @@ class ShellHost(Protocol):
 
     async def decide(self, line: str) -> GateVerdict: ...
 
+    def interrupt_decision(self, reason: str) -> None:
+        """Called before the controller cancels a ``decide`` (the agent pressed Ctrl-C): an
+        approval request the line waits on is abandoned, and ``reason`` is recorded as why."""
+
     def end(self, message: str) -> None: ...
 
     def audit(self, kind: str, **fields: object) -> None: ...

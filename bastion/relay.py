@@ -71,9 +71,19 @@ class HoldResult:
     approved: bool
     message: str
     status: int = 0
+    outcome: str = ""  # the request's final state when it is not named by ``status``
 
 
 _DEADLINE_SLACK = 2.0  # seconds past the deadline before the monotonic bound steps in
+
+
+def _hold_outcome(status: int) -> str:
+    """A hold that did not end in an approval, named by the exit status the agent got."""
+    return {
+        EXIT_DENIED_BY_OPERATOR: "denied",
+        EXIT_EXPIRED: "expired",
+        EXIT_DEFERRED: "deferred",
+    }.get(status, "refused")
 
 
 def _minutes(seconds: float) -> str:
@@ -325,6 +335,9 @@ class ChannelRelay:
         self._setup: asyncio.Task[None] | None = None
         self.controller: ShellController | None = None  # owns the line of a gated PTY shell
         self.pending_approval: str | None = None  # request id while the command waits
+        self._hold_request: str | None = None  # the request of the hold under way, for its row
+        # Why a hold cancelled from here is abandoned (a shell line's Ctrl-C sets its own).
+        self.abandon_reason = "the agent went away"
         self.last_activity = time.monotonic()
         self._idle_check: asyncio.TimerHandle | None = None
         self._hold_marker = ""
@@ -439,6 +452,38 @@ class ChannelRelay:
     async def _hold_for_approval(
         self, verdict: GateVerdict, command: str, tell: Callable[[str], None]
     ) -> HoldResult:
+        """``_wait_for_operator`` plus the ``hold_outcome`` audit row saying how the hold ended
+        (approved, denied, expired, abandoned, refused or deferred)."""
+        self._hold_request = None
+        if not self._finished:  # a reason left by an earlier Ctrl-C does not carry over
+            self.abandon_reason = "the agent went away"
+        try:
+            result = await self._wait_for_operator(verdict, command, tell)
+        except asyncio.CancelledError:
+            self._hold_row("abandoned", None, self.abandon_reason)
+            raise
+        if result.approved:
+            self._hold_row("approved", None, result.message)
+        else:
+            outcome = result.outcome or _hold_outcome(result.status)
+            self._hold_row(outcome, result.status, result.message)
+        return result
+
+    def _hold_row(self, outcome: str, status: int | None, reason: str) -> None:
+        shell_line = self.request.kind == "shell" and self.controller is not None
+        self.runtime.audit_later(
+            "hold_outcome",
+            self.server,
+            channel=self.agent.channel_no,
+            request=self._hold_request,
+            outcome=outcome,
+            exit_status=None if shell_line else status,
+            reason=self.runtime.masked_line(reason),  # it quotes the command line
+        )
+
+    async def _wait_for_operator(
+        self, verdict: GateVerdict, command: str, tell: Callable[[str], None]
+    ) -> HoldResult:
         """Submit ``command`` for approval and wait (or, in defer mode, return at once).
 
         ``tell`` shows the agent one line naming the request id, the rule, how long it may
@@ -465,8 +510,8 @@ class ChannelRelay:
             )
             if used is not None:
                 return HoldResult(True, f"approval: {used} (deferred, used once)")
-        try:
-            request = await broker.submit(
+        submitting = asyncio.ensure_future(
+            broker.submit(
                 session_id=self.session.session_id,
                 requester_key_id=ident.key_id,
                 requester_serial=ident.serial,
@@ -481,9 +526,22 @@ class ChannelRelay:
                 approvals_required=verdict.approvals_required,
                 timeout=verdict.hold_timeout,
                 mode=mode,
+                explanation=verdict.message,
             )
+        )
+        try:
+            # Shielded: a submit cut short could store a request without its audit row.
+            request = await asyncio.shield(submitting)
         except ApprovalRefused as exc:  # limits.max_pending_approvals_per_identity
             return HoldResult(False, str(exc), EXIT_REVIEW_REFUSED)
+        except asyncio.CancelledError:  # interrupted while submitting: nobody will wait for it
+            with contextlib.suppress(Exception):
+                held = await submitting
+                self._hold_request = held.id
+                if held.mode == "wait":
+                    await broker.abandon(held.id, self.abandon_reason)
+            raise
+        self._hold_request = request.id
         where = (
             request.approve_url
             if self.runtime.serves_approval_page
@@ -510,7 +568,9 @@ class ChannelRelay:
             False, f"request {request.id} expired without a decision", EXIT_EXPIRED
         )
         try:
-            outcome = await asyncio.wait_for(broker.wait(request.id), budget)
+            outcome = await asyncio.wait_for(
+                broker.wait(request.id, abandon_reason=lambda: self.abandon_reason), budget
+            )
         except TimeoutError:  # wait() was cancelled, which abandons the request
             return expired
         finally:
@@ -525,6 +585,7 @@ class ChannelRelay:
             False,
             f"request {request.id} was {outcome.state} by {who}{why}",
             EXIT_DENIED_BY_OPERATOR,
+            outcome.state,
         )
 
     def refuse(self, message: str, status: int) -> None:
@@ -758,7 +819,10 @@ class ChannelRelay:
             kind="shell", command=line, term_type=self.request.term_type, env=self.request.env
         )
         verdict = await self.runtime.gate.check(self.session, request)
-        await self.runtime.command_decided(self.server, self.agent.channel_no, request, verdict)
+        # Shielded: a Ctrl-C must not cut the command's audit row short.
+        await asyncio.shield(
+            self.runtime.command_decided(self.server, self.agent.channel_no, request, verdict)
+        )
         if verdict.action != "review" or verdict.hold_mode == "refuse":
             return verdict  # the controller shows the refusal and restores the prompt
         # A held shell line waits like an exec command; the terminal shows the request line.
@@ -770,6 +834,11 @@ class ChannelRelay:
             return replace(verdict, action="allow")
         return replace(verdict, action="deny", message=result.message)
 
+    def interrupt_decision(self, reason: str) -> None:
+        """The controller is about to cancel ``decide``: a hold it waits on is abandoned with
+        ``reason`` (the cancellation reaches ``broker.wait``, which abandons the request)."""
+        self.abandon_reason = reason
+
     def end(self, message: str) -> None:
         self.abort(message)
 
@@ -777,6 +846,7 @@ class ChannelRelay:
         self.runtime.audit_later(kind, self.server, channel=self.agent.channel_no, **fields)
 
     def agent_closed(self) -> None:
+        self.abandon_reason = "the agent closed the channel"
         if self.upstream is not None:
             self.upstream.close()
         if self._setup is not None and not self._setup.done():

@@ -46,6 +46,7 @@ from bastion.approval.model import (
 from bastion.approval.operators import (
     LOCKOUT_SECONDS,
     MAX_FAILURES,
+    Operator,
     OperatorStore,
     load_operator,
     match_totp,
@@ -63,6 +64,9 @@ log = logging.getLogger("bastion.approval")
 MAX_APPROVALS = 5
 MAX_COMMAND = 64 * 1024
 MAX_REASON = 500
+MAX_EXPLANATION = 2000
+MAX_BATCH = 20  # requests one code may decide at once (the list page's ticked rows)
+LIST_LINK_VALIDITY = 86400.0  # an operator list link opens the list this long
 VIAS = ("cli", "web", "slack")
 AUDIT_GRACE = 10.0  # seconds an approval may wait for its audit row when decided near the deadline
 LINK_GRACE = 86400.0  # an operator link still shows the full page this long after the deadline
@@ -147,6 +151,7 @@ class ApprovalBroker:
         approvals_required: int = 1,
         timeout: float | None = None,  # noqa: ASYNC109 (the request's deadline, not this call's)
         mode: str | None = None,
+        explanation: str = "",
     ) -> ApprovalRequest:
         """Hold ``command`` for approval; durable (stored and audited) when it returns.
 
@@ -187,6 +192,7 @@ class ApprovalBroker:
             "rules": orjson.dumps(list(rules)).decode(),
             "approvers": orjson.dumps(sorted(set(approvers))).decode(),
             "approvals_required": approvals_required,
+            "explanation": self.mask(explanation[:MAX_EXPLANATION]),
             "created_at": now,
             "expires_at": now + wait_for,
         }
@@ -228,11 +234,18 @@ class ApprovalBroker:
         )
         return request
 
-    async def wait(self, request_id: str, *, abandon_on_cancel: bool = True) -> Outcome:
+    async def wait(
+        self,
+        request_id: str,
+        *,
+        abandon_on_cancel: bool = True,
+        abandon_reason: Callable[[], str] | None = None,
+    ) -> Outcome:
         """The final outcome of a request; at the deadline the request expires (= denied).
 
-        If the waiting task is cancelled (the agent went away) the request is abandoned, so an
-        operator can no longer approve a command nobody is waiting for.
+        If the waiting task is cancelled (the agent went away, or interrupted a held shell line)
+        the request is abandoned, so an operator can no longer approve a command nobody is
+        waiting for; ``abandon_reason()`` says why (read at that moment).
         """
         request_id = parse_request_id(request_id)
         wakeup = self._wakeups.setdefault(request_id, asyncio.Event())
@@ -260,8 +273,9 @@ class ApprovalBroker:
                     await asyncio.wait_for(wakeup.wait(), min(remaining, self.config.poll_interval))
         except asyncio.CancelledError:
             if abandon_on_cancel:
+                why = abandon_reason() if abandon_reason is not None else "the agent went away"
                 with contextlib.suppress(BastionError, sqlite3.Error):
-                    await asyncio.shield(self.abandon(request_id))
+                    await asyncio.shield(self.abandon(request_id, why))
             raise
         finally:
             self._wakeups.pop(request_id, None)
@@ -404,22 +418,8 @@ class ApprovalBroker:
                         "UPDATE approval_operators SET last_step = ?, failures = 0 WHERE name = ?",
                         (step, op.name),
                     )
-                    if op.is_linked_to(request.requester_key_id, request.principals):
-                        refusal = (
-                            f"operator {op.name!r} is linked to the requester "
-                            f"{request.requester_key_id!r}; someone else must decide"
-                        )
-                    elif not op.may_approve_for(request.approvers):
-                        refusal = (
-                            f"operator {op.name!r} is not in an approver group of this request "
-                            f"({', '.join(request.approvers)})"
-                        )
-                    elif any(d.operator == op.name for d in request.decisions):
-                        refusal = (
-                            f"operator {op.name!r} already decided on this request; "
-                            f"it needs {request.approvals_required} different operators"
-                        )
-                    else:
+                    refusal = _operator_refusal(op, request)
+                    if refusal is None:
                         outcome, change = await self._record_decision(
                             conn, request, op.name, approve, reason, via, now
                         )
@@ -432,6 +432,125 @@ class ApprovalBroker:
             raise ApprovalRefused(refusal, refusal_kind)
         assert outcome is not None
         return outcome
+
+    async def decide_batch(
+        self,
+        items: Sequence[tuple[str, str]],
+        *,
+        operator: str,
+        totp: str,
+        approve: bool,
+        reason: str = "",
+        via: str = "web",
+    ) -> list[tuple[str, Outcome | str]]:
+        """One operator's one TOTP code decides several requests the operator ticked.
+
+        ``items`` are ``(request id, units digest)``: each digest is ``units_digest()`` of the
+        units the operator was shown, so the code approves exactly those commands (a request
+        whose units differ is refused). The code is checked once and its step spent once: the
+        replay guard refuses it for anything afterwards. A wrong code refuses the whole batch
+        (``ApprovalRefused``, as ``decide``); otherwise each request gets its outcome or a
+        one-line refusal, in order.
+        """
+        if via not in VIAS:
+            raise ApprovalRefused(f"unknown channel {via!r}")
+        if not 1 <= len(items) <= MAX_BATCH:
+            raise ApprovalRefused(f"tick 1 to {MAX_BATCH} requests")
+        ids = [(parse_request_id(i), str(d)) for i, d in items]
+        if len({i for i, _ in ids}) != len(ids):
+            raise ApprovalRefused("a request is ticked twice")
+        reason = " ".join(reason.split())[:MAX_REASON]
+        now = self.clock()
+        changes: list[_Change] = []
+        results: list[tuple[str, Outcome | str]] = []
+        refusal: str | None = None
+        refusal_kind = "other"
+        async with self.db.transaction() as conn:
+            op = await load_operator(conn, operator)
+            if op is None:
+                match_totp(_DUMMY_SECRET, totp, now)
+                refusal, refusal_kind = BAD_CREDENTIALS, "credentials"
+            elif op.locked_until > now:
+                refusal = (
+                    f"operator {operator!r} is locked for {int(op.locked_until - now) + 1}s "
+                    "after repeated wrong codes"
+                )
+                refusal_kind = "locked"
+            else:
+                step = match_totp(op.totp_secret, totp, now)
+                if step is None:
+                    refusal, refusal_kind = BAD_CREDENTIALS, "credentials"
+                elif step <= op.last_step:
+                    refusal = "this TOTP code was already used; wait for the next one"
+                else:
+                    await conn.execute(
+                        "UPDATE approval_operators SET last_step = ?, failures = 0 WHERE name = ?",
+                        (step, op.name),
+                    )
+                    for request_id, digest in ids:
+                        request = await self._load(conn, request_id)
+                        why: str | None
+                        if request is None:
+                            why = f"no approval request {request_id}"
+                        elif request.state != "pending":
+                            why = f"request {request_id} is already {request.state}"
+                        elif now >= request.expires_at:
+                            changes.append(await self._transition(
+                                conn, request, "expired", "nobody decided before the deadline", now
+                            ))  # fmt: skip
+                            why = f"request {request_id} expired"
+                        elif not hmac.compare_digest(digest, self.units_digest(request)):
+                            why = f"request {request_id} is not the command you were shown"
+                        else:
+                            why = _operator_refusal(op, request)
+                        if why is not None:
+                            results.append((request_id, why))
+                            continue
+                        assert request is not None
+                        outcome, change = await self._record_decision(
+                            conn, request, op.name, approve, reason, via, now
+                        )
+                        change.fields["batch"] = len(ids)
+                        changes.append(change)
+                        results.append((request_id, outcome))
+        for change in changes:
+            await self._audit(change)
+            self._wake(change.request.id)
+        for request_id, result in results:
+            if isinstance(result, str):
+                await self._audit_refusal(request_id, operator, via, result)
+        if refusal is not None:
+            for request_id, _ in ids:
+                await self._audit_refusal(request_id, operator, via, refusal)
+            raise ApprovalRefused(refusal, refusal_kind)
+        return results
+
+    def units_digest(self, request: ApprovalRequest) -> str:
+        """What binds a ticked row to the commands shown in it: a keyed hash of the request id
+        and its (masked, stored) units, put in the list page's checkbox value."""
+        text = f"batch|{request.id}|{canonical_units(request.units)}".encode(
+            "utf-8", "surrogateescape"
+        )
+        return hmac.new(self._link_key, text, hashlib.sha256).hexdigest()[:32]
+
+    def list_token(self, valid_until: float) -> str:
+        """The ``op`` value of the operator list link: ``UNTIL.MAC`` (expires at ``UNTIL``)."""
+        until = int(valid_until)
+        mac = hmac.new(self._link_key, f"operator-list|{until}".encode(), hashlib.sha256)
+        return f"{until}.{base64.urlsafe_b64encode(mac.digest()[:24]).decode()}"
+
+    def list_url(self, valid_for: float = LIST_LINK_VALIDITY) -> str:
+        """The signed link to the pending list, for operators only (``approvals list``)."""
+        return f"{self.config.approve_url('')}?op={self.list_token(self.clock() + valid_for)}"
+
+    def check_list_link(self, token: object) -> bool:
+        """True for an unexpired list token signed with this database's link key."""
+        if not isinstance(token, str) or len(token) > 64 or "." not in token:
+            return False
+        until, _, _mac = token.partition(".")
+        if not until.isdigit() or int(until) < self.clock():
+            return False
+        return hmac.compare_digest(token, self.list_token(int(until)))
 
     async def _record_decision(
         self,
@@ -680,6 +799,26 @@ class ApprovalBroker:
             )
         except AuditError as exc:  # the refusal stands either way
             log.error("audit.failed", extra={"ctx": {"request": request_id, "error": str(exc)}})
+
+
+def _operator_refusal(op: Operator, request: ApprovalRequest) -> str | None:
+    """Why this (authenticated) operator may not decide this request, or None."""
+    if op.is_linked_to(request.requester_key_id, request.principals):
+        return (
+            f"operator {op.name!r} is linked to the requester "
+            f"{request.requester_key_id!r}; someone else must decide"
+        )
+    if not op.may_approve_for(request.approvers):
+        return (
+            f"operator {op.name!r} is not in an approver group of this request "
+            f"({', '.join(request.approvers)})"
+        )
+    if any(d.operator == op.name for d in request.decisions):
+        return (
+            f"operator {op.name!r} already decided on this request; "
+            f"it needs {request.approvals_required} different operators"
+        )
+    return None
 
 
 def sign_operator_link(key: bytes, request_id: str, expires_at: float) -> str:

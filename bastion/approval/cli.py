@@ -151,6 +151,7 @@ def _details(r: ApprovalRequest) -> str:
         ("channel", r.channel_kind),
         ("command", display_text(r.command)),
         ("rules", _v(", ".join(r.rules))),
+        ("why held", display_text(r.explanation) or "-"),
         ("approvers", _v(", ".join(r.approvers)) or "any enrolled operator"),
         ("approvals", f"{r.approvals} of {r.approvals_required}"),
         ("created", iso(r.created_at)),
@@ -193,6 +194,9 @@ def _approvals_list(args: argparse.Namespace) -> int:
                 sys.stdout.write(_summary(r) + "\n")
         if not requests and not args.json:
             sys.stdout.write("no pending requests\n" if not args.all else "no requests\n")
+        # The signed list page, for operators only (valid 24 h); on stderr, so the list stays
+        # one line per request for scripts.
+        sys.stderr.write(f"operator list page: {broker.list_url()}\n")
         return 0
 
     return _with_broker(args, body)

@@ -94,6 +94,7 @@ class ApprovalRequest:
     approve_url: str  # the status link shown to the agent: anyone may see, nobody decides
     decisions: tuple[DecisionRecord, ...] = ()
     operator_url: str = ""  # the signed, expiring link for operators only (notices, the CLI)
+    explanation: str = ""  # the reason the agent was given (the gate's message, masked)
 
     @property
     def approvals(self) -> int:
@@ -126,6 +127,7 @@ class ApprovalRequest:
             "command": display_text(self.command),
             "units": [display_text(shlex.join(u)) for u in self.units],
             "rules": list(self.rules),
+            "explanation": display_text(self.explanation),
             "approvers": list(self.approvers),
             "approvals_required": self.approvals_required,
             "approvals": self.approvals,

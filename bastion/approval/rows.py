@@ -13,7 +13,7 @@ from bastion.errors import BastionError
 _COLUMNS = (
     "id, state, mode, session_id, requester_key_id, requester_serial, principals, target, login, "
     "channel_kind, command, command_escaped, units, rules, approvers, approvals_required, "
-    "created_at, expires_at, decided_at, decided_by, reason, use_before, used_at"
+    "created_at, expires_at, decided_at, decided_by, reason, use_before, used_at, explanation"
 )
 
 
@@ -74,6 +74,7 @@ async def load_request(
         reason=str(r[20]),
         use_before=None if r[21] is None else float(r[21]),
         used_at=None if r[22] is None else float(r[22]),
+        explanation=str(r[23] or ""),
         approve_url=approve_url(str(r[0])),
         decisions=decisions,
         operator_url=operator_url(str(r[0]), float(r[17])) if operator_url else "",

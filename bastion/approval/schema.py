@@ -67,4 +67,8 @@ MIGRATIONS = [
         key BLOB NOT NULL
     );
     """,
+    # v3: the reason the agent was given (the gate's explanation, masked), shown to operators.
+    """
+    ALTER TABLE approval_requests ADD COLUMN explanation TEXT NOT NULL DEFAULT '';
+    """,
 ]

@@ -30,6 +30,7 @@ import secrets
 import shlex
 import time
 from collections.abc import Callable
+from datetime import datetime
 from urllib.parse import quote, urlsplit
 
 from aiohttp import web
@@ -75,13 +76,21 @@ STYLE = (
     "border-color:#8b0000}table{border-collapse:collapse;width:100%}"
     "th,td{text-align:left;border-bottom:1px solid #ccc;padding:.25rem .5rem;vertical-align:top}"
     ":focus{outline:3px solid #1a5fb4;outline-offset:2px}"
+    "input[type=checkbox]{width:1.25rem;height:1.25rem}td .local{display:block;color:#333}"
+    ".results{border:2px solid #0b4a17;background:#eefaf0;padding:.5rem 2rem}"
 )
 SCRIPT = (
-    "(function(){var e=document.getElementById('countdown');if(!e)return;"
+    "(function(){var e=document.getElementById('countdown');if(e){"
     "var end=Number(e.getAttribute('data-expires'));function t(){"
     "var s=Math.max(0,Math.round(end-Date.now()/1000));"
     "e.textContent=s>0?'in '+Math.floor(s/60)+'m '+(s%60)+'s':'now (reload)';"
-    "if(s>0)setTimeout(t,1000);}t();})();"
+    "if(s>0)setTimeout(t,1000);}t();}"
+    "function p(n){return(n<10?'0':'')+n;}"
+    "var l=document.querySelectorAll('.local[data-ts]');for(var i=0;i<l.length;i++){"
+    "var d=new Date(Number(l[i].getAttribute('data-ts'))*1000),o=-d.getTimezoneOffset(),"
+    "a=Math.abs(o);l[i].textContent=' (local '+d.getFullYear()+'-'+p(d.getMonth()+1)+'-'"
+    "+p(d.getDate())+' '+p(d.getHours())+':'+p(d.getMinutes())+':'+p(d.getSeconds())"
+    "+' UTC'+(o<0?'-':'+')+p(Math.floor(a/60))+':'+p(a%60)+')';}})();"
 )
 
 
@@ -117,6 +126,8 @@ def add_routes(
     app[_GUARD] = guard or PageGuard()
     app[_METRICS] = metrics
     app[_CLOCK] = clock
+    app.router.add_get("/approvals/", _show_list)  # the cookie's path covers it
+    app.router.add_post("/approvals/", _post_list)
     app.router.add_get("/approvals/{id}", _show)
     app.router.add_post("/approvals/{id}", _post)
 
@@ -176,12 +187,19 @@ async def _render(
     link: str | None,
     error: str = "",
     status: int = 200,
+    filled: tuple[str, str] = ("", ""),
 ) -> web.Response:
-    """The operator page when ``link`` is the request's operator token, else the status page."""
+    """The operator page when ``link`` is the request's operator token, else the status page.
+    ``filled`` (operator name, reason) stays in the form after a refused attempt."""
     cookie = _cookie_value(request) or secrets.token_urlsafe(24)
     token = _token(request.app[_KEY], cookie, approval.id)
     context = await _recent_commands(request.app[_BROKER], approval)
-    response = _respond(_page_for(approval, token, error, context, link), status)
+    list_url = request.app[_BROKER].list_url() if link is not None else ""
+    page = _page_for(approval, token, error, context, link, filled, list_url)
+    return _with_cookie(request, _respond(page, status), cookie)
+
+
+def _with_cookie(request: web.Request, response: web.Response, cookie: str) -> web.Response:
     secure = urlsplit(request.app[_BROKER].config.public_url).scheme == "https"
     response.set_cookie(
         COOKIE,
@@ -302,7 +320,8 @@ async def _post(request: web.Request) -> web.Response:
             )
             await _tripped(request, tripped, approval.id)
         refreshed = await request.app[_BROKER].get(approval.id) or approval
-        return await _render(request, refreshed, link, message, 400)
+        kept = (name, reason if isinstance(reason, str) else "")
+        return await _render(request, refreshed, link, message, 400, kept)
     except AuditError:
         return await _render(request, approval, link, "The decision could not be audited.", 500)
     raise web.HTTPSeeOther(location=_self_url(approval.id, link), headers=HEADERS)
@@ -339,8 +358,13 @@ async def _recent_commands(broker: ApprovalBroker, approval: ApprovalRequest) ->
     for row in rows:
         command = row.fields.get("command")
         decision = row.fields.get("decision", "")
+        try:  # the viewer's local time beside it (audit ts is UTC ISO 8601)
+            at = int(datetime.fromisoformat(row.ts).timestamp())
+            local = f"<span class='local' data-ts='{at}'></span>"
+        except ValueError:
+            local = ""
         out.append(
-            f"<tr><td>{_e(row.ts[11:19])}</td><td>{_e(decision)}</td>"
+            f"<tr><td>{_e(row.ts[11:19])}{local}</td><td>{_e(decision)}</td>"
             f"<td><code>{_e(display_text(str(command or '')))}</code></td></tr>"
         )
     return out
@@ -355,8 +379,21 @@ def _page(title: str, body: str) -> str:
     )
 
 
+def _when(ts: float | None) -> str:
+    """A time in UTC, with the viewer's local time beside it (filled in by the page script)."""
+    if ts is None:
+        return "–"
+    return f"{_e(iso(ts))}<span class='local' data-ts='{int(ts)}'></span>"
+
+
 def _page_for(
-    r: ApprovalRequest, token: str, error: str, recent: list[str], link: str | None
+    r: ApprovalRequest,
+    token: str,
+    error: str,
+    recent: list[str],
+    link: str | None,
+    filled: tuple[str, str] = ("", ""),
+    list_url: str = "",
 ) -> str:
     """``link`` set: the operator view (form, who decided); None: the status view."""
     remaining = max(0, int(r.expires_at - time.time()))
@@ -375,6 +412,7 @@ def _page_for(
             _e(r.channel_kind) + (" (deferred: runs when re-sent)" if r.mode == "defer" else ""),
         ),
         ("Rules", _e(", ".join(r.rules))),
+        ("Why held", _e(display_text(r.explanation)) or "–"),
         ("Approvers", _e(", ".join(r.approvers) or "any enrolled operator")),
         ("Approvals", f"{r.approvals} of {r.approvals_required}"),
     ]
@@ -382,18 +420,18 @@ def _page_for(
         rows.append(
             (
                 "Expires",
-                f"{_e(iso(r.expires_at))} "
+                f"{_when(r.expires_at)} "
                 f"(<span id='countdown' data-expires='{int(r.expires_at)}'>"
                 f"in {remaining // 60}m {remaining % 60}s</span>)",
             )
         )
     elif link is not None:
         who = ", ".join(r.decided_by)
-        rows.append(("Decided", f"{_e(iso(r.decided_at))}" + (f" by {_e(who)}" if who else "")))
+        rows.append(("Decided", _when(r.decided_at) + (f" by {_e(who)}" if who else "")))
         if r.reason:
             rows.append(("Reason", _e(display_text(r.reason))))
     else:  # who decided, and their reason, only for operators
-        rows.append(("Decided", _e(iso(r.decided_at))))
+        rows.append(("Decided", _when(r.decided_at)))
     summary = "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in rows)
     parts = [
         f"<h1>Held command: <span class='state {_e(r.state)}'>{_e(r.state)}</span></h1>",
@@ -415,7 +453,7 @@ def _page_for(
         parts.append("<h2>Decisions</h2><ul>")
         parts.extend(
             f"<li>{_e(d.operator)} {'approved' if d.approve else 'denied'} via {_e(d.via)} at "
-            f"{_e(iso(d.at))}{': ' + _e(display_text(d.reason)) if d.reason else ''}</li>"
+            f"{_when(d.at)}{': ' + _e(display_text(d.reason)) if d.reason else ''}</li>"
             for d in r.decisions
         )
         parts.append("</ul>")
@@ -434,16 +472,177 @@ def _page_for(
             f"<h2>Decide</h2><form method='post' action='{_e(_self_url(r.id, link))}'>"
             f"<input type='hidden' name='csrf' value='{_e(token)}'>"
             f"<input type='hidden' name='op' value='{_e(link)}'>"
-            "<label for='operator'>Operator name</label>"
-            "<input id='operator' name='operator' required autocomplete='username' "
-            "autocapitalize='none' spellcheck='false' maxlength='64'>"
-            "<label for='totp'>Authenticator code (TOTP)</label>"
-            "<input id='totp' name='totp' required inputmode='numeric' pattern='[0-9]{6}' "
-            "maxlength='6' autocomplete='one-time-code'>"
-            "<label for='reason'>Reason (optional)</label>"
-            "<input id='reason' name='reason' maxlength='500'>"
-            "<div><button class='approve' type='submit' name='action' value='approve'>Approve"
+            + _credential_fields(filled)
+            + "<div><button class='approve' type='submit' name='action' value='approve'>Approve"
             "</button><button class='deny' type='submit' name='action' value='deny'>Deny"
             "</button></div></form>"
         )
+    if list_url:
+        parts.append(f"<p><a href='{_e(_path(list_url))}'>All pending requests</a></p>")
     return _page(f"{r.state} {r.id}", "".join(parts))
+
+
+def _credential_fields(filled: tuple[str, str]) -> str:
+    """Operator name (kept after a refused attempt), TOTP code (never kept), reason."""
+    name, reason = filled
+    return (
+        "<label for='operator'>Operator name</label>"
+        f"<input id='operator' name='operator' required autocomplete='username' "
+        f"autocapitalize='none' spellcheck='false' maxlength='64' value='{_e(name)}'>"
+        "<label for='totp'>Authenticator code (TOTP)</label>"
+        "<input id='totp' name='totp' required inputmode='numeric' pattern='[0-9]{6}' "
+        "maxlength='6' autocomplete='one-time-code'>"
+        "<label for='reason'>Reason (optional)</label>"
+        f"<input id='reason' name='reason' maxlength='500' value='{_e(reason)}'>"
+    )
+
+
+def _path(url: str) -> str:
+    """A link on this page as a path: the page may be reached on another host name."""
+    parts = urlsplit(url)
+    return parts.path + (f"?{parts.query}" if parts.query else "")
+
+
+# -- the operators' list of pending requests -------------------------------------------------
+LIST_ONLY = (
+    "The list of pending requests opens only from the operator list link (printed by "
+    "bastion approvals list at the bastion host, and linked from each request's operator page)."
+)
+_LIST_CSRF = "pending-list"
+
+
+async def _show_list(request: web.Request) -> web.Response:
+    link = request.query.get("op")
+    if not request.app[_BROKER].check_list_link(link):
+        return _refusal("Forbidden", LIST_ONLY, 403)
+    assert isinstance(link, str)
+    return await _render_list(request, link)
+
+
+async def _render_list(
+    request: web.Request,
+    link: str,
+    message: str = "",
+    status: int = 200,
+    filled: tuple[str, str] = ("", ""),
+    results: list[str] | None = None,
+) -> web.Response:
+    broker = request.app[_BROKER]
+    pending = await broker.list(states=("pending",), limit=100)
+    cookie = _cookie_value(request) or secrets.token_urlsafe(24)
+    token = _token(request.app[_KEY], cookie, _LIST_CSRF)
+    rows = []
+    for r in sorted(pending, key=lambda x: x.created_at):
+        value = f"{r.id}:{broker.units_digest(r)}"
+        units = "<br>".join(_e(display_text(shlex.join(u))) for u in r.units)
+        rows.append(
+            "<tr>"
+            f"<td><input type='checkbox' name='pick' value='{_e(value)}' id='pick-{_e(r.id)}' "
+            f"aria-label='select {_e(r.id)}'></td>"
+            f"<td><a href='{_e(_path(r.operator_url or broker.operator_url(r.id, r.expires_at)))}'>"
+            f"<code>{_e(r.id)}</code></a></td>"
+            f"<td>{_e(escape_visible(r.requester_key_id))}<br><code>{_e(r.login)}@"
+            f"{_e(r.target)}</code></td>"
+            f"<td><code>{units}</code></td>"
+            f"<td>{_e(', '.join(r.rules))}<br>{_e(display_text(r.explanation))}</td>"
+            f"<td>{r.approvals} of {r.approvals_required}</td>"
+            f"<td>{_when(r.expires_at)}</td>"
+            "</tr>"
+        )
+    parts = ["<h1>Pending requests</h1>"]
+    if message:
+        parts.append(f"<p role='alert' class='alert'>{_e(message)}</p>")
+    if results:
+        parts.append("<ul class='results'>" + "".join(f"<li>{_e(x)}</li>" for x in results)
+                     + "</ul>")  # fmt: skip
+    if not rows:
+        parts.append("<p>No request is pending.</p>")
+    else:
+        parts.append(
+            f"<form method='post' action='{_e(_list_path(link))}'>"
+            f"<input type='hidden' name='csrf' value='{_e(token)}'>"
+            f"<input type='hidden' name='op' value='{_e(link)}'>"
+            "<table><thead><tr><th scope='col'>Pick</th><th scope='col'>Request</th>"
+            "<th scope='col'>Requester and target</th><th scope='col'>What would run</th>"
+            "<th scope='col'>Rules and why held</th><th scope='col'>Approvals</th>"
+            "<th scope='col'>Expires (UTC)</th></tr></thead><tbody>"
+            + "".join(rows)
+            + "</tbody></table>"
+            "<p>One authenticator code decides every ticked request (each for exactly the "
+            "commands shown in its row).</p>"
+            + _credential_fields(filled)
+            + "<div><button class='approve' type='submit' name='action' value='approve'>"
+            "Approve selected</button><button class='deny' type='submit' name='action' "
+            "value='deny'>Deny selected</button></div></form>"
+        )
+    page = _page("Pending requests", "".join(parts))
+    return _with_cookie(request, _respond(page, status), cookie)
+
+
+def _list_path(link: str) -> str:
+    return f"/approvals/?op={quote(link, safe='')}"
+
+
+async def _post_list(request: web.Request) -> web.Response:
+    broker = request.app[_BROKER]
+    if request.content_length is not None and request.content_length > MAX_FORM * 4:
+        raise web.HTTPRequestEntityTooLarge(
+            max_size=MAX_FORM * 4, actual_size=request.content_length
+        )
+    form = await request.post()
+    guard = request.app[_GUARD]
+    now = request.app[_CLOCK]()
+    address = request.remote or ""
+    sent_link = form.get("op") or request.query.get("op")
+    link = sent_link if isinstance(sent_link, str) and broker.check_list_link(sent_link) else None
+    if guard.address_locked(address, with_link=link is not None, now=now):
+        return _refusal("Too many attempts", "Too many failed attempts from this address.", 429)
+    cookie = _cookie_value(request)
+    sent = form.get("csrf")
+    if (
+        link is None
+        or cookie is None
+        or not isinstance(sent, str)
+        or not hmac.compare_digest(sent, _token(request.app[_KEY], cookie, _LIST_CSRF))
+        or not _same_origin(request)
+    ):
+        tripped = guard.failed(
+            address=address, with_link=False, request_id=_LIST_CSRF, operator=None, now=now
+        )
+        await _tripped(request, tripped, _LIST_CSRF)
+        return _refusal("Forbidden", LIST_ONLY, 403)
+    action = form.get("action")
+    operator, code, reason = (form.get(k) for k in ("operator", "totp", "reason"))
+    name = operator.strip()[:64] if isinstance(operator, str) else ""
+    kept = (name, reason if isinstance(reason, str) else "")
+    picks = [p.partition(":") for p in form.getall("pick", []) if isinstance(p, str)]
+    items = [(i, d) for i, _, d in picks if i and d]
+    if action not in ("approve", "deny") or not name or not isinstance(code, str) or not items:
+        return await _render_list(
+            request, link, "Tick at least one request, fill in both fields, and choose.", 400,
+            kept,
+        )  # fmt: skip
+    if guard.operator_locked(name, now):
+        return _refusal("Too many attempts", "Too many wrong codes for this operator name.", 429)
+    try:
+        results = await broker.decide_batch(
+            items, operator=name, totp=code[:16], approve=action == "approve",
+            reason=kept[1], via="web",
+        )  # fmt: skip
+    except ApprovalRefused as exc:
+        message = str(exc)
+        if exc.kind in ("credentials", "locked"):
+            message = BAD_CREDENTIALS
+            tripped = guard.failed(
+                address=address, with_link=True, request_id=_LIST_CSRF, operator=name, now=now
+            )
+            await _tripped(request, tripped, _LIST_CSRF)
+        return await _render_list(request, link, message, 400, kept)
+    except (AuditError, BastionError) as exc:
+        return await _render_list(request, link, f"Not decided: {exc}", 400, kept)
+    lines = [
+        f"{rid}: {r if isinstance(r, str) else r.state}"
+        + ("" if isinstance(r, str) or r.final else f" ({r.approvals} of {r.required})")
+        for rid, r in results
+    ]
+    return await _render_list(request, link, results=lines, filled=(name, ""))

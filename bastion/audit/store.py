@@ -58,7 +58,17 @@ KINDS = frozenset(
         "recording_sealed",
         "recording_pruned",
         "cert_issued",
+        "cert_refused",
         "cert_revoked",
+        "hold_outcome",
+        "command_exit",
+        "notify",
+        "shell_integration",
+        "shell_command_finished",
+        "shell_interactive",
+        "shell_line_held",
+        "shell_marker_foreign",
+        "shell_verification_failed",
     }
 )
 _KIND = re.compile(r"^[a-z][a-z0-9_]{0,47}$")

@@ -66,6 +66,11 @@ class HostEffects:
         if not self.closed and self.core is not None:
             self.core.decided(unit_id, verdict)
 
+    def cancel_decide(self, reason: str) -> None:
+        self.host.interrupt_decision(reason)
+        for task in list(self._tasks):
+            task.cancel()  # reaches broker.wait, which abandons a held request
+
     def set_timer(self, name: str, delay: float) -> None:
         self.cancel_timer(name)
         if self.closed:

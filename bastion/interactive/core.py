@@ -95,6 +95,9 @@ class Effects(Protocol):
     def decide(self, unit_id: int, unit: str) -> None:
         """Ask the gate; the answer comes back as ``ShellCore.decided(unit_id, verdict)``."""
 
+    def cancel_decide(self, reason: str) -> None:
+        """Stop deciding the current unit; a hold it waits on is abandoned with ``reason``."""
+
     def end(self, message: str) -> None: ...
 
     def audit(self, kind: str, **fields: object) -> None: ...
@@ -202,9 +205,8 @@ class ShellCore:
             return
         message = verdict.message or f"{verdict.action}: the line was not run"
         if verdict.action == "review" and not message.startswith("held for review"):
-            # Approvals of shell lines are not wired yet: a hold is a refusal, prompt restored.
-            message = (f"held for review: {message}; approvals of shell lines are not"
-                       " available yet, so the line was not run")
+            # A review verdict reaches the core only when holds are refused (shell_reviews).
+            message = f"held for review: {message}; the line was not run"
         self.fx.marker(f"shell line refused ({verdict.action})")
         self._refused(message)
 
@@ -330,6 +332,10 @@ class ShellCore:
         if state in (State.AT_PROMPT, State.DECIDING, State.FALLBACK):
             self.buffer.clear()
             self._unit_id += 1  # a verdict still on its way is now stale
+            if state is State.DECIDING:
+                # Nobody waits for the line any more: its approval request (if it is held) is
+                # abandoned, so no operator can approve a command that would never run.
+                self.fx.cancel_decide("the agent interrupted the held line (Ctrl-C)")
             self.fx.to_agent(b"^C\r\n" + self.prompt)
             if state is State.DECIDING:
                 self.state = State.AT_PROMPT

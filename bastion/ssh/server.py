@@ -21,6 +21,7 @@ import asyncssh
 from asyncssh.packet import String
 from asyncssh.public_key import decode_ssh_certificate
 
+from bastion.approval.render import escape_visible
 from bastion.model import Identity, SessionInfo
 from bastion.ssh import wire
 from bastion.ssh.certcheck import (
@@ -67,6 +68,7 @@ class BastionConnection(asyncssh.SSHServerConnection):
         self, username: str, key_data: bytes, msg: bytes, signature: bytes
     ) -> bool:
         owner = cast("AgentServer", self._owner)
+        owner._offer = {}
         if not await owner.runtime.auth_allowed(owner):
             owner.refuse_auth("too many failed logins from this address; try later")
             return False
@@ -146,6 +148,10 @@ class AgentServer(asyncssh.SSHServer):
         # checks, and whether the only refusal was the session cap (not a failed login).
         self.auth_key_id: str | None = None
         self.cap_refused = False
+        # What this connection offered and was refused, for its one auth_failure row (a client
+        # offers a certificate and then its plain key: one refused login, not two).
+        self.auth_refusals: list[dict[str, object]] = []
+        self._offer: dict[str, object] = {}
         # Upstream connections to the target with the number of channels each carries: a new
         # one is opened only when every open one holds the target's max_sessions.
         self._upstreams: dict[asyncssh.SSHClientConnection, int] = {}
@@ -185,6 +191,7 @@ class AgentServer(asyncssh.SSHServer):
         """Decide on the key offered in userauth; log and explain every refusal.
 
         The caller has already asked ``runtime.auth_allowed`` (the source is not locked out)."""
+        self._offer = {"key": "plain key"}
         try:
             alg_len = int.from_bytes(key_data[:4], "big")
             alg = key_data[4 : 4 + alg_len]
@@ -192,7 +199,10 @@ class AgentServer(asyncssh.SSHServer):
                 raise CertificateRefused(
                     "plain public keys are not accepted; log in with a CA-signed certificate"
                 )
+            self._offer = {"key": "certificate"}
             cert = decode_certificate(alg, key_data)
+            key_id = cert.key_id.decode("utf-8", "replace")
+            self._offer.update(key_id=escape_visible(key_id)[:200], serial=cert.serial)
             identity = check_certificate(
                 cert,
                 trusted=self.runtime.trusted_cas,
@@ -253,6 +263,9 @@ class AgentServer(asyncssh.SSHServer):
 
     def refuse_auth(self, reason: str) -> None:
         self.refusals += 1
+        refusal = {**self._offer, "reason": reason}
+        if refusal not in self.auth_refusals and len(self.auth_refusals) < 8:
+            self.auth_refusals.append(refusal)  # the client offering one key twice is one entry
         self.runtime.auth_failed(self, reason)
         if reason not in self._banner_sent and self.conn is not None:
             self._banner_sent.add(reason)

@@ -381,3 +381,55 @@ async def test_held_command_and_units_are_stored_masked(env: Env) -> None:
     assert got is not None and got.units == (
         ("az", "login", "--password", "[MASKED]", "--token", "[MASKED:github-token]"),
     )
+
+
+async def test_one_code_decides_a_ticked_batch_bound_to_each_requests_units(
+    env: Env, clock: FakeClock
+) -> None:
+    """decide_batch: one code approves every ticked request whose units digest matches what the
+    operator was shown; a stale digest is refused for that request only; the code is spent."""
+    await env.enrol("alice")
+    one = await env.submit(explanation="deletes an Azure resource group")
+    two = await env.submit(command="az group delete -n rg-two --yes",
+                           units=(("az", "group", "delete", "-n", "rg-two", "--yes"),))  # fmt: skip
+    rg3 = ("az", "group", "delete", "-n", "rg-three", "--yes")
+    three = await env.submit(command="az group delete -n rg-three --yes", units=(rg3,))
+    assert one.explanation == "deletes an Azure resource group"
+    digest = env.broker.units_digest
+    assert digest(one) != digest(two)
+    code = env.code("alice")
+    results = await env.broker.decide_batch(
+        [(one.id, digest(one)), (two.id, digest(two)), (three.id, digest(one))],
+        operator="alice", totp=code, approve=True,
+    )  # fmt: skip
+    assert [r if isinstance(r, str) else r.state for _, r in results] == [
+        "approved", "approved", f"request {three.id} is not the command you were shown",
+    ]  # fmt: skip
+    assert (await env.broker.get(three.id)).state == "pending"  # type: ignore[union-attr]
+    with pytest.raises(ApprovalRefused, match="already used"):
+        await env.broker.decide(three.id, operator="alice", totp=code, approve=True)
+    with pytest.raises(ApprovalRefused, match="already used"):
+        await env.broker.decide_batch([(three.id, digest(three))], operator="alice", totp=code,
+                                      approve=True)  # fmt: skip
+    with pytest.raises(ApprovalRefused, match="wrong TOTP"):
+        await env.broker.decide_batch([(three.id, digest(three))], operator="alice",
+                                      totp="000000", approve=True)  # fmt: skip
+    rows = [r for r in await env.approval_rows() if r.get("event") == "approved"]
+    assert {r["request"] for r in rows} == {one.id, two.id} and all(r["batch"] == 3 for r in rows)
+    clock.advance(31)
+    results = await env.broker.decide_batch(
+        [(three.id, digest(three))], operator="alice", totp=env.code("alice"), approve=False
+    )
+    assert results[0][1].state == "denied"  # type: ignore[union-attr]
+
+
+async def test_list_link_is_signed_and_expires(env: Env, clock: FakeClock) -> None:
+    url = env.broker.list_url(valid_for=60)
+    token = url.split("?op=", 1)[1]
+    assert url.startswith("https://bastion.test/approvals/?op=")
+    assert env.broker.check_list_link(token)
+    until, _, mac = token.partition(".")
+    assert not env.broker.check_list_link(f"{int(until) + 3600}.{mac}")  # a longer life: forged
+    assert not env.broker.check_list_link("x" * 32) and not env.broker.check_list_link(None)
+    clock.advance(61)
+    assert not env.broker.check_list_link(token)

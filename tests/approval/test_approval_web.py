@@ -148,6 +148,7 @@ async def test_browser_approves_and_wait_returns(served: tuple[Env, str], tmp_pa
         units=(("az", "group", "delete", "-n", "rg-web-prod", "--yes", "--no-wait"),),
         approvers=("sre",),
         timeout=900,
+        explanation="deletes an Azure resource group [az-group-delete] in `az group delete`",
     )
     waiter = asyncio.create_task(env.broker.wait(req.id))
     shots = DOCS_IMG if UPDATE_SCREENSHOTS else tmp_path

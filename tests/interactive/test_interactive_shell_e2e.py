@@ -398,3 +398,80 @@ async def test_working_directory_is_tracked_across_lines(
     out = await term.run("cat ./home/.ssh/id_ed25519")
     assert b"bastion: denied by policy" in out
     term.conn.close()
+
+
+async def test_ctrl_c_during_a_hold_abandons_the_request(
+    tmp_path: Path, sshd: SshdTarget, ca: CertificateAuthority, agent: Agent, trace_dir: Path
+) -> None:
+    """Ctrl-C on a held line abandons its request: the page shows it abandoned without a form,
+    an operator's approval afterwards is refused, nothing runs and the prompt is back."""
+    import json
+    import sqlite3
+    import urllib.request
+
+    import pyotp
+
+    extra = '[http]\nlisten = "127.0.0.1:0"\n'
+    gated_shell = await asyncio.to_thread(start_line_gated, tmp_path, sshd, ca, extra)
+    config = str(gated_shell.config.path)
+
+    def bastion(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "bastion.cli", *args, "--config", config],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+
+    try:
+        enrolled = await asyncio.to_thread(
+            bastion, "operators", "add", "ctrlc-op", "--group", "sre"
+        )
+        totp = pyotp.parse_uri(enrolled.stdout.splitlines()[0])
+        term = await term_for(gated_shell, agent)
+        mark = term.type(f"az group delete -n rg --yes; touch {trace_dir}/held\r".encode())
+        line = re.compile(rb"held for review as (\S+) .* at (\S+)\r")
+        found = line.search(await term.read_until(line, start=mark))
+        assert found is not None
+        request_id, url = found.group(1).decode(), found.group(2).decode()
+        mark = term.type(b"\x03")
+        await term.read_until(PROMPT, start=mark)
+
+        async def state() -> dict[str, object]:
+            shown = await asyncio.to_thread(bastion, "approvals", "show", request_id, "--json")
+            return dict(json.loads(shown.stdout))
+
+        for _ in range(50):  # the abandonment is written right after the key; bounded wait
+            request = await state()
+            if request["state"] != "pending":
+                break
+            await asyncio.sleep(0.1)
+        assert request["state"] == "abandoned"
+        assert request["reason"] == "the agent interrupted the held line (Ctrl-C)"
+        approved = await asyncio.to_thread(
+            bastion, "approvals", "approve", request_id, "--operator", "ctrlc-op",
+            "--totp", totp.now(),
+        )  # fmt: skip
+        assert approved.returncode != 0
+        assert f"request {request_id} is already abandoned" in approved.stderr
+        operator_url = url + "?op=" + str(request["operator_url"]).split("?op=", 1)[1]
+        with await asyncio.to_thread(urllib.request.urlopen, operator_url, timeout=10) as resp:
+            page = resp.read()
+        assert b"<span class='state abandoned'>abandoned</span>" in page
+        assert b"<form" not in page
+        assert b"interrupted the held line" in page
+        out = await term.run("echo after-$((2+3))")
+        assert b"after-5" in out
+        assert not (trace_dir / "held").exists()
+        term.conn.close()
+        db = sqlite3.connect(tmp_path / "state" / "bastion.db")
+        try:
+            rows = [json.loads(f) for (f,) in db.execute(
+                "SELECT fields FROM audit_log WHERE kind = 'hold_outcome'"
+            )]  # fmt: skip
+        finally:
+            db.close()
+        assert rows == [{
+            "channel": rows[0]["channel"], "request": request_id, "outcome": "abandoned",
+            "exit_status": None, "reason": "the agent interrupted the held line (Ctrl-C)",
+        }]  # fmt: skip
+    finally:
+        await asyncio.to_thread(gated_shell.stop)

@@ -135,6 +135,7 @@ class FakeEffects:
     ended: list[str] = field(default_factory=list)
     audits: list[tuple[str, dict[str, object]]] = field(default_factory=list)
     timers: set[str] = field(default_factory=set)
+    cancelled: list[str] = field(default_factory=list)
 
     def to_target(self, data: bytes) -> None:
         self.target += data
@@ -150,6 +151,9 @@ class FakeEffects:
 
     def decide(self, unit_id: int, unit: str) -> None:
         self.decisions.append((unit_id, unit))
+
+    def cancel_decide(self, reason: str) -> None:
+        self.cancelled.append(reason)
 
     def end(self, message: str) -> None:
         self.ended.append(message)
@@ -322,3 +326,19 @@ def test_interactive_config_validation(tmp_path: Any) -> None:
     for bad in ({"fallback": "allow"}, {"typo": 1}, {"max_unit": 0}, {"passthrough": "psql"}):
         with pytest.raises(ConfigError):
             parse_interactive_config(bad, tmp_path)
+
+
+def test_ctrl_c_while_deciding_cancels_the_decision_and_a_late_verdict_is_stale() -> None:
+    """Ctrl-C during a hold cancels the decision (the driver abandons the request); an approval
+    arriving afterwards delivers nothing; Ctrl-C at an idle prompt cancels nothing."""
+    core, fx = ready_core()
+    core.agent_input(b"\x03")
+    assert fx.cancelled == []
+    core.agent_input(b"az group delete -n rg --yes\r")
+    assert core.state is State.DECIDING
+    core.agent_input(b"\x03")
+    assert fx.cancelled == ["the agent interrupted the held line (Ctrl-C)"]
+    assert core.state is State.AT_PROMPT
+    fx.target.clear()
+    core.decided(fx.decisions[-1][0], V("allow"))
+    assert fx.target == b""
