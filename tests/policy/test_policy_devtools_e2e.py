@@ -9,19 +9,15 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support.bastion import RunningBastion, start_bastion, target_block, write_config
+from support.bastion import RunningBastion, shared_folder, start_shipped_policy
 
-from bastion.app import build_runtime
 from bastion.testing.certs import Agent, CertificateAuthority
 from bastion.testing.sshd import SshdTarget
-
-POLICY = Path(__file__).resolve().parents[2] / "config" / "policy.toml"
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None or shutil.which("make") is None,
                                 reason="needs git and make on the target")
@@ -31,21 +27,15 @@ pytestmark = pytest.mark.skipif(shutil.which("git") is None or shutil.which("mak
 def gated(
     tmp_path_factory: pytest.TempPathFactory, sshd: SshdTarget, ca: CertificateAuthority
 ) -> Iterator[RunningBastion]:
-    directory = tmp_path_factory.mktemp("gated-devtools")
-    extra = f'[policy]\nfile = "{POLICY}"\n'
-    running = start_bastion(
-        write_config(directory, ca, target_block(sshd), extra=extra), build_runtime
-    )
+    running = start_shipped_policy(tmp_path_factory.mktemp("gated-devtools"), sshd, ca)
     yield running
     running.stop()
 
 
 @pytest.fixture
 def work() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="bastion-test-devtools-"))
-    path.chmod(0o777)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
+    with shared_folder("bastion-test-devtools-") as path:
+        yield path
 
 
 def test_everyday_git_and_make_run(gated: RunningBastion, agent: Agent, work: Path) -> None:

@@ -4,30 +4,22 @@ through the bastion (shipped policy) to a real sshd."""
 from __future__ import annotations
 
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support.bastion import RunningBastion, start_bastion, target_block, write_config
+from support.bastion import RunningBastion, shared_folder, start_shipped_policy
 
-from bastion.app import build_runtime
 from bastion.testing.certs import Agent, CertificateAuthority
 from bastion.testing.sshd import SshdTarget
-
-POLICY = Path(__file__).resolve().parents[2] / "config" / "policy.toml"
 
 
 @pytest.fixture(scope="module")
 def gated(
     tmp_path_factory: pytest.TempPathFactory, sshd: SshdTarget, ca: CertificateAuthority
 ) -> Iterator[RunningBastion]:
-    directory = tmp_path_factory.mktemp("gated-env")
-    extra = f'[policy]\nfile = "{POLICY}"\n'
-    running = start_bastion(
-        write_config(directory, ca, target_block(sshd), extra=extra), build_runtime
-    )
+    running = start_shipped_policy(tmp_path_factory.mktemp("gated-env"), sshd, ca)
     yield running
     running.stop()
 
@@ -35,12 +27,8 @@ def gated(
 @pytest.fixture
 def marker() -> Iterator[Path]:
     """A path the target's login could create, to prove whether a command ran there."""
-    folder = Path(tempfile.mkdtemp(prefix="bastion-test-env-"))
-    folder.chmod(0o777)
-    yield folder / "ran"
-    for child in folder.iterdir():
-        child.unlink()
-    folder.rmdir()
+    with shared_folder("bastion-test-env-") as folder:
+        yield folder / "ran"
 
 
 def test_everyday_assignments_reach_the_target(gated: RunningBastion, agent: Agent) -> None:

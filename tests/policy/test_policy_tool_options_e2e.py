@@ -12,24 +12,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support.bastion import RunningBastion, start_bastion, target_block, write_config
+from support.bastion import RunningBastion, start_shipped_policy
 
-from bastion.app import build_runtime
 from bastion.testing.certs import Agent, CertificateAuthority
 from bastion.testing.sshd import SshdTarget
-
-POLICY = Path(__file__).resolve().parents[2] / "config" / "policy.toml"
 
 
 @pytest.fixture(scope="module")
 def gated(
     tmp_path_factory: pytest.TempPathFactory, sshd: SshdTarget, ca: CertificateAuthority
 ) -> Iterator[RunningBastion]:
-    directory = tmp_path_factory.mktemp("gated-tools")
-    extra = f'[policy]\nfile = "{POLICY}"\n'
-    running = start_bastion(
-        write_config(directory, ca, target_block(sshd), extra=extra), build_runtime
-    )
+    running = start_shipped_policy(tmp_path_factory.mktemp("gated-tools"), sshd, ca)
     yield running
     running.stop()
 

@@ -3,30 +3,22 @@
 from __future__ import annotations
 
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support.bastion import RunningBastion, start_bastion, target_block, write_config
+from support.bastion import RunningBastion, shared_folder, start_shipped_policy
 
-from bastion.app import build_runtime
 from bastion.testing.certs import Agent, CertificateAuthority
 from bastion.testing.sshd import SshdTarget
-
-POLICY = Path(__file__).resolve().parents[2] / "config" / "policy.toml"
 
 
 @pytest.fixture(scope="module")
 def gated(
     tmp_path_factory: pytest.TempPathFactory, sshd: SshdTarget, ca: CertificateAuthority
 ) -> Iterator[RunningBastion]:
-    directory = tmp_path_factory.mktemp("gated")
-    extra = f'[policy]\nfile = "{POLICY}"\n'
-    running = start_bastion(
-        write_config(directory, ca, target_block(sshd), extra=extra), build_runtime
-    )
+    running = start_shipped_policy(tmp_path_factory.mktemp("gated"), sshd, ca)
     yield running
     running.stop()
 
@@ -34,12 +26,8 @@ def gated(
 @pytest.fixture
 def trace_dir() -> Iterator[Path]:
     """A folder the target's login can write to, to prove whether a command ran there."""
-    path = Path(tempfile.mkdtemp(prefix="bastion-test-trace-"))
-    path.chmod(0o777)
-    yield path
-    for child in path.iterdir():
-        child.unlink()
-    path.rmdir()
+    with shared_folder("bastion-test-trace-") as path:
+        yield path
 
 
 def test_destructive_az_is_held_before_the_target_sees_it(
@@ -98,9 +86,7 @@ def test_interactive_shell_refused_when_configured(
     tmp_path: Path, sshd: SshdTarget, ca: CertificateAuthority, agent: Agent
 ) -> None:
     """With `[gate] shells = "refuse"`, a shell is refused with a clear line."""
-    extra = f'[policy]\nfile = "{POLICY}"\n[gate]\nshells = "refuse"\n'
-    config = write_config(tmp_path, ca, target_block(sshd), extra=extra)
-    gated = start_bastion(config, build_runtime)
+    gated = start_shipped_policy(tmp_path, sshd, ca, '[gate]\nshells = "refuse"\n')
     try:
         _refused_shell(gated, agent)
     finally:

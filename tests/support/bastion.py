@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 import subprocess
+import tempfile
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bastion.app import Runtime, serve
+from bastion.app import Runtime, build_runtime, serve
 from bastion.config import Config, load_config
 from bastion.hooks import AllowAllGate, OutputFilter
 from bastion.masking import load_masking_config
@@ -216,3 +219,28 @@ def start_bastion(config_path: Path, make_runtime: Callable[[Config], Runtime]) 
 
 def lines(data: bytes) -> Sequence[str]:
     return data.decode(errors="replace").splitlines()
+
+
+SHIPPED_POLICY = Path(__file__).resolve().parents[2] / "config" / "policy.toml"
+
+
+def start_shipped_policy(
+    directory: Path, sshd: SshdTarget, ca: CertificateAuthority, extra: str = ""
+) -> RunningBastion:
+    """The full bastion (``build_runtime``) in front of ``sshd`` with the shipped policy."""
+    config = write_config(
+        directory, ca, target_block(sshd), extra=f'[policy]\nfile = "{SHIPPED_POLICY}"\n{extra}'
+    )
+    return start_bastion(config, build_runtime)
+
+
+@contextmanager
+def shared_folder(prefix: str) -> Iterator[Path]:
+    """A folder the target's login can write to (pytest's tmp_path is private to root), to
+    prove whether a command ran there; removed afterwards."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    path.chmod(0o777)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
