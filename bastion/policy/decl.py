@@ -39,7 +39,7 @@ OPERAND_EFFECTS = frozenset({"none", "reads", "writes", "runs-shell", "runs", "n
 # What a ``settings`` entry may do (a config key: git -c KEY=VALUE, git config KEY VALUE).
 SETTING_EFFECTS = frozenset({"none", "runs", "network", "secrets", "changes", "unknown"})
 STYLES = frozenset({"gnu", "posix", "single-dash"})
-SCANNERS = frozenset({"sed", "awk", "gawk", "jq", "less"})
+SCANNERS = frozenset({"sed", "awk", "gawk", "jq", "less", "yq", "dns"})
 _TOOL_KEYS = frozenset({"name", "aliases", "style", "unknown", "options", "operands", "scanner",
                         "commands", "inherit_options", "reason", "words", "bundled",
                         "assignments", "examples", "tags", "settings", "effect", "without",
