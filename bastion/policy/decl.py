@@ -45,7 +45,7 @@ _TOOL_KEYS = frozenset({"name", "aliases", "style", "unknown", "options", "opera
                         "assignments", "examples", "tags", "settings", "effect", "without",
                         "options_first", "open_commands"})
 _OPTION_KEYS = frozenset({"value", "effect", "operands", "sandbox", "values", "tag", "last"})
-_OPERAND_KEYS = frozenset({"each", "first", "rest", "last", "max", "values"})
+_OPERAND_KEYS = frozenset({"each", "first", "rest", "last", "max", "values", "none_given"})
 _VALUE_KINDS = frozenset({"none", "required", "optional", "pair", "pair-first"})
 
 
@@ -77,6 +77,9 @@ class OperandSpec:
     last: str | None = None
     max: int | None = None
     values: tuple[tuple[str, str], ...] = ()  # (glob, effect): decides every operand's effect
+    # With no operand at all, this effect applies to the working directory `.` (patch
+    # without ORIGFILE writes the files its diff names there).
+    none_given: str | None = None
 
 
 @dataclass(frozen=True)
@@ -380,7 +383,10 @@ def _operands(raw: Any, where: str) -> OperandSpec:
         isinstance(v, str) and v in OPERAND_EFFECTS for v in values.values()
     ):
         raise ConfigError(f"{where}.values", "expected a table of \"glob\" = effect")
-    return OperandSpec(first, rest, last, mx, tuple(values.items()))
+    none_given = raw.get("none_given")
+    if none_given is not None and none_given not in ("reads", "writes", "unknown"):
+        raise ConfigError(f"{where}.none_given", "expected reads, writes or unknown")
+    return OperandSpec(first, rest, last, mx, tuple(values.items()), none_given)
 
 
 def _strs(value: Any, where: str) -> tuple[str, ...]:
