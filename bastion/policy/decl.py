@@ -39,13 +39,13 @@ OPERAND_EFFECTS = frozenset({"none", "reads", "writes", "runs-shell", "runs", "n
 # What a ``settings`` entry may do (a config key: git -c KEY=VALUE, git config KEY VALUE).
 SETTING_EFFECTS = frozenset({"none", "runs", "network", "secrets", "changes", "unknown"})
 STYLES = frozenset({"gnu", "posix", "single-dash"})
-SCANNERS = frozenset({"sed", "awk", "gawk", "jq", "less"})
+SCANNERS = frozenset({"sed", "awk", "gawk", "jq", "less", "yq", "dns"})
 _TOOL_KEYS = frozenset({"name", "aliases", "style", "unknown", "options", "operands", "scanner",
                         "commands", "inherit_options", "reason", "words", "bundled",
                         "assignments", "examples", "tags", "settings", "effect", "without",
                         "options_first", "open_commands"})
 _OPTION_KEYS = frozenset({"value", "effect", "operands", "sandbox", "values", "tag", "last"})
-_OPERAND_KEYS = frozenset({"each", "first", "rest", "last", "max", "values"})
+_OPERAND_KEYS = frozenset({"each", "first", "rest", "last", "max", "values", "none_given"})
 _VALUE_KINDS = frozenset({"none", "required", "optional", "pair", "pair-first"})
 
 
@@ -77,6 +77,9 @@ class OperandSpec:
     last: str | None = None
     max: int | None = None
     values: tuple[tuple[str, str], ...] = ()  # (glob, effect): decides every operand's effect
+    # With no operand at all, this effect applies to the working directory `.` (patch
+    # without ORIGFILE writes the files its diff names there).
+    none_given: str | None = None
 
 
 @dataclass(frozen=True)
@@ -380,7 +383,10 @@ def _operands(raw: Any, where: str) -> OperandSpec:
         isinstance(v, str) and v in OPERAND_EFFECTS for v in values.values()
     ):
         raise ConfigError(f"{where}.values", "expected a table of \"glob\" = effect")
-    return OperandSpec(first, rest, last, mx, tuple(values.items()))
+    none_given = raw.get("none_given")
+    if none_given is not None and none_given not in ("reads", "writes", "unknown"):
+        raise ConfigError(f"{where}.none_given", "expected reads, writes or unknown")
+    return OperandSpec(first, rest, last, mx, tuple(values.items()), none_given)
 
 
 def _strs(value: Any, where: str) -> tuple[str, ...]:

@@ -91,7 +91,9 @@ def _declaration(unit: Unit, args: list[str]) -> None:
 # looks for the environment.)
 _JQS = frozenset({"jq", "gojq", "jaq", "yq"})
 _AWKS = frozenset({"awk", "gawk", "mawk", "nawk"})
-_JQ_ENV = re.compile(r'(?<![.\w$])(?:\$ENV|env)\b(?:\s*\.\s*([A-Za-z_]\w*)|\s*\[\s*"(\w+)"\s*\])?')
+# yq 4 names one variable as env(NAME) or strenv(NAME).
+_JQ_ENV = re.compile(r'(?<![.\w$])(?:\$ENV|(?:str)?env)\b'
+                     r'(?:\s*\.\s*([A-Za-z_]\w*)|\s*\[\s*"(\w+)"\s*\]|\s*\(\s*([A-Za-z_]\w*)\s*\))?')
 _LITERAL = re.compile(r'(?<![\[\w])\s*"(?:[^"\\]|\\.)*"')  # not a subscript: ENVIRON["HOME"]
 _AWK_ENV = re.compile(r'\bENVIRON\b(?:\s*\[\s*"(\w+)"\s*\])?')
 

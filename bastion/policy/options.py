@@ -380,5 +380,11 @@ def _operands(decl: ToolDecl, argv: list[str], static: list[bool], at: list[int]
             out.scripts.append((word, static[idx], f"{label} script operand"))
         elif effect not in ("none", "pattern") and word != "-":
             out.effects.append(Effect(effect, word, static[idx], source))
+    if not words and ops.none_given is not None and out.operand_effect is None:
+        if ops.none_given == "unknown":
+            out.unknown(f"{label}: no operand given")
+        else:
+            out.effects.append(Effect(ops.none_given, "./(files the diff names)", True,
+                                      f"{label} (no operand: the working directory)"))
     if not out.scripts and not out.script_given and ops.first[:1] == ("script",):
         out.unknown(f"{label}: no script given")

