@@ -207,12 +207,14 @@ def test_git_log_on_a_pty_does_not_page(
     assert c_status is None and b"commit number 0" not in c_out
 
 
-def test_git_commit_on_a_pty_cannot_open_an_editor(
+def test_git_on_a_pty_cannot_open_an_editor(
     exec_gated: RunningBastion, agent: Agent, repo: Path, work: Path
 ) -> None:
     marker = work / "MARKER"
     keys = [(b"", f":!touch {marker}\r:q!\r".encode())]
-    args = [*exec_gated.ssh_args(agent, "web-01", "-tt"), f"cd {repo} && git commit --allow-empty"]
+    # `git tag -a` without -m opens the editor on a terminal (the gate holds `git commit`
+    # without a message already: its declaration says it runs an editor)
+    args = [*exec_gated.ssh_args(agent, "web-01", "-tt"), f"cd {repo} && git tag -a v-exec"]
     status, out, err = interact(args, keys, timeout=15)
     assert status not in (0, None), (status, out, err)
     assert b"problem with the editor 'false'" in out + err, (out, err)
@@ -266,14 +268,15 @@ def test_no_pty_exec_matches_the_target_directly(
 async def test_gated_shell_has_the_same_guard(
     gated_shell: RunningBastion, agent: Agent, repo: Path
 ) -> None:
-    """The shell integration exports the exec guard's list: ``git commit`` in a gated shell
-    fails at once instead of starting vi on the terminal, and ``git log`` does not page."""
+    """The shell integration exports the exec guard's list: ``git tag -a`` (no message) in a
+    gated shell fails at once instead of starting vi on the terminal, and ``git log`` does not
+    page."""
     from interactive.ishell import open_term
 
     term = await open_term(gated_shell, agent)
-    out = await term.run(f"cd {repo} && git commit --allow-empty; echo status=$?")
+    out = await term.run(f"cd {repo} && git tag -a v-shell; echo status=$?")
     assert b"problem with the editor 'false'" in out, out
-    assert b"status=1" in out
+    assert b"status=128" in out or b"status=1" in out, out
     out = await term.run("git log")  # a pager would keep the prompt from coming back
     assert b"commit number 0" in out
     term.conn.close()
