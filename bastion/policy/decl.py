@@ -43,7 +43,7 @@ SCANNERS = frozenset({"sed", "awk", "gawk", "jq", "less", "yq", "dns"})
 _TOOL_KEYS = frozenset({"name", "aliases", "style", "unknown", "options", "operands", "scanner",
                         "commands", "inherit_options", "reason", "words", "bundled",
                         "assignments", "examples", "tags", "settings", "effect", "without",
-                        "options_first", "open_commands"})
+                        "options_first", "open_commands", "at_files"})
 _OPTION_KEYS = frozenset({"value", "effect", "operands", "sandbox", "values", "tag", "last"})
 _OPERAND_KEYS = frozenset({"each", "first", "rest", "last", "max", "values", "none_given"})
 _VALUE_KINDS = frozenset({"none", "required", "optional", "pair", "pair-first"})
@@ -116,6 +116,9 @@ class ToolDecl:
     settings: tuple[tuple[str, str], ...] = ()
     options_first: bool = False  # options stop at the first operand (go run PKG ARGS...)
     open_commands: bool = False  # a word that is not a declared subcommand is an operand
+    # `@FILE` (or `--opt=@FILE`) anywhere in argv loads that file's content as the value
+    # (az CLI): each is a read of FILE, `@-` reads stdin.
+    at_files: bool = False
     # (yarn SCRIPT, pnpm SCRIPT: the package's own scripts)
     effect: str = "none"  # what running this (sub)command does, whatever its options
     # (spellings, effect): the effect applies when none of the spellings is given
@@ -236,6 +239,9 @@ def parse_tool(raw: Any, where: str, source: str, parent: str = "",
     open_commands = raw.get("open_commands", False)
     if not isinstance(open_commands, bool):
         raise ConfigError(f"{where}: open_commands", "expected true or false")
+    at_files = raw.get("at_files", False)
+    if not isinstance(at_files, bool) or (at_files and parent):
+        raise ConfigError(f"{where}: at_files", "expected true or false, on a tool only")
     effect = raw.get("effect", "none")
     if effect not in FLAG_EFFECTS:
         raise ConfigError(f"{where}: effect", f"{effect!r} is not an effect of a command "
@@ -266,7 +272,8 @@ def parse_tool(raw: Any, where: str, source: str, parent: str = "",
                     operands=operands, scanner=scanner, commands=commands,
                     inherit_options=inherit, bundled=bundled, assignments=assignments,
                     examples=examples, tags=tags, settings=settings, effect=effect, without=without,
-                    options_first=options_first, open_commands=open_commands)
+                    options_first=options_first, open_commands=open_commands,
+                    at_files=at_files)
 
 
 def _settings(raw: Any, where: str) -> tuple[tuple[str, str], ...]:

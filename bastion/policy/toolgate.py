@@ -76,10 +76,24 @@ def effects_of(unit: Unit, tools: ToolTable) -> list[Effect]:
             effects.append(Effect("unknown", text, True, f"{source}: no scanner declared"))
         else:
             effects.extend(scanner(text, parsed.sandbox))
+    if decl.at_files:
+        effects.extend(_at_files(unit))
     unit.tags.update(parsed.tags)
     # The script or pattern operand is code, scanned above, not a file name to classify.
     unit.tags.update(f"not-path:{i}" for i in parsed.not_paths)
     return effects
+
+
+def _at_files(unit: Unit) -> list[Effect]:
+    """`@FILE` words and `--opt=@FILE` values: the tool loads FILE as the value (az CLI)."""
+    out: list[Effect] = []
+    for word, static in zip(unit.argv[1:], unit.static[1:], strict=False):
+        if not static:
+            continue
+        value = word if word.startswith("@") else word.partition("=")[2]
+        if value.startswith("@") and value not in ("@", "@-"):
+            out.append(Effect("reads", value[1:], True, f"{unit.argv[0]} {value} loads a file"))
+    return out
 
 
 def _effects(unit: Unit, scanner: str | None, tools: ToolTable, classifier: PathClassifier,

@@ -168,7 +168,8 @@ def _az_secret_verb(unit: Unit, f: Facts) -> bool:
     if path and path[-1] in _AZ_SECRET_LAST:
         return True
     if len(path) >= 2 and (path[-2], path[-1]) in _AZ_SECRET_PAIRS:
-        return True
+        # Key Vault keys never leave the vault: `keyvault key list/show` print only metadata.
+        return path[:3] not in (("keyvault", "key", "list"), ("keyvault", "key", "show"))
     if len(path) >= 2 and (path[-2], path[-1]) == ("secret", "list"):
         return "--show-values" in f.flags  # containerapp: names only without it
     return path[:2] == ("acr", "login") and "--expose-token" in f.flags
