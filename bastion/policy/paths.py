@@ -353,6 +353,13 @@ def _classify_cached(
     return classifier._classify(raw, login)
 
 
+def _file_type_pattern(name: str) -> bool:
+    """A wildcard name with a literal part of two or more characters (`*.ts`, `test_*.py`)."""
+    if _GLOB_CHARS.isdisjoint(name):
+        return False
+    return any(len(run) >= 2 for run in re.split(r"[*?]|\[[^\]]*\]", name))
+
+
 def _glob_hits(argument: str, class_glob: str) -> bool:
     """Does a glob *argument* name something in a class? Exact intersection, except that a
     single-name pattern (``**/.env``, ``**/*.pem``) counts only when the argument's last name
@@ -373,6 +380,16 @@ def _glob_hits(argument: str, class_glob: str) -> bool:
                 len(r) >= need and r in literal for r in runs
             ):
                 return False
+    elif "**" in argument.split("/") and _file_type_pattern(argument.rsplit("/", 1)[-1]):
+        # `src/**/*.ts` or `~/**/*.md` reaches `.../.ssh/id_a.ts` only by coincidence of
+        # wildcards: a pattern with folders (`**/.ssh/id_*`, `~/.ssh/*`, `**/.kube/**`) counts
+        # for a recursive argument that asks for a kind of file (`*.ts`) only when the argument
+        # names those folders (`**/.ssh/*` does). A bare `*` (`/**/*`: every file) or a spelled
+        # name (`/**/shadow`) is intersected.
+        folders = [c for c in class_glob.split("/")[:-1] if c and _GLOB_CHARS.isdisjoint(c)]
+        parts = set(argument.split("/"))
+        if any(f not in parts for f in folders if f != "~"):
+            return False
     # A leading `**/` also matches no folder at all (`.env` is `**/.env`), which the token
     # intersection below does not model: try the glob without it too.
     return may_intersect(argument, class_glob) or (

@@ -24,9 +24,10 @@ CTX = Context(principals=("agents",), target="web-01", login="azureuser")
 
 
 def slow_line() -> str:
-    """Thousands of `/**` make the glob intersection against the path classes cost ~1 s; a
-    fresh name each call keeps the classification caches cold."""
-    return "cat " + "/**" * 5000 + secrets.token_hex(4)
+    """Thousands of `/**` ending in a bare `*` (every file: intersected against every path
+    class) make the glob intersection cost ~0.3-1 s; a fresh length each call keeps the
+    classification caches cold."""
+    return "cat " + "/**" * (5000 + secrets.randbelow(1000)) + "/*"
 
 
 @pytest.fixture(scope="module")
