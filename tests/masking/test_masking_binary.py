@@ -91,3 +91,29 @@ def test_newline_free_output_passes_unchanged() -> None:
         for data in (bytes(1 << 20), b64):
             chunks = [data[i:i + 32768] for i in range(0, len(data), 32768)]
             assert _run(StreamMasker(engine=engine), chunks) == data
+
+
+_ESC_ATOMS = [b"\x1b", b"\x1b[", b"\x1b]", b"\x1b]0;", b"\x1b]52;c;", b"\x1bP", b"\x1b_", b"\x07",
+              b"\x1b\\", b"m", b"1;31m", b"\n", b"\r", b"ghp_", b"password=", b"1" * 20,
+              b";" * 20, b" " * 20, b"\\", b"%41", b"\xff"]
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(parts=st.lists(st.one_of(st.sampled_from(_ESC_ATOMS), st.binary(max_size=40)),
+                      max_size=80),
+       secret=st.booleans(), pty=st.booleans())
+def test_one_pass_strip_equals_tokenizer_on_binary(parts: list[bytes], secret: bool,
+                                                    pty: bool) -> None:
+    """The one-pass escape strip (lone ESCs, string sequences without line ends) gives what the
+    full tokenizer gives, OSC 52 and masked OSC payloads included (it must decline those)."""
+    data = b"".join(parts)
+    if secret:
+        data += b"\x1b]0;ghp_" + Gen(5).s(B62, 36).encode() + b"\x07\n" + data
+    for engine in ENGINES:
+        outs = []
+        for disable in (False, True):
+            m = StreamMasker(engine=engine, pty=pty, max_hold=256)
+            if disable:
+                m._coloured_lines = lambda raw: None  # type: ignore[method-assign]
+            outs.append((_run(m, [data]), m.counts))
+        assert outs[0] == outs[1]
