@@ -382,7 +382,9 @@ class StreamMasker:
                 + 1)
         ra, rb = _raw_line_offset(head, vis, a), _raw_line_offset(head, vis, b)
         piece = head[ra:rb]
-        tok = tokenize(piece, False, self._mask_payload)
+        # final: every sequence in it was checked complete or lone in the whole input above (a
+        # lone "ESC ]" would look unfinished at the end of the piece)
+        tok = tokenize(piece, True, self._mask_payload)
         r = _Render(self, piece, tok, tok.vis)
         self._emit_spans(r, 0, len(tok.vis), text[:nctx + b], raw_spans)
         return head[:ra] + bytes(r.out) + head[rb:], end
