@@ -117,3 +117,26 @@ def test_one_pass_strip_equals_tokenizer_on_binary(parts: list[bytes], secret: b
                 m._coloured_lines = lambda raw: None  # type: ignore[method-assign]
             outs.append((_run(m, [data]), m.counts))
         assert outs[0] == outs[1]
+
+
+def test_sequence_over_a_line_end_is_tokenized_alone() -> None:
+    """An OSC holding a line end (the tokenizer's case) between lines the one-pass strip
+    takes: the lines around it are masked as by the tokenizer alone, however chunked."""
+    tok = ("ghp_" + Gen(9).s(B62, 36)).encode()
+    rnd = random.Random(4)
+    data = b"".join([
+        rnd.randbytes(3000).replace(b"\x1b", b"."), b"\n\x1b[31mred\x1b[0m\n",
+        b"before \x1b]0;title\nwith a line end\x07 after ", tok, b"\n",
+        b"\x1b[1m", tok, b"\x1b[0m\n", rnd.randbytes(3000), b"\n",
+    ])
+    for engine in ENGINES:
+        outs = []
+        for disable in (False, True):
+            m = StreamMasker(engine=engine)
+            if disable:
+                m._coloured_lines = lambda raw: None  # type: ignore[method-assign]
+            outs.append(_run(m, [data]))
+        assert outs[0] == outs[1]
+        assert not leaked(tok, outs[0])
+        for cut in range(0, len(data), 97):
+            assert _run(StreamMasker(engine=engine), [data[:cut], data[cut:]]) == outs[0]
