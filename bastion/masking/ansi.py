@@ -73,17 +73,24 @@ def _tokenize(raw: bytes, final: bool, mask_payload: Callable[[bytes], bytes]) -
     vis = bytearray()
     pieces: list[Piece] = []
     i, n = 0, len(raw)
-    # fast pass: one regex walk over all sequences; anything unusual drops to the slow loop
+    # fast pass: one regex walk over all sequences (lone ESCs included: binary output has one
+    # every ~256 bytes); an unfinished or over-long sequence drops to the slow loop
     for fm in _ANY.finditer(raw):
         j = fm.start()
         if j < i:
             continue
         end = fm.end()
-        if end - j == 1 or end - j > MAX_SEQUENCE:
-            break  # lone or over-long ESC (possibly unfinished): handled below
+        if end - j > MAX_SEQUENCE:
+            break  # over-long sequence: its ESC alone is dropped below, the rest is text
+        if end - j == 1 and not final and n - j <= MAX_SEQUENCE and _PARTIAL.match(raw, j):
+            break  # an unfinished sequence near the end: held below
         if j > i:
             pieces.append((i, j, len(vis), True, None))
             vis += raw[i:j]
+        if end - j == 1:  # a lone ESC (_SEQ failed here): passes through, the rest is text
+            pieces.append((j, end, len(vis), False, None))
+            i = end
+            continue
         seq = fm.group()
         out = filter_osc(seq, mask_payload) if seq[1:2] == b"]" else None
         pieces.append((j, end, len(vis), False, out))

@@ -15,6 +15,9 @@ from bisect import bisect_right
 
 _JSON_ESC = re.compile(rb"\\(?:u([0-9A-Fa-f]{4})|([\"\\/bfnrt']))")
 _PCT = re.compile(rb"%([0-9A-Fa-f]{2})")
+# any escape either pass decodes (a line with neither has no decoded view)
+JSON_ESCAPE = _JSON_ESC
+PERCENT = _PCT
 _SIMPLE = {b'"': b'"', b"\\": b"\\", b"/": b"/", b"'": b"'", b"b": b" ", b"f": b" ",
            b"n": b" ", b"r": b" ", b"t": b" "}
 MAX_DEPTH = 3

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 
 from bastion.masking import structure
 from bastion.masking.catalog import KEYWORD_BEFORE_SECRET
-from bastion.masking.decode import decoded_views
+from bastion.masking.decode import JSON_ESCAPE, PERCENT, decoded_views
 from bastion.masking.engine import Prefilter, _trie_pattern, build_prefilter
 from bastion.masking.rules import Rule, char_classes
 from bastion.masking.structure import StructState
@@ -221,13 +221,23 @@ class Detector:
         out: list[Span] = []
         n = len(text)
         pos = 0
+        # only an escape that decodes (decode.JSON_ESCAPE, decode.PERCENT) gives a view: lines
+        # whose backslashes and percent signs are something else (binary output has one every
+        # ~128 bytes) are skipped in C. Two regexes with a literal first byte run ~6x faster
+        # than one alternation; each looks ahead once, the next search starts past the line.
+        ja = JSON_ESCAPE.search(text)
+        pa = PERCENT.search(text)
         while pos < n:
-            a = text.find(b"\\", pos)
-            b = _PCT.search(text, pos)
-            bpos = b.start() if b is not None else -1
-            first = a if bpos == -1 else bpos if a == -1 else min(a, bpos)
-            if first == -1:
-                break
+            if ja is not None and ja.start() < pos:
+                ja = JSON_ESCAPE.search(text, pos)
+            if pa is not None and pa.start() < pos:
+                pa = PERCENT.search(text, pos)
+            if ja is None:
+                if pa is None:
+                    break
+                first = pa.start()
+            else:
+                first = ja.start() if pa is None else min(ja.start(), pa.start())
             start = line_start(text, first)
             end = next_line_end(text, first)
             for chain in decoded_views(text[start:end]):

@@ -19,7 +19,7 @@ from bisect import bisect_right
 from collections import Counter
 from collections.abc import Iterable, Mapping
 
-from bastion.masking.ansi import MAX_SEQUENCE, Tokens, tokenize
+from bastion.masking.ansi import _PARTIAL, _SEQ, MAX_SEQUENCE, Tokens, filter_osc, tokenize
 from bastion.masking.catalog import DEFAULT_RULES
 from bastion.masking.detect import (
     RUN_CHARS,
@@ -41,12 +41,21 @@ DEFAULT_HOLD_TIMEOUT = 0.005
 DEFAULT_MAX_HOLD = 16384
 # line widths at which a token is taken to be folded by the terminal or the program
 FOLD_WIDTHS = frozenset((80, 100, 120, 132, 140, 150, 160, 180, 200, 220, 240, 250, 256))
-# String sequences (OSC, DCS, SOS, PM, APC) need the full tokenizer; CSI and 2-byte escapes of
-# bounded length can be stripped in one pass (see StreamMasker._coloured_lines).
+# Escapes stripped in one pass (see StreamMasker._coloured_lines): CSI and 2-byte escapes of
+# bounded length, string sequences (OSC, DCS, SOS, PM, APC) that hold no line end, and a lone
+# ESC (what ansi.tokenize does with an ESC that starts no sequence: binary output has one
+# every ~256 bytes). The branches are tried in tokenize's order; where the bounds could make
+# them differ from it (_LONG_SEQ, a string sequence with a line end, a rewritten OSC, an
+# unfinished one), _coloured_lines declines.
 _STRING_SEQ = re.compile(rb"\x1b[\]PX^_]")
 _SIMPLE_SEQ = re.compile(
     rb"\x1b(?:\[[\x30-\x3f]{0,256}[\x20-\x2f]{0,16}[\x40-\x7e]"
-    rb"|[\x20-\x2f]{0,16}[\x30-\x4f\x51-\x57\x59\x5a\x5c\x60-\x7e])"
+    rb"|\][^\x07\x1b\r\n]*(?:\x07|\x1b\\)"
+    rb"|[PX^_][^\x1b\r\n]*\x1b\\"
+    rb"|[\x20-\x2f]{0,16}[\x30-\x4f\x51-\x57\x59\x5a\x5c\x60-\x7e])?"
+)
+_LONG_SEQ = re.compile(
+    rb"\x1b(?:\[[\x30-\x3f]{257}|\[[\x30-\x3f]*[\x20-\x2f]{17}|[\x20-\x2f]{17})"
 )
 
 
@@ -344,11 +353,22 @@ class StreamMasker:
         if end > room > 0:  # stop at a line end that keeps the visible text within max_line
             end = max(raw.rfind(b"\n", 0, room), raw.rfind(b"\r", 0, room)) + 1 or end
         head = raw[:end] if end < len(raw) else raw
-        if _STRING_SEQ.search(head):
+        if _LONG_SEQ.search(head):
             return None
+        for sm in _STRING_SEQ.finditer(head):  # as tokenize sees them in the whole input
+            j = sm.start()
+            m = _SEQ.match(raw, j)
+            if m is None:
+                if _PARTIAL.match(raw, j):
+                    return None  # unfinished: tokenize holds it
+                continue  # a lone ESC
+            seq = m.group()
+            if (len(seq) > MAX_SEQUENCE or b"\n" in seq or b"\r" in seq
+                    or (seq[1:2] == b"]" and filter_osc(seq, self._mask_payload) != seq)):
+                return None
         vis = _SIMPLE_SEQ.sub(b"", head)
         ctx = self._ctx
-        if b"\x1b" in vis or len(ctx) + len(vis) > self._max_line:
+        if len(ctx) + len(vis) > self._max_line:
             return None
         text = ctx + vis if ctx else vis
         raw_spans = self._scan(text)
@@ -362,7 +382,9 @@ class StreamMasker:
                 + 1)
         ra, rb = _raw_line_offset(head, vis, a), _raw_line_offset(head, vis, b)
         piece = head[ra:rb]
-        tok = tokenize(piece, False, self._mask_payload)
+        # final: every sequence in it was checked complete or lone in the whole input above (a
+        # lone "ESC ]" would look unfinished at the end of the piece)
+        tok = tokenize(piece, True, self._mask_payload)
         r = _Render(self, piece, tok, tok.vis)
         self._emit_spans(r, 0, len(tok.vis), text[:nctx + b], raw_spans)
         return head[:ra] + bytes(r.out) + head[rb:], end

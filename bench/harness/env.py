@@ -197,6 +197,11 @@ class BenchEnv:
         self.files[name] = path
         return path
 
+    def recording_bytes(self) -> int:
+        """Bytes of every recording file the bastion has written so far."""
+        rec = self.root / "state" / "recordings"
+        return sum(f.stat().st_size for f in rec.rglob("*") if f.is_file()) if rec.is_dir() else 0
+
     # -- the real ssh client for each path --------------------------------------------------
     def _common(self, cipher: str) -> list[str]:
         return [

@@ -95,17 +95,21 @@ def bulk(env: BenchEnv, path: str, cipher: str, file: Path) -> dict[str, float]:
     connection set-up (``mb_s_end_to_end``), and the middle's CPU seconds per GB."""
     size = file.stat().st_size
     cpu0 = _middle_cpu(env, path)
+    rec0 = env.recording_bytes() if path == "bastion" else 0
     got, first, end = _drain(env.ssh_args(path, f"cat {file}", cipher), timeout=600)
     time.sleep(REAP_WAIT)
     cpu = _middle_cpu(env, path) - cpu0
     if got != size:
         raise BenchError(f"{path}: received {got} of {size} bytes")
-    return {
+    out = {
         "mb_s": size / max(end - first, 1e-9) / 1e6,
         "mb_s_end_to_end": size / end / 1e6,
         "cpu_s_per_gb": cpu / (size / 1e9),
         "seconds": end,
     }
+    if path == "bastion":  # the recording this transfer added, per byte moved
+        out["recording_per_byte"] = (env.recording_bytes() - rec0) / size
+    return out
 
 
 def streams(env: BenchEnv, path: str, count: int, file: Path) -> dict[str, float]:

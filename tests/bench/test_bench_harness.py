@@ -33,6 +33,12 @@ def test_bench_tiny_run_reports_every_figure(tmp_path: Path) -> None:
                       ("mb_s", "mb_s_end_to_end", "cpu_s_per_gb"))  # fmt: skip
         assert set(fig["bulk"][cipher]["ratios"]) == {"bastion/direct", "bastion/jump",
                                                       "jump/direct"}  # fmt: skip
+    for kind in ("zeros", "random"):  # binary bulk, side by side with the text bulk
+        for path in PATHS:
+            _positive(fig["bulk_binary"][kind]["paths"][path], ("mb_s", "cpu_s_per_gb"))
+        # the recording of a binary transfer stays near the bytes moved (format 2)
+        assert 0.9 < fig["bulk_binary"][kind]["paths"]["bastion"]["recording_per_byte"] < 1.3
+    assert 0.5 < fig["bulk"][CIPHERS[0]]["paths"]["bastion"]["recording_per_byte"] < 1.5
     for path in PATHS:
         _positive(fig["streams"]["paths"][path], ("mb_s",))
         _positive(fig["setup"]["paths"][path], ("wall_ms", "cpu_ms"))
@@ -44,12 +50,14 @@ def test_bench_tiny_run_reports_every_figure(tmp_path: Path) -> None:
     _positive(fig["idle"]["jump"]["5"], ("kib_per_session",))
     _positive(fig["gate"], ("decisions_per_s", "p50_us", "p99_us"))
     _positive(fig["masker"], ("plain_mb_s",))
-    assert len(result["goals"]) == 8
+    assert len(result["goals"]) == 13
     assert all(g["pass"] in (True, False, None) for g in result["goals"])
     assert result["settings"]["mode"] == "quick+tiny"
     assert len(result["loadavg"]["start"]) == 3
     md = (tmp_path / "results.md").read_text()
     assert "| echo round trip pty, p50 µs |" in md and "## Goals" in md
+    assert "| bulk 2 MiB of random (binary) aes128-gcm, MB/s |" in md
+    assert "recording bytes per byte moved" in md
 
 
 def test_bench_refuses_bad_runs(tmp_path: Path) -> None:
