@@ -392,8 +392,8 @@ def _glob_hits(argument: str, class_glob: str) -> bool:
             return False
     # A leading `**/` also matches no folder at all (`.env` is `**/.env`), which the token
     # intersection below does not model: try the glob without it too.
-    return may_intersect(argument, class_glob) or (
-        class_glob.startswith("**/") and may_intersect(argument, class_glob[3:])
+    return may_intersect(argument, class_glob, True) or (
+        class_glob.startswith("**/") and may_intersect(argument, class_glob[3:], True)
     )
 
 
@@ -477,9 +477,13 @@ def _common_char(a: _Token, b: _Token) -> bool:
 
 
 @functools.lru_cache(maxsize=16384)
-def may_intersect(a: str, b: str) -> bool:
+def may_intersect(a: str, b: str, shell_dots: bool = False) -> bool:
     """True if some path matches both globs (``*``/``?`` stay within a component, ``**`` spans
-    components, ``[...]`` is any one character). Decided exactly for those forms."""
+    components, ``[...]`` is any one character). Decided exactly for those forms.
+
+    ``shell_dots``: ``a`` is a glob the shell expands, where a ``*`` or ``?`` that begins a
+    component does not match a leading ``.`` (bash without ``dotglob``): ``*.tmp`` never names
+    ``.psqlrc-x.tmp``. ``**`` is left as it is (over-approximated)."""
     ta, ha, sa, slashes_a, dstar_a = _profile(a)
     tb, hb, sb, slashes_b, dstar_b = _profile(b)
     # Cheap necessary conditions first: the literal heads and tails must agree, and only `**`
@@ -488,33 +492,54 @@ def may_intersect(a: str, b: str) -> bool:
         return False
     if (slashes_b > slashes_a and not dstar_a) or (slashes_a > slashes_b and not dstar_b):
         return False
-    seen: set[tuple[int, int]] = set()
-    stack = [(0, 0)]
+    # With shell_dots: does the component of `a` that token k is in begin with a wildcard?
+    wild_start: list[bool] = []
+    first = True
+    starts_wild = False
+    for kind, char in ta:
+        if first:
+            starts_wild = shell_dots and kind in ("star", "one")
+            first = False
+        wild_start.append(starts_wild)
+        if (kind, char) == ("lit", "/"):
+            first = True
+    # State: positions in a and b, and whether no character of a's current component has been
+    # matched yet (its first character may not be a "." when the component starts with a
+    # wildcard, even one that matches nothing: `*.*` never names `.azure`).
+    seen: set[tuple[int, int, bool]] = set()
+    stack = [(0, 0, True)]
     steps = 0
     while stack:
         steps += 1
         if steps & 1023 == 0:
             budget.check()  # a hostile glob can cost ~1 s here: bounded by the decision budget
-        i, j = stack.pop()
-        if (i, j) in seen:
+        i, j, fresh = stack.pop()
+        if (i, j, fresh) in seen:
             continue
-        seen.add((i, j))
+        seen.add((i, j, fresh))
         if i == len(ta) and j == len(tb):
             return True
         a_tok = ta[i] if i < len(ta) else None
         b_tok = tb[j] if j < len(tb) else None
+        if fresh and b_tok == ("lit", ".") and i < len(ta) and wild_start[i]:
+            continue  # the shell's leading-dot rule: this component cannot start with "."
         if a_tok is not None and a_tok[0] in ("star", "dstar"):
-            stack.append((i + 1, j))  # the wildcard matches nothing more
+            stack.append((i + 1, j, fresh))  # the wildcard matches nothing more
         if b_tok is not None and b_tok[0] in ("star", "dstar"):
-            stack.append((i, j + 1))
+            stack.append((i, j + 1, fresh))
         if a_tok is None or b_tok is None or not _common_char(a_tok, b_tok):
             continue
         a_stays = a_tok[0] in ("star", "dstar")
         b_stays = b_tok[0] in ("star", "dstar")
         if a_stays and b_stays:
-            continue  # both absorb the character: same state; the skips above cover progress
+            # Both absorb a character: the same positions (the skips above cover progress),
+            # but the component now has a first character, which both can make a non-dot.
+            if fresh:
+                stack.append((i, j, False))
+            continue
         # A "/" can only be absorbed by "**"; _common_char already excluded star/one with "/".
-        stack.append((i if a_stays else i + 1, j if b_stays else j + 1))
+        slash = ("lit", "/") in (a_tok, b_tok)  # a new component starts after it
+        stack.append((i if a_stays else i + 1, j if b_stays else j + 1, slash))
     return False
 
 

@@ -159,11 +159,14 @@ def test_startup_near_miss(path: str) -> None:
     [("~/.ssh/id_*", True), ("~/.ssh/*.pub", False), ("~/.ssh/id_*.pub", False),
      (".env*", True), (".env.*", True), ("*.pem", True), ("certs/*.key", True),
      ("src/*.py", False), (".*", False), ("dist/*", False), ("~/.kube/*", True),
-     ("config/*.json", False), ("*.tfstate", True), ("id_*", True), ("*credentials*", True)],
+     ("config/*.json", False), ("*.tfstate", True), ("id_*", True),
+     # the shell's leading-dot rule: a wildcard never expands to `.git-credentials` or `.env`
+     ("*credentials*", False), (".*credentials*", True), ("*env", False), ("~/*/.env", True)],
 )
 def test_glob_arguments(glob: str, secret: bool) -> None:
     """A glob argument is secret when it can expand to a secret, unless every expansion is
-    excluded (the public halves)."""
+    excluded (the public halves). Expansion follows bash (no dotglob): a component that starts
+    with a wildcard never names a dotfile."""
     assert ("secret" in CLASSES.classify(glob, LOGIN)) is secret
 
 
