@@ -390,38 +390,16 @@ class ApprovalBroker:
                 )
                 changes.append(closed)
                 refusal = f"request {request_id} expired"
-            elif op is None:
-                match_totp(_DUMMY_SECRET, totp, now)  # the same work as for a real operator
-                refusal, refusal_kind = BAD_CREDENTIALS, "credentials"
-            elif op.locked_until > now:
-                refusal = (
-                    f"operator {operator!r} is locked for {int(op.locked_until - now) + 1}s "
-                    "after repeated wrong codes"
-                )
-                refusal_kind = "locked"
             else:
-                step = match_totp(op.totp_secret, totp, now)
-                if step is None:
-                    if via != "web":
-                        failures = op.failures + 1
-                        locked = now + LOCKOUT_SECONDS if failures >= MAX_FAILURES else 0.0
-                        await conn.execute(
-                            "UPDATE approval_operators SET failures = ?, locked_until = ? "
-                            "WHERE name = ?",
-                            (0 if locked else failures, locked, op.name),
-                        )
-                    refusal, refusal_kind = BAD_CREDENTIALS, "credentials"
-                elif step <= op.last_step:
-                    refusal = "this TOTP code was already used; wait for the next one"
+                checked = await _check_code(conn, op, operator, totp, now,
+                                            count_failure=via != "web")
+                if isinstance(checked, tuple):
+                    refusal, refusal_kind = checked
                 else:
-                    await conn.execute(
-                        "UPDATE approval_operators SET last_step = ?, failures = 0 WHERE name = ?",
-                        (step, op.name),
-                    )
-                    refusal = _operator_refusal(op, request)
+                    refusal = _operator_refusal(checked, request)
                     if refusal is None:
                         outcome, change = await self._record_decision(
-                            conn, request, op.name, approve, reason, via, now
+                            conn, request, checked.name, approve, reason, via, now
                         )
                         changes.append(change)
         for change in changes:
@@ -466,53 +444,38 @@ class ApprovalBroker:
         refusal: str | None = None
         refusal_kind = "other"
         async with self.db.transaction() as conn:
-            op = await load_operator(conn, operator)
-            if op is None:
-                match_totp(_DUMMY_SECRET, totp, now)
-                refusal, refusal_kind = BAD_CREDENTIALS, "credentials"
-            elif op.locked_until > now:
-                refusal = (
-                    f"operator {operator!r} is locked for {int(op.locked_until - now) + 1}s "
-                    "after repeated wrong codes"
-                )
-                refusal_kind = "locked"
+            checked = await _check_code(conn, await load_operator(conn, operator), operator,
+                                        totp, now, count_failure=False)
+            if isinstance(checked, tuple):
+                refusal, refusal_kind = checked
             else:
-                step = match_totp(op.totp_secret, totp, now)
-                if step is None:
-                    refusal, refusal_kind = BAD_CREDENTIALS, "credentials"
-                elif step <= op.last_step:
-                    refusal = "this TOTP code was already used; wait for the next one"
-                else:
-                    await conn.execute(
-                        "UPDATE approval_operators SET last_step = ?, failures = 0 WHERE name = ?",
-                        (step, op.name),
+                op = checked
+                for request_id, digest in ids:
+                    request = await self._load(conn, request_id)
+                    why: str | None
+                    if request is None:
+                        why = f"no approval request {request_id}"
+                    elif request.state != "pending":
+                        why = f"request {request_id} is already {request.state}"
+                    elif now >= request.expires_at:
+                        changes.append(await self._transition(
+                            conn, request, "expired", "nobody decided before the deadline", now
+                        ))  # fmt: skip
+                        why = f"request {request_id} expired"
+                    elif not hmac.compare_digest(digest, self.units_digest(request)):
+                        why = f"request {request_id} is not the command you were shown"
+                    else:
+                        why = _operator_refusal(op, request)
+                    if why is not None:
+                        results.append((request_id, why))
+                        continue
+                    assert request is not None
+                    outcome, change = await self._record_decision(
+                        conn, request, op.name, approve, reason, via, now
                     )
-                    for request_id, digest in ids:
-                        request = await self._load(conn, request_id)
-                        why: str | None
-                        if request is None:
-                            why = f"no approval request {request_id}"
-                        elif request.state != "pending":
-                            why = f"request {request_id} is already {request.state}"
-                        elif now >= request.expires_at:
-                            changes.append(await self._transition(
-                                conn, request, "expired", "nobody decided before the deadline", now
-                            ))  # fmt: skip
-                            why = f"request {request_id} expired"
-                        elif not hmac.compare_digest(digest, self.units_digest(request)):
-                            why = f"request {request_id} is not the command you were shown"
-                        else:
-                            why = _operator_refusal(op, request)
-                        if why is not None:
-                            results.append((request_id, why))
-                            continue
-                        assert request is not None
-                        outcome, change = await self._record_decision(
-                            conn, request, op.name, approve, reason, via, now
-                        )
-                        change.fields["batch"] = len(ids)
-                        changes.append(change)
-                        results.append((request_id, outcome))
+                    change.fields["batch"] = len(ids)
+                    changes.append(change)
+                    results.append((request_id, outcome))
         for change in changes:
             await self._audit(change)
             self._wake(change.request.id)
@@ -799,6 +762,38 @@ class ApprovalBroker:
             )
         except AuditError as exc:  # the refusal stands either way
             log.error("audit.failed", extra={"ctx": {"request": request_id, "error": str(exc)}})
+
+
+async def _check_code(
+    conn: Any, op: Operator | None, name: str, totp: str, now: float, *, count_failure: bool
+) -> Operator | tuple[str, str]:
+    """The operator when ``totp`` is a fresh, right code (its step is spent), else the refusal
+    and its kind. An unknown name does the same work as a wrong code and gets the same answer;
+    ``count_failure`` adds a wrong code to the operator's lockout count (not for the web page,
+    whose guessing limits are per address and request: bastion/approval/guard.py)."""
+    if op is None:
+        match_totp(_DUMMY_SECRET, totp, now)  # the same work as for a real operator
+        return BAD_CREDENTIALS, "credentials"
+    if op.locked_until > now:
+        return (f"operator {name!r} is locked for {int(op.locked_until - now) + 1}s after"
+                " repeated wrong codes", "locked")
+    step = match_totp(op.totp_secret, totp, now)
+    if step is None:
+        if count_failure:
+            failures = op.failures + 1
+            locked = now + LOCKOUT_SECONDS if failures >= MAX_FAILURES else 0.0
+            await conn.execute(
+                "UPDATE approval_operators SET failures = ?, locked_until = ? WHERE name = ?",
+                (0 if locked else failures, locked, op.name),
+            )
+        return BAD_CREDENTIALS, "credentials"
+    if step <= op.last_step:
+        return "this TOTP code was already used; wait for the next one", "other"
+    await conn.execute(
+        "UPDATE approval_operators SET last_step = ?, failures = 0 WHERE name = ?",
+        (step, op.name),
+    )
+    return op
 
 
 def _operator_refusal(op: Operator, request: ApprovalRequest) -> str | None:
